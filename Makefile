@@ -1,0 +1,36 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PIP     := $(BIN)/python -m pip
+
+.PHONY: demo test test-fast fuzz bench graphviz clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+# Graphviz's `dot` renders diagrams; install it when missing (Debian/Ubuntu, as root or via sudo).
+graphviz:
+	@command -v dot >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq graphviz >/dev/null; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo apt-get install -y -qq graphviz >/dev/null; \
+	  else echo "warning: Graphviz's 'dot' is missing; install it with: apt-get install -y graphviz"; fi; }
+
+demo: $(STAMP) graphviz
+	$(BIN)/nnspec check specs/digits_cnn.nn
+	$(BIN)/nnspec summary specs/digits_cnn.nn
+
+# pytest exits 5 when it collects no test: that is a failure of the set-up, not a pass.
+test: $(STAMP) graphviz
+	$(BIN)/python -m pytest -n 2 -q tests; rc=$$?; \
+	  if [ $$rc = 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q -m "not slow" tests
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info
