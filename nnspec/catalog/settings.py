@@ -1,0 +1,61 @@
+"""`train { }` and `search { }` settings, learning-rate schedules and data sources."""
+from __future__ import annotations
+
+from .base import FunctionEntry
+from .schema import Param
+
+F = FunctionEntry
+
+# Each train setting takes one value; its Param states the type.
+TRAIN_SETTINGS: tuple[Param, ...] = (
+    Param("data", "any", None, doc="data source: sklearn.iris, logic.xor, synthetic(n=...), csv(\"f.csv\", target=\"y\"), npz(\"f.npz\")"),
+    Param("epochs", "int", 10, min=1, doc="passes over the training data"),
+    Param("steps", "int", None, min=1, doc="stop after this many optimizer steps in all"),
+    Param("batch_size", "int|enum", 32, min=1, choices=("full",),
+          doc="1 = stochastic GD, full = batch GD, otherwise mini-batch"),
+    Param("validation", "float", 0.0, min=0.0, max=0.9, doc="fraction held out for validation (stratified)"),
+    Param("seed", "int", 0, min=0, doc="seed for initialization, shuffling and splits"),
+    Param("shuffle", "bool", True, doc="reshuffle the training data every epoch"),
+    Param("standardize", "bool", True, doc="standardize tabular features (fitted on the training split)"),
+    Param("schedule", "any", None, doc="learning-rate schedule: step(every, gamma), cosine, exponential(gamma), reduce_on_plateau(factor, patience)"),
+    Param("warmup", "int", 0, min=0, doc="epochs of linear learning-rate warm-up"),
+    Param("early_stopping", "int", None, min=1, doc="stop after this many epochs without improvement of `monitor`"),
+    Param("monitor", "name", None, doc="the value early stopping and best.pt follow (default val_loss, or loss)"),
+    Param("clip_grad_norm", "float", None, min=0.0, min_exclusive=True, doc="clip the global gradient norm"),
+    Param("clip_grad_value", "float", None, min=0.0, min_exclusive=True, doc="clip each gradient element"),
+    Param("class_weights", "any", None, doc="balanced, or a list with one weight per class"),
+)
+
+SEARCH_SETTINGS: tuple[Param, ...] = (
+    Param("trials", "int", 20, min=1, doc="number of trials"),
+    Param("sampler", "enum", "tpe", choices=("random", "tpe"), doc="how trials are chosen"),
+    Param("objective", "any", None, doc="minimize|maximize METRIC, e.g. maximize val_auc (default: minimize val_loss)"),
+    Param("timeout", "float", None, min=0.0, min_exclusive=True, doc="stop starting trials after this many seconds"),
+    Param("pruner", "enum", "none", choices=("none", "median", "successive_halving"),
+          doc="stop unpromising trials early from their per-epoch validation metric"),
+    Param("seed", "int", 0, min=0, doc="seed of the sampler"),
+)
+
+SCHEDULES: tuple[FunctionEntry, ...] = (
+    F("step", (Param("every", "int", 10, min=1), Param("gamma", "float", 0.1, min=0.0, min_exclusive=True)),
+      doc="multiply the learning rate by gamma every `every` epochs"),
+    F("cosine", (Param("min_lr", "float", 0.0, min=0.0),), doc="cosine annealing over the run's epochs"),
+    F("exponential", (Param("gamma", "float", 0.95, min=0.0, min_exclusive=True),),
+      doc="multiply the learning rate by gamma every epoch"),
+    F("reduce_on_plateau", (Param("factor", "float", 0.1, min=0.0, min_exclusive=True, max=1.0),
+                            Param("patience", "int", 5, min=0), Param("min_lr", "float", 0.0, min=0.0)),
+      doc="multiply the learning rate by factor when `monitor` stops improving"),
+)
+
+SKLEARN_SETS = ("iris", "digits", "wine", "breast_cancer", "diabetes")
+LOGIC_TABLES = ("and", "or", "xor", "nand", "nor")
+
+DATA_SOURCES: tuple[FunctionEntry, ...] = (
+    *(F(f"sklearn.{n}", doc=f"scikit-learn's bundled {n} data set") for n in SKLEARN_SETS),
+    *(F(f"logic.{n}", doc=f"the truth table of logical {n.upper()} (4 rows)") for n in LOGIC_TABLES),
+    F("synthetic", (Param("n", "int", 1024, min=1), Param("seed", "int", 0, min=0)),
+      doc="random data matched to the inputs and the task, with a learnable signal"),
+    F("csv", (Param("path", "str"), Param("target", "str", None), Param("delimiter", "str", ",")),
+      doc="a CSV file with a header; `target` names the label column (default: the last)"),
+    F("npz", (Param("path", "str"),), doc="a NumPy .npz with arrays x and y (or one array per input name, and y)"),
+)

@@ -1,0 +1,68 @@
+"""The front door: source text -> parse -> lower -> check, with every diagnostic collected."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .check import Checked, check_spec
+from .diagnostics import Diagnostic, Sink, SpecError, UserError, render_all
+from .lower import lower
+from .parse import decode, parse_text
+
+
+@dataclass(frozen=True)
+class Result:
+    filename: str
+    source: str
+    checked: Checked | None  # None when the spec did not parse
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.is_error for d in self.diagnostics)
+
+    def render(self) -> str:
+        return render_all(self.diagnostics, self.filename, self.source)
+
+
+def check_text(text: str, filename: str = "<spec>") -> Result:
+    try:
+        parsed = parse_text(text)
+    except SpecError as err:
+        return Result(filename, text, None, err.diagnostics)
+    sink = Sink()
+    spec = lower(parsed.tree, sink)
+    checked = check_spec(spec, sink)
+    return Result(filename, text, checked, checked.diagnostics)
+
+
+def read_source(path: str | Path) -> tuple[str | None, Result | None]:
+    """Read a spec file; a binary or non-UTF-8 file is a Result with its diagnostic."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"no such file: {p}", help="check the path") from None
+    except IsADirectoryError:
+        raise UserError(f"{p} is a directory, not a spec file") from None
+    except PermissionError:
+        raise UserError(f"cannot read {p}: permission denied") from None
+    text, diag = decode(data)
+    if diag is not None:
+        return None, Result(str(path), data.decode("utf-8", "replace"), None, (diag,))
+    return text, None
+
+
+def check_file(path: str | Path) -> Result:
+    text, failed = read_source(path)
+    if failed is not None:
+        return failed
+    return check_text(text, str(path))
+
+
+def load_checked(path: str | Path) -> Result:
+    """Check a file and raise SpecError (with the rendered diagnostics) unless it is valid."""
+    result = check_file(path)
+    if not result.ok:
+        raise SpecError(result.diagnostics)
+    return result
