@@ -1,0 +1,1 @@
+"""Backends read the checked graph IR, never parse trees."""
