@@ -50,6 +50,12 @@ class Checked:
         return not any(d.is_error for d in self.diagnostics)
 
 
+def header_span(spec: ir.Spec) -> Span:
+    """`model NAME`: where diagnostics about the whole model point (not the whole body)."""
+    sp = spec.span
+    return Span(sp.line, sp.col, sp.line, sp.col + len("model ") + len(spec.name))
+
+
 def snake(name: str) -> str:
     return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()
 
@@ -86,6 +92,56 @@ class Elaborator:
                            help="choose another name for the block")
             self.blocks[b.name] = b
         self.repeat_spaces: tuple[ir.Space, ...] = ()
+        self._check_recursion()
+
+    # ------------------------------------------------------------ blocks calling blocks
+    def _block_calls(self, block: ir.Block) -> list[tuple[str, Span]]:
+        """The blocks a block's body uses, with the span of each use, in source order."""
+        found: list[tuple[str, Span]] = []
+        todo: list = [st.expr for st in block.body]
+        while todo:
+            e = todo.pop()
+            if isinstance(e, ir.Call):
+                if e.name in self.blocks:
+                    found.append((e.name, e.span))
+                todo.extend(a.value for a in e.args)
+            elif isinstance(e, ir.Ident) and e.name in self.blocks:
+                found.append((e.name, e.span))
+            elif isinstance(e, (ir.Chain, ir.ListExpr)):
+                todo.extend(e.items)
+            elif isinstance(e, ir.Add):
+                todo.extend(e.terms)
+            elif isinstance(e, ir.Mul):
+                todo.extend((e.left, e.right))
+            elif isinstance(e, ir.Group):
+                todo.append(e.inner)
+            elif isinstance(e, ir.Space):
+                todo.extend(e.options)
+        return sorted(found, key=lambda f: (f[1].line, f[1].col))
+
+    def _check_recursion(self) -> None:
+        """Report every cycle among blocks once, at the use that closes it, used or not."""
+        state: dict[str, str] = {}  # "active" while on the path, "done" after
+        for root in self.blocks:
+            if root in state:
+                continue
+            path, stack = [root], [iter(self._block_calls(self.blocks[root]))]
+            state[root] = "active"
+            while stack:
+                step = next(stack[-1], None)
+                if step is None:
+                    state[path.pop()] = "done"
+                    stack.pop()
+                    continue
+                callee, span = step
+                if state.get(callee) == "active":
+                    cycle = path[path.index(callee):] + [callee]
+                    self.sink.error("E202", f"block '{callee}' uses itself (recursion through {' -> '.join(cycle)})",
+                                    span, help="blocks cannot be recursive; repeat with `Block(...) * n` instead")
+                elif callee not in state:
+                    state[callee] = "active"
+                    path.append(callee)
+                    stack.append(iter(self._block_calls(self.blocks[callee])))
 
     # ------------------------------------------------------------ graph building
     def run(self) -> ir.Graph:
@@ -102,15 +158,15 @@ class Elaborator:
             self._add(ir.Node(inp.name, "input", "input", {}, (), t, inp.span), named=True)
             env[inp.name] = inp.name
         if not self.spec.inputs:
-            self.sink.error("E011", "the model declares no input", self.spec.span,
+            self.sink.error("E011", "the model declares no input", header_span(self.spec),
                             help="declare one, e.g. `input x: [4]` (shape without the batch dimension)")
         if not self.spec.layers:
-            where = self.spec.sections.get("layers", self.spec.span)
+            where = self.spec.sections.get("layers", header_span(self.spec))
             self.sink.error("E011", "the model has no layers", where,
                             help="add a `layers { ... }` section, e.g. layers { Dense(1) }")
         top = _Scope((), env, {}, ())
         top.defined = {k: seen[k] for k in env}
-        default = env[self.spec.inputs[0].name] if len(self.spec.inputs) == 1 else None
+        default = next(iter(env.values())) if len(env) == 1 else None  # one input (declared once, or twice: E015)
         out = self._stmts(self.spec.layers, top, default)
         for name, sp in top.defined.items():
             if name not in top.used and name != (self.nodes[out].alias if out in self.nodes else None):
@@ -149,7 +205,7 @@ class Elaborator:
                 if result is not None:
                     scope.env[st.target] = result
                     self.aliases.setdefault(result, st.target)
-                scope.defined[st.target] = st.span
+                scope.defined[st.target] = Span(st.span.line, st.span.col, st.span.line, st.span.col + len(st.target))
                 scope.used.discard(st.target)
             current = result
         return current
@@ -187,24 +243,44 @@ class Elaborator:
         items = expr.items if isinstance(expr, ir.Chain) else (expr,)
         first, rest = items[0], items[1:]
         if self._is_tensor(first, scope):
-            x = self._tensor(first, scope)
+            x = self._tensor(first, scope) or self._placeholder(scope, first.span, ())
+        elif self._is_unknown_name(first, scope):
+            self._undefined(first, scope)
+            x = self._placeholder(scope, first.span, ())
         else:
             if current is None:
                 self._no_current(first, scope)
-                return None
+                current = self._placeholder(scope, first.span, ())
             scope.used.update(k for k, v in scope.env.items() if v == current)
             x = self._apply(first, current, scope)
         for op in rest:
             if self._is_tensor(op, scope) and not isinstance(op, ir.Call):
                 self.sink.error("E204", f"tensor '{_show(op)}' cannot follow `->`: only layers, activations and blocks can",
                                 op.span, help="to combine tensors use `+` or concat(a, b)")
-                return None
-            x = self._apply(op, x, scope) if x is not None else None
+                x = self._placeholder(scope, op.span, (x,))
+                continue
+            x = self._apply(op, x, scope)
         return x
 
+    def _is_unknown_name(self, expr: ir.Expr, scope: _Scope) -> bool:
+        """A lower-case bare name that is no tensor, layer, activation, block or parameter: a
+        mistyped tensor name (`hiden -> Dense(2)`), reported as undefined, not as a layer."""
+        if not isinstance(expr, ir.Ident) or not expr.name[:1].islower():
+            return False
+        known = (scope.env, scope.params, self.blocks, catalog.layers, catalog.activations, catalog.losses,
+                 catalog.metrics, catalog.optimizers)
+        return not any(expr.name in k for k in known)
+
+    def _placeholder(self, scope: _Scope, span: Span, inputs: tuple[str, ...]) -> str:
+        """Stands for the result of an operation that was reported as wrong, so that checking
+        goes on after it (arguments of later layers are still checked; shapes are unknown) and
+        a name bound to it stays defined (no cascade of `not defined` errors)."""
+        node = ir.Node(self._fresh(scope, "invalid"), "invalid", "invalid", {}, inputs, None, span, scope.prefix)
+        return self._add(node)
+
     def _no_current(self, first: ir.Expr, scope: _Scope) -> None:
-        if len(self.spec.inputs) > 1 and not scope.prefix:
-            names = ", ".join(i.name for i in self.spec.inputs)
+        names = ", ".join(dict.fromkeys(i.name for i in self.spec.inputs))
+        if "," in names and not scope.prefix:
             self.sink.error("E208", "with several inputs, a chain must start from a named tensor",
                             first.span, help=f"start it with one of: {names} (e.g. `{self.spec.inputs[0].name} -> ...`)")
         elif isinstance(first, ir.Ident) and first.name not in catalog.layers and first.name not in catalog.activations \
@@ -213,7 +289,8 @@ class Elaborator:
 
     def _undefined(self, ident: ir.Ident, scope: _Scope) -> None:
         pool = list(scope.env) + (["in"] if scope.prefix else [])
-        hint = suggest(ident.name, pool + catalog.layers.spellings + catalog.activations.spellings + list(self.blocks))
+        hint = suggest(ident.name, pool) or \
+            suggest(ident.name, catalog.layers.spellings + catalog.activations.spellings + list(self.blocks))
         self.sink.error("E200", f"'{ident.name}' is not defined", ident.span,
                         help=hint or (f"defined tensors here: {', '.join(pool)}" if pool else None))
 
@@ -290,7 +367,12 @@ class Elaborator:
         return ir.TensorType(tuple(shape))
 
     # ------------------------------------------------------------ applying operations
-    def _apply(self, op: ir.Expr, x: str, scope: _Scope) -> str | None:
+    def _apply(self, op: ir.Expr, x: str, scope: _Scope) -> str:
+        """Apply one operation to the tensor `x`; a wrong one yields a placeholder (reported)."""
+        result = self._apply_op(op, x, scope)
+        return result if result is not None else self._placeholder(scope, op.span, (x,))
+
+    def _apply_op(self, op: ir.Expr, x: str, scope: _Scope) -> str | None:
         op = self._resolve(op, scope) if isinstance(op, ir.Ident) and op.name in scope.params else op
         if isinstance(op, ir.Space):
             return self._apply_space(op, x, scope)
@@ -315,8 +397,6 @@ class Elaborator:
     def _chain_ops(self, expr: ir.Expr, x: str, scope: _Scope) -> str | None:
         items = expr.items if isinstance(expr, ir.Chain) else (expr,)
         for op in items:
-            if x is None:
-                return None
             x = self._apply(op, x, scope)
         return x
 
@@ -342,16 +422,19 @@ class Elaborator:
         if isinstance(value, bool) or not isinstance(value, int):
             self.sink.error("E207", f"a repetition count must be a whole number; received {_show(count_expr)}",
                             op.right.span, help="write e.g. `Residual(16) * 3`")
-            return None
-        if value < 1 or value > MAX_REPEAT:
+            value = 0
+        elif value < 1 or value > MAX_REPEAT:
             self.sink.error("E207", f"a repetition count must be between 1 and {MAX_REPEAT}; received {value}",
-                            op.right.span)
+                            op.right.span, help="write e.g. `Residual(16) * 3`")
+            value = 0
+        if value == 0:  # still check what would be repeated, once
+            self._apply(op.left, x, scope)
             return None
         start = len(self.order)
         for _ in range(value):
-            if x is None:
-                return None
             x = self._apply(op.left, x, scope)
+            if self.nodes[x].op == "invalid":
+                break  # reported once; repeating it would only repeat the report
         if space is not None:
             self._mark_searched(start, "repeat", space)
         return x
@@ -402,13 +485,16 @@ class Elaborator:
         if any(v is None and not p.required and p.default is not None for p, v in
                ((p, values.get(p.name)) for p in entry.params if p.name in values)) or \
                 any(values.get(p.name) is None and p.required for p in entry.params if p.name in values):
-            return None  # an argument was wrong: reported already; its shape cannot be inferred
-        name = self._fresh(scope, snake(kind))
-        out, params = self._infer(entry, values, x, call, name)
-        node = ir.Node(name, "layer", kind, values, (x,), out, call.span, scope.prefix, searched,
-                       params[0] + params[1], params[1])
-        self._add(node)
-        if activation is None or out is None:
+            # an argument was wrong: reported already; the shape cannot be inferred, but a
+            # written `activation=` is still checked
+            name = self._placeholder(scope, call.span, (x,))
+        else:
+            name = self._fresh(scope, snake(kind))
+            out, params = self._infer(entry, values, x, call, name)
+            node = ir.Node(name, "layer", kind, values, (x,), out, call.span, scope.prefix, searched,
+                           params[0] + params[1], params[1])
+            self._add(node)
+        if activation is None:
             return name
         act_call = self._as_activation(activation, bound, call)
         return self._activation(act_call, name, scope) if act_call is not None else None
@@ -480,9 +566,7 @@ class Elaborator:
     def _block(self, call: ir.Call, x: str, scope: _Scope) -> str | None:
         block = self.blocks[call.name]
         if block.name in scope.block_stack:
-            self.sink.error("E202", f"block '{block.name}' uses itself (recursion through {' -> '.join(scope.block_stack + (block.name,))})",
-                            call.span, help="blocks cannot be recursive; repeat with `Block(...) * n` instead")
-            return None
+            return None  # a cycle: reported once by _check_recursion
         bound = self._bind_block_args(block, call, scope)
         if bound is None:
             return None
@@ -502,7 +586,8 @@ class Elaborator:
         sink = Sink()
         bound = bind(params, call, f"block {block.name}", sink, lambda e: self._resolve(e, scope))
         for d in sink.items:
-            self.sink.add(replace(d, code="E203") if d.code in ("E106", "E110") else d)
+            self.sink.add(replace(d, code="E203", message=d.message.replace(" (any)", ""))
+                          if d.code in ("E106", "E110") else d)
         if sink.has_errors:
             return None
         exprs: dict[str, ir.Expr] = {}
@@ -547,7 +632,7 @@ def _check_loss(spec: ir.Spec, graph: ir.Graph, sink: Sink) -> tuple[tuple, Task
         terms.append((term.weight, entry, bound.values, term))
     if not spec.loss and "loss" not in spec.sections:
         sink.warning("W012", "the model has no `loss`: it can be checked and drawn, not trained",
-                     spec.span, help="add e.g. `loss categorical_crossentropy`")
+                     header_span(spec), help="add e.g. `loss categorical_crossentropy`")
     out = graph.output_node
     if not terms or out is None or out.out is None:
         return tuple((w, e.name, v) for w, e, v, _ in terms), None
@@ -636,7 +721,8 @@ def _check_optimizer(spec: ir.Spec, graph: ir.Graph, sink: Sink):
     layers = [n for n in graph.nodes if n.op != "input"]
     if "no_gradient" in entry.traits:
         kinds = [n.kind for n in layers]
-        if kinds != ["Dense", "step"] or len(graph.inputs) != 1:
+        already_wrong = any(n.op == "invalid" for n in layers)  # reported; the kinds are not known
+        if not already_wrong and (kinds != ["Dense", "step"] or len(graph.inputs) != 1):
             sink.error("E402", "the Perceptron rule trains a single Dense layer followed by `step`; "
                        f"this network has {', '.join(kinds) or 'no layers'}", call.span,
                        help="write `Dense(1) -> step`, or use a gradient optimizer such as SGD or Adam")
@@ -756,7 +842,7 @@ def _check_cross(checked_task: Task | None, train: dict, graph: ir.Graph, spec: 
     params_bytes = graph.total_params * 4
     if params_bytes > MAX_PARAM_BYTES:
         sink.error("E307", f"the model has {graph.total_params:,} parameters: {params_bytes / 2**30:,.1f} GiB in float32",
-                   spec.span, help="reduce layer sizes; this cannot be allocated")
+                   header_span(spec), help="reduce layer sizes; this cannot be allocated")
 
 
 def check_spec(spec: ir.Spec, sink: Sink) -> Checked:
@@ -767,7 +853,18 @@ def check_spec(spec: ir.Spec, sink: Sink) -> Checked:
     train = _check_settings(spec.train, TRAIN_SETTINGS, "train", sink)
     search = _check_settings(spec.search, SEARCH_SETTINGS, "search", sink)
     _check_cross(task, train, graph, spec, sink)
-    return Checked(spec, graph, task, loss, optimizer, metrics, train, search, tuple(sink.sorted()))
+    return Checked(spec, graph, task, loss, optimizer, metrics, train, search, _without_cascades(sink.sorted()))
+
+
+def _without_cascades(diags: list[Diagnostic]) -> tuple[Diagnostic, ...]:
+    """Drop value errors about a search space that is itself reported as malformed (E404):
+    the stand-in value lowering gave it (`choice()` -> 0) is not the user's."""
+    bad = [d.span for d in diags if d.code == "E404"]
+
+    def covers(outer: Span, inner: Span) -> bool:
+        return (outer.line, outer.col) <= (inner.line, inner.col) and \
+            (inner.end_line, inner.end_col) <= (outer.end_line, outer.end_col)
+    return tuple(d for d in diags if not (d.code in ("E107", "E108", "E109") and any(covers(d.span, b) for b in bad)))
 
 
 Loader = Callable[[str], ir.Spec]

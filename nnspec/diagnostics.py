@@ -87,8 +87,9 @@ class UserError(Exception):
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
     """`did you mean 'X'?` for the closest candidate, case-insensitively, or None."""
-    pool = sorted(set(candidates))
-    lowered = {c.lower(): c for c in pool}
+    lowered: dict[str, str] = {}
+    for c in candidates:  # the first spelling given wins: a canonical name before its aliases
+        lowered.setdefault(c.lower(), c)
     if name.lower() in lowered and lowered[name.lower()] != name:
         return f"did you mean '{lowered[name.lower()]}'?"
     close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)

@@ -28,16 +28,30 @@ TERMINAL_WORDS = {
 }
 
 
+MAX_NESTING = 64  # brackets or signs nested deeper than this are refused (E004), not a RecursionError
+
+
+class TooDeep(Exception):
+    def __init__(self, token: Token):
+        super().__init__("nesting too deep")
+        self.token = token
+
+
 class _NewlinePostLexer:
     """Drops newlines inside () and [], and before a continuing `->`, so chains and
-    argument lists may span lines; collapses runs of separators' newlines."""
+    argument lists may span lines; collapses runs of separators' newlines. Refuses nesting
+    deeper than MAX_NESTING, so that no later phase can run out of stack."""
 
     always_accept = ("_NL",)
 
     def process(self, stream):
         depth = 0
+        signs = 0
         pending_nl: Token | None = None
         for tok in stream:
+            signs = signs + 1 if tok.value == "-" else 0
+            if signs > MAX_NESTING or (depth >= MAX_NESTING and tok.value in ("(", "[")):
+                raise TooDeep(tok)
             if tok.type == "_NL":
                 if depth == 0 and pending_nl is None:
                     pending_nl = tok
@@ -94,6 +108,10 @@ def parse_text(text: str) -> Parsed:
         tree = _lark_parse(text, comments)
     except UnexpectedInput as exc:
         raise SpecError([_syntax_diagnostic(exc, text)]) from None
+    except TooDeep as exc:
+        raise SpecError([error("E004", f"the spec nests brackets or signs more than {MAX_NESTING} deep",
+                               Span.point(exc.token.line, exc.token.column),
+                               help="flatten the nesting of parentheses or lists")]) from None
     except RecursionError:
         raise SpecError([error("E004", "the spec nests too deeply to parse",
                                Span.point(1, 1), help="flatten the nesting of parentheses or lists")]) from None
@@ -119,54 +137,159 @@ def _describe_token(tok: Token) -> str:
     if tok.type == "$END":
         return "the end of the file"
     if tok.type == "_NL":
-        return "a new line"
+        return "end of line"
     if tok.type == "NAME" or tok.value in KEYWORDS:
         return f"'{tok.value}'"
     return f"'{tok.value}'"
 
 
+# Terminals that can start a value or a layer expression, and the keywords that can only
+# appear in an argument list as argument names (`GRU(32, layers=2)`).
+KEYWORD_TERMINALS = {"INT_KW", "MODEL", "INPUT", "BLOCK", "LAYERS", "LOSS", "OPTIMIZER", "METRICS", "TRAIN",
+                     "SEARCH", "TRUE", "FALSE"}
+VALUE_START = {"NAME", "NUMBER", "STRING", "LSQB", "LPAR", "MINUS", "TRUE", "FALSE"}
+KEY_KEYWORDS = {"INT_KW", "MODEL", "INPUT", "BLOCK", "LAYERS", "LOSS", "OPTIMIZER", "METRICS", "TRAIN", "SEARCH"}
+SECTION_KEYWORDS = {"INPUT", "BLOCK", "LAYERS", "LOSS", "OPTIMIZER", "METRICS", "TRAIN", "SEARCH"}
+SEPARATORS = {"_NL", "SEMICOLON"}
+
+
 def _expected_words(expected) -> list[str]:
-    words = {TERMINAL_WORDS.get(t, f"'{t.lower()}'") for t in expected}
-    return sorted(words)
+    """Lark's expected terminals said as a user thinks of them: `a value`, `a section`,
+    `a new line or ';'`, `')'`, rather than NAME, LSQB, __ANON_0 and friends."""
+    rest = set(expected)
+    phrases: list[str] = []
+    if {"NAME", "NUMBER", "STRING"} <= rest:
+        phrases.append("a value (a name, number, string, list or call)")
+        rest -= VALUE_START | KEY_KEYWORDS
+    if {"INPUT", "LAYERS", "LOSS"} <= rest:
+        phrases.append("a section (input, block, layers, loss, optimizer, metrics, train or search)")
+        rest -= SECTION_KEYWORDS
+    closers = [TERMINAL_WORDS[t] for t in ("RPAR", "RSQB", "RBRACE") if t in rest]
+    rest -= {"RPAR", "RSQB", "RBRACE"}
+    separators = [w for t, w in (("SEMICOLON", "';'"), ("_NL", "a new line")) if t in rest]
+    rest -= SEPARATORS
+    end = ["the end of the file"] if "$END" in rest else []
+    rest.discard("$END")
+    phrases += sorted(TERMINAL_WORDS.get(t, f"'{t.lower()}'") for t in rest)
+    return phrases + closers + separators + end
+
+
+def code_end(line: str) -> int:
+    """1-based column just after the last character of code on a line (comments excluded)."""
+    in_string = False
+    for i, ch in enumerate(line):
+        if ch == '"':
+            in_string = not in_string
+        elif ch == "#" and not in_string:
+            line = line[:i]
+            break
+    return len(line.rstrip()) + 1
 
 
 def _end_span(text: str) -> Span:
+    """Just after the last code of the file: trailing blank and comment lines are skipped."""
     lines = text.splitlines() or [""]
     last = len(lines)
-    while last > 1 and not lines[last - 1].strip():
+    while last > 1 and code_end(lines[last - 1]) == 1:
         last -= 1
-    col = len(lines[last - 1]) + 1
+    col = code_end(lines[last - 1])
     return Span(last, col, last, col + 1)
 
 
 def _syntax_diagnostic(exc: UnexpectedInput, text: str) -> Diagnostic:
     if isinstance(exc, UnexpectedCharacters):
-        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
-        shown = repr(char)[1:-1] if char.isprintable() else f"\\u{ord(char):04x}"
-        hint = "strings use double quotes" if char == "'" else None
-        return error("E003", f"unexpected character '{shown}'",
-                     Span.point(exc.line, exc.column), help=hint)
+        return _bad_character(exc, text)
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
-        expected = _expected_words(getattr(exc, "expected", ()) or ())
-        msg = "unexpected end of file"
-        if "'}'" in expected:
-            msg += ": a '{' block is not closed"
-        return error("E005", msg, _end_span(text),
-                     help=f"expected {_join(expected)}" if expected else None)
+        return _end_of_file(exc, text)
     assert isinstance(exc, UnexpectedToken)
     tok = exc.token
     expected = _expected_words(exc.expected)
     span = Span(tok.line, tok.column, tok.end_line or tok.line,
                 tok.end_column if tok.end_line == tok.line else tok.column + 1)
-    if tok.type == "_NL":
-        span = Span.point(tok.line, tok.column)
-    hint = None
+    if tok.type == "_NL":  # the line ends (perhaps in a comment) where more was expected
+        span = Span.point(tok.line, code_end(text.splitlines()[tok.line - 1]))
+    message = f"unexpected {_describe_token(tok)}"
+    if expected:
+        message += f": expected {_join(expected)}"
+    return error("E003", message, span, help=_syntax_hint(tok, set(exc.expected)))
+
+
+def _syntax_hint(tok: Token, expected: set[str]) -> str | None:
+    """One concrete way out, for the mistakes people make most."""
     if tok.type == "NAME":
-        kw = [w.strip("'") for w in expected if w.startswith("'") and w.strip("'").isalpha()]
-        hint = suggest(tok.value, kw)
-    if hint is None and expected:
-        hint = f"expected {_join(expected)}"
-    return error("E003", f"unexpected {_describe_token(tok)}", span, help=hint)
+        keywords = [TERMINAL_WORDS[t].strip("'") for t in expected if t in KEYWORD_TERMINALS]
+        hint = suggest(tok.value, keywords)
+        if hint:
+            return hint
+    if tok.type == "EQUAL":
+        return "sections and settings take no '=': write `loss mse`, `epochs 10`"
+    if tok.type == "MODEL" and "$END" in expected:
+        return "a file holds one model; put the second one in its own file"
+    if SEPARATORS & expected and tok.type in VALUE_START:
+        return "put each statement on its own line, or separate them with ';'"
+    if tok.type in ("RPAR", "RSQB", "COMMA") and "NAME" in expected:
+        return "a trailing or doubled ',' leaves an empty argument or list item"
+    return None
+
+
+def _bad_character(exc: UnexpectedCharacters, text: str) -> Diagnostic:
+    char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+    if char == '"':
+        return error("E003", "unterminated string: it needs a closing '\"' on the same line",
+                     Span.point(exc.line, exc.column), help='write strings on one line: "data.csv"')
+    shown = repr(char)[1:-1] if char.isprintable() else f"\\u{ord(char):04x}"
+    hint = "strings use double quotes" if char == "'" else None
+    return error("E003", f"unexpected character '{shown}'", Span.point(exc.line, exc.column), help=hint)
+
+
+def _end_of_file(exc: UnexpectedInput, text: str) -> Diagnostic:
+    expected = _expected_words(getattr(exc, "expected", ()) or ())
+    unclosed = unclosed_brackets(text)
+    message = "unexpected end of file"
+    notes = []
+    if unclosed:
+        char, line, col = unclosed[-1]
+        message += f": the '{char}' at line {line} is never closed"
+        notes = [f"'{c}' opened at {ln}:{co} is not closed" for c, ln, co in reversed(unclosed)]
+    elif expected:
+        message += f": expected {_join(expected)}"
+    closers = "".join(CLOSER[c] for c, _, _ in reversed(unclosed))
+    return error("E005", message, _end_span(text), notes=notes,
+                 help=f"add {closers!r} at the end" if closers else None)
+
+
+CLOSER = {"(": ")", "[": "]", "{": "}"}
+
+
+def unclosed_brackets(text: str) -> list[tuple[str, int, int]]:
+    """Brackets opened and never closed, outermost first, as (char, line, column);
+    comments and strings are skipped."""
+    stack: list[tuple[str, int, int]] = []
+    line, col, i, n = 1, 1, 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        if ch == '"':
+            j = i + 1
+            while j < n and text[j] not in '"\n':
+                j += 2 if text[j] == "\\" else 1
+            j += 1 if j < n and text[j] == '"' else 0
+            col += j - i
+            i = j
+            continue
+        if ch in CLOSER:
+            stack.append((ch, line, col))
+        elif ch in ")]}" and stack and CLOSER[stack[-1][0]] == ch:
+            stack.pop()
+        if ch == "\n":
+            line, col = line + 1, 1
+        else:
+            col += 1
+        i += 1
+    return stack
 
 
 def _join(words: list[str]) -> str:

@@ -109,6 +109,11 @@ def coerce(param: Param, value: Any, where: str, span: Span, sink: Sink, expr: i
     got = f"Received: {param.name}={_shown(value)}"
     if t == "any":
         return value
+    if isinstance(expr, ir.Str) and t not in ("str", "activation", "layer"):
+        sink.error("E107", f"`{param.name}` of {where} must be {param.describe()}, not a string. "
+                   f"Received: {param.name}=\"{value}\"", span, help="only file paths and column names are quoted; "
+                   "write the value without quotes")
+        return None
     if t == "str":
         if isinstance(expr, ir.Str) or (isinstance(value, str) and not isinstance(expr, ir.Ident)):
             return value

@@ -1,0 +1,122 @@
+"""The corpus of bad specs in tests/diagnostics/: every diagnostic, at its exact place.
+
+Convention (also in tests/diagnostics/README.md). A spec states what the checker must say
+about it in comments on the offending line:
+
+    Dense(units=-3)        # error[E108]@15
+    Conv3D(8, 3)           # error[E100]@9 "did you mean 'Conv2D'?"
+    h = x -> Dense(3)      # warning[W201]@9
+
+`error[CODE]@COL` (or `warning[...]`) expects a diagnostic with that severity and code on
+this line whose span starts at 1-based column COL; an optional "text" right after it must
+occur in the diagnostic's message, notes or help. Several expectations may share a line.
+Where no comment can stand (end of file, empty or binary files) a sidecar NAME.expect holds
+lines `LINE:COL error[CODE] "optional text"`. Every diagnostic must be expected: an
+unexpected error or warning fails the test, and so does a missing one.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nnspec.cli import main
+from nnspec.pipeline import check_file
+
+HERE = Path(__file__).parent
+CORPUS = HERE / "diagnostics"
+SPECS = HERE.parent / "specs"
+BAD = sorted(CORPUS.glob("*.nn"))
+
+EXPECT = re.compile(r'(error|warning)\[([EW]\d{3})\]@(\d+)(?:\s+"([^"]*)")?')
+SIDECAR = re.compile(r'^(\d+):(\d+)\s+' + EXPECT.pattern[:EXPECT.pattern.index("@")] + r'(?:\s+"([^"]*)")?\s*$')
+
+
+def expectations(path: Path) -> list[tuple[str, str, int, int, str | None]]:
+    """(severity, code, line, col, text) for every expectation of a corpus file."""
+    found = []
+    text = path.read_bytes().decode("utf-8", "replace")
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if "#" not in line:
+            continue
+        comment = line[line.index("#"):]
+        for m in EXPECT.finditer(comment):
+            found.append((m[1], m[2], lineno, int(m[3]), m[4]))
+    sidecar = path.with_suffix(".expect")
+    if sidecar.exists():
+        for raw in sidecar.read_text(encoding="utf-8").splitlines():
+            if not raw.strip() or raw.startswith("#"):
+                continue
+            m = SIDECAR.match(raw)
+            assert m, f"{sidecar.name}: cannot read expectation {raw!r}"
+            found.append((m[3], m[4], int(m[1]), int(m[2]), m[5]))
+    return found
+
+
+def test_corpus_is_large_enough():
+    assert len(BAD) >= 45
+    assert all(expectations(p) for p in BAD), [p.name for p in BAD if not expectations(p)]
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.name)
+def test_diagnostics_match_expectations(path: Path):
+    result = check_file(path)
+    got = [(d.severity, d.code, d.span.line, d.span.col) for d in result.diagnostics]
+    wanted = expectations(path)
+    shown = "\n" + result.render()
+    assert sorted(got) == sorted(w[:4] for w in wanted), shown
+    for severity, code, line, col, text in wanted:
+        if text is None:
+            continue
+        said = [" ".join([d.message, d.help or "", *d.notes]) for d in result.diagnostics
+                if (d.severity, d.code, d.span.line, d.span.col) == (severity, code, line, col)]
+        assert any(text in s for s in said), f"{code}@{line}:{col} should say {text!r}; it says: {said}"
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.name)
+def test_rendering_shows_location_source_line_and_carets(path: Path):
+    result = check_file(path)
+    rendered = result.render()
+    lines = result.source.splitlines()
+    for diag in result.diagnostics:
+        head = f"{path}:{diag.span.line}:{diag.span.col}: {diag.severity}[{diag.code}]: {diag.message}"
+        assert head in rendered
+        if 1 <= diag.span.line <= len(lines) and lines[diag.span.line - 1].strip():
+            source_line = lines[diag.span.line - 1]
+            block = rendered[rendered.index(head):].splitlines()
+            assert block[2] == f"{diag.span.line} | {source_line}"
+            carets = block[3].split("| ", 1)[1]
+            assert carets.index("^") == diag.span.col - 1  # no tabs in the corpus
+            assert set(carets.strip()) == {"^"}
+
+
+def _invoke(args: list[str]):
+    return CliRunner().invoke(main, args)  # .output holds stdout and stderr together
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.name)
+def test_cli_exit_code_and_no_traceback(path: Path):
+    has_error = any(e[0] == "error" for e in expectations(path))
+    result = _invoke(["check", str(path)])
+    assert result.exit_code == (1 if has_error else 0), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    out = result.output
+    assert "Traceback" not in out and "internal error" not in out
+    first = expectations(path)[0]
+    assert f"{first[0]}[{first[1]}]" in out
+
+
+def test_cli_on_the_whole_corpus_and_on_the_examples_as_a_process():
+    """One real process each: exit 1 on the corpus (never 70), 0 on every example spec."""
+    cmd = [sys.executable, "-m", "nnspec.cli", "check", "-q"]
+    bad = subprocess.run(cmd + [str(p) for p in BAD], capture_output=True, text=True)
+    assert bad.returncode == 1, bad.stderr[-2000:]
+    assert "Traceback" not in bad.stderr and "internal error" not in bad.stderr
+    assert bad.stderr.count("error[") >= len(BAD) - 3
+    good = subprocess.run(cmd + [str(p) for p in sorted(SPECS.glob("*.nn"))], capture_output=True, text=True)
+    assert good.returncode == 0, good.stderr
+    assert "error[" not in good.stderr
