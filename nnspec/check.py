@@ -408,6 +408,13 @@ class Elaborator:
         start = len(self.order)
         result = self._apply(space.default, x, scope)
         self._mark_searched(start, "kind", space)
+        for option in space.options[1:]:  # every alternative is checked; only the default stays in the graph
+            mark, counters = len(self.order), dict(scope.counters)
+            self._apply(option, x, scope)
+            for name in self.order[mark:]:
+                del self.nodes[name]
+            del self.order[mark:]
+            scope.counters = counters
         return result
 
     def _mark_searched(self, start: int, key: str, space: ir.Space) -> None:
@@ -510,6 +517,8 @@ class Elaborator:
 
     def _inner_layer(self, value: Any, call: ir.Call, scope: _Scope):
         rnn = ("SimpleRNN", "LSTM", "GRU")
+        if value is None:
+            return None  # missing: reported (E106)
         if isinstance(value, str):
             value = ir.Call(value, (), call.span, call.span)
         entry = catalog.layers.get(value.name) if isinstance(value, ir.Call) else None

@@ -92,8 +92,10 @@ def decode(data: bytes) -> tuple[str | None, Diagnostic | None]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        col = len(data[line_start:exc.start].decode("utf-8", "replace")) + 1
         return None, error("E001", f"this file is not valid UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
-                           Span.point(line, 1), help="save the spec as UTF-8")
+                           Span.point(line, col), help="save the spec as UTF-8")
     return text.lstrip("\ufeff"), None
 
 
@@ -211,10 +213,10 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str) -> Diagnostic:
     message = f"unexpected {_describe_token(tok)}"
     if expected:
         message += f": expected {_join(expected)}"
-    return error("E003", message, span, help=_syntax_hint(tok, set(exc.expected)))
+    return error("E003", message, span, help=_syntax_hint(tok, set(exc.expected), text))
 
 
-def _syntax_hint(tok: Token, expected: set[str]) -> str | None:
+def _syntax_hint(tok: Token, expected: set[str], text: str) -> str | None:
     """One concrete way out, for the mistakes people make most."""
     if tok.type == "NAME":
         keywords = [TERMINAL_WORDS[t].strip("'") for t in expected if t in KEYWORD_TERMINALS]
@@ -227,9 +229,16 @@ def _syntax_hint(tok: Token, expected: set[str]) -> str | None:
         return "a file holds one model; put the second one in its own file"
     if SEPARATORS & expected and tok.type in VALUE_START:
         return "put each statement on its own line, or separate them with ';'"
-    if tok.type in ("RPAR", "RSQB", "COMMA") and "NAME" in expected:
+    if tok.type == "COMMA" and SEPARATORS & expected:
+        return "settings and statements are separated by ';' or new lines, not ','"
+    if tok.type in ("RPAR", "RSQB", "COMMA") and "NAME" in expected and _after_comma(tok, text):
         return "a trailing or doubled ',' leaves an empty argument or list item"
     return None
+
+
+def _after_comma(tok: Token, text: str) -> bool:
+    before = text.splitlines()[tok.line - 1][: tok.column - 1].rstrip()
+    return before.endswith(",")
 
 
 def _bad_character(exc: UnexpectedCharacters, text: str) -> Diagnostic:

@@ -49,7 +49,8 @@ def read_source(path: str | Path) -> tuple[str | None, Result | None]:
         raise UserError(f"cannot read {p}: permission denied") from None
     text, diag = decode(data)
     if diag is not None:
-        return None, Result(str(path), data.decode("utf-8", "replace"), None, (diag,))
+        shown = "" if b"\x00" in data else data.decode("utf-8", "replace")  # never echo binary to a terminal
+        return None, Result(str(path), shown, None, (diag,))
     return text, None
 
 

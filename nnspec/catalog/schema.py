@@ -181,9 +181,10 @@ def bind(params: Sequence[Param], call: ir.Call, where: str, sink: Sink,
     positional = [a for a in call.args if a.name is None]
     if len(positional) > len(params):
         extra = positional[len(params)]
-        sink.error("E110", f"{where} takes at most {len(params)} positional argument"
-                   f"{'s' if len(params) != 1 else ''}; received {len(positional)}", extra.span,
-                   help=f"its parameters are: {', '.join(p.name for p in params) or 'none'}")
+        most = f"at most {len(params)} positional argument{'s' if len(params) != 1 else ''}" if params else "no arguments"
+        sink.error("E110", f"{where} takes {most}; received {len(positional)}", extra.span,
+                   help=f"its parameters are: {', '.join(p.name for p in params)}" if params
+                   else f"write {call.name} without arguments")
     for param, arg in zip(params, positional):
         written[param.name] = (resolve(arg.value), arg.span)
     for arg in call.args:
@@ -208,6 +209,9 @@ def bind(params: Sequence[Param], call: ir.Call, where: str, sink: Sink,
             shown_expr = expr.default if isinstance(expr, ir.Space) else expr
             values[param.name] = coerce(param, raw, where, sp, sink, shown_expr)
             spans[param.name] = sp
+            if isinstance(expr, ir.Space):  # every choice or bound must be valid, not only the default
+                for option in expr.options[1:]:
+                    coerce(param, literal(option, {}, param.name), where, option.span, sink, option)
         elif param.required:
             sink.error("E106", f"{where} is missing its required argument `{param.name}` ({param.describe()})",
                        call.span, help=f"write e.g. {call.name}({param.name}=...)")
