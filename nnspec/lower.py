@@ -168,10 +168,16 @@ class Lowerer:
             return expr
         if isinstance(expr, ir.Ident):
             return ir.Call(expr.name, (), expr.span, expr.span)
+        if isinstance(expr, ir.Space):
+            self.sink.error(code, f"a search space cannot choose the {what}", ir_span(expr),
+                            help=f"search over the {what}'s arguments instead, e.g. " + {
+                                "loss": "focal(gamma=uniform(1.0, 3.0))", "metric": "top_k_accuracy(k=choice(3, 5))",
+                                "optimizer": "Adam(lr=loguniform(0.0001, 0.1))"}[what])
+            return None
         hint = {"loss": "write a loss name, a call like focal(gamma=2.0), or a weighted sum like 0.5 * mse + 0.5 * mae",
                 "metric": "write a metric name or a call, e.g. [accuracy, top_k_accuracy(k=3)]",
                 "optimizer": "write an optimizer call, e.g. Adam(lr=0.001)"}[what]
-        self.sink.error(code, f"expected a {what} here", ir_span(expr), help=hint)
+        self.sink.error(code, f"expected {'an' if what[0] in 'aeiou' else 'a'} {what} here", ir_span(expr), help=hint)
         return None
 
     # ------------------------------------------------------------ expressions
