@@ -120,3 +120,28 @@ def test_cli_on_the_whole_corpus_and_on_the_examples_as_a_process():
     good = subprocess.run(cmd + [str(p) for p in sorted(SPECS.glob("*.nn"))], capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
     assert "error[" not in good.stderr
+
+
+CODE = re.compile(r"""["']([EW]\d{3})["']""")
+PACKAGE = HERE.parent / "nnspec"
+FRONT_END = ("parse.py", "lower.py", "check.py", "diagnostics.py", "catalog")
+
+
+def emitted_codes(*parts: str) -> set[str]:
+    """Every diagnostic code written in the package's source (all of it, or some modules)."""
+    files = [p for p in PACKAGE.rglob("*.py") if not parts or any(part in p.parts for part in parts)]
+    return {code for f in files for code in CODE.findall(f.read_text(encoding="utf-8"))}
+
+
+def test_every_code_in_the_source_is_documented():
+    documented = set(re.findall(r"^### ([EW]\d{3})$", (HERE.parent / "docs" / "errors.md").read_text(), re.M))
+    emitted = emitted_codes()
+    assert emitted, "no codes found: the pattern is out of step with the source"
+    assert emitted - documented == set(), "document these codes in docs/errors.md"
+    assert documented - emitted == set(), "docs/errors.md documents codes nothing emits"
+
+
+def test_every_spec_diagnostic_code_has_a_bad_spec_in_the_corpus():
+    exercised = {e[1] for p in BAD for e in expectations(p)}
+    missing = emitted_codes(*FRONT_END) - {"E900"} - exercised
+    assert missing == set(), f"add a spec to tests/diagnostics/ for {sorted(missing)}"
