@@ -82,6 +82,7 @@ class Elaborator:
         self.order: list[str] = []
         self.aliases: dict[str, str] = {}
         self.blocks = {}
+        self.instantiated: set[str] = set()  # blocks used at least once
         for b in spec.blocks:
             if b.name in self.blocks:
                 sink.error("E018", f"block '{b.name}' is defined twice", b.span,
@@ -175,6 +176,12 @@ class Elaborator:
                 what = "input" if name in seen else "tensor"
                 self.sink.warning("W201", f"{what} '{name}' is never used", sp,
                                   help="use it in a chain, or remove it")
+        for block in self.blocks.values():
+            if block.name not in self.instantiated:
+                sp = block.span
+                self.sink.warning("W202", f"block '{block.name}' is never used", Span(
+                    sp.line, sp.col, sp.line, sp.col + len("block ") + len(block.name)),
+                    help="use it in `layers`, or remove it: the body of an unused block is not checked")
         nodes = tuple(replace(self.nodes[n], alias=self.aliases.get(n)) for n in self.order)
         return ir.Graph(nodes, tuple(i.name for i in self.spec.inputs if i.name in self.nodes), out)
 
@@ -574,6 +581,7 @@ class Elaborator:
 
     def _block(self, call: ir.Call, x: str, scope: _Scope) -> str | None:
         block = self.blocks[call.name]
+        self.instantiated.add(block.name)
         if block.name in scope.block_stack:
             return None  # a cycle: reported once by _check_recursion
         bound = self._bind_block_args(block, call, scope)

@@ -112,9 +112,9 @@ def render(diag: Diagnostic, filename: str, source: str) -> str:
     """Render one diagnostic the way compilers do."""
     loc = f"{filename}:{diag.span.line}:{diag.span.col}" if diag.span.line else filename
     out = [f"{loc}: {diag.severity}[{diag.code}]: {diag.message}"]
-    lines = source.splitlines()
+    lines = source.split("\n")  # as the lexer counts lines: not at form feeds or other separators
     if 1 <= diag.span.line <= len(lines):
-        text = lines[diag.span.line - 1]
+        text = lines[diag.span.line - 1].rstrip("\r")
         gutter = str(diag.span.line)
         pad = " " * len(gutter)
         out.append(f"{pad} |")

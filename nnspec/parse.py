@@ -101,6 +101,7 @@ def decode(data: bytes) -> tuple[str | None, Diagnostic | None]:
 
 def parse_text(text: str) -> Parsed:
     """Parse source text; raise SpecError with one syntax diagnostic on failure."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the spec
     if not text.strip() or all(line.strip().startswith("#") or not line.strip()
                                for line in text.splitlines()):
         raise SpecError([error("E002", "the file is empty: expected a `model NAME { ... }`",
@@ -176,6 +177,11 @@ def _expected_words(expected) -> list[str]:
     return phrases + closers + separators + end
 
 
+def source_lines(text: str) -> list[str]:
+    """Lines as the lexer counts them: only '\n' ends a line (a '\r' before it is dropped)."""
+    return [line.rstrip("\r") for line in text.split("\n")]
+
+
 def code_end(line: str) -> int:
     """1-based column just after the last character of code on a line (comments excluded)."""
     in_string = False
@@ -190,7 +196,7 @@ def code_end(line: str) -> int:
 
 def _end_span(text: str) -> Span:
     """Just after the last code of the file: trailing blank and comment lines are skipped."""
-    lines = text.splitlines() or [""]
+    lines = source_lines(text) or [""]
     last = len(lines)
     while last > 1 and code_end(lines[last - 1]) == 1:
         last -= 1
@@ -209,7 +215,7 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str) -> Diagnostic:
     span = Span(tok.line, tok.column, tok.end_line or tok.line,
                 tok.end_column if tok.end_line == tok.line else tok.column + 1)
     if tok.type == "_NL":  # the line ends (perhaps in a comment) where more was expected
-        span = Span.point(tok.line, code_end(text.splitlines()[tok.line - 1]))
+        span = Span.point(tok.line, code_end(source_lines(text)[tok.line - 1]))
     message = f"unexpected {_describe_token(tok)}"
     if expected:
         message += f": expected {_join(expected)}"
@@ -237,7 +243,7 @@ def _syntax_hint(tok: Token, expected: set[str], text: str) -> str | None:
 
 
 def _after_comma(tok: Token, text: str) -> bool:
-    before = text.splitlines()[tok.line - 1][: tok.column - 1].rstrip()
+    before = source_lines(text)[tok.line - 1][: tok.column - 1].rstrip()
     return before.endswith(",")
 
 
