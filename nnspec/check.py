@@ -295,6 +295,11 @@ class Elaborator:
             self._undefined(first, scope)
 
     def _undefined(self, ident: ir.Ident, scope: _Scope) -> None:
+        if ident.name == "in" and not scope.prefix:
+            first = self.spec.inputs[0].name if self.spec.inputs else "x"
+            self.sink.error("E200", "`in` is defined only inside a block: it is the block's input", ident.span,
+                            help=f"at the top level, start from an input, e.g. `{first} -> ...`")
+            return
         pool = list(scope.env) + (["in"] if scope.prefix else [])
         hint = suggest(ident.name, pool) or \
             suggest(ident.name, catalog.layers.spellings + catalog.activations.spellings + list(self.blocks))
@@ -590,13 +595,28 @@ class Elaborator:
         instance = self._fresh(scope, snake(block.name))
         inner = _Scope(tuple(instance.split(".")), {"in": x}, bound, scope.block_stack + (block.name,))
         inner.defined = {}
+        mark = len(self.sink.items)
         result = self._stmts(block.body, inner, x)
         for name, sp in inner.defined.items():
             if name not in inner.used and inner.env.get(name) != result:
                 self.sink.warning("W201", f"tensor '{name}' is never used in block '{block.name}'", sp)
         if not block.body:
             self.sink.error("E011", f"block '{block.name}' has an empty body", block.span)
+        self._note_use(mark, block, call)
         return result
+
+    def _note_use(self, mark: int, block: ir.Block, call: ir.Call) -> None:
+        """Diagnostics found in a block's body get a note naming the use that produced them
+        (the arguments may be the cause); one said identically by several uses is kept once."""
+        found = self.sink.items[mark:]
+        del self.sink.items[mark:]
+        note = f"in the use of block '{block.name}' at {call.span.line}:{call.span.col}"
+        for d in found:
+            nested = any(n.startswith("in the use of block") for n in d.notes)
+            if nested or block.span.line <= d.span.line <= block.span.end_line:
+                d = replace(d, notes=d.notes + (note,))
+            if not any((e.code, e.message, e.span) == (d.code, d.message, d.span) for e in self.sink.items):
+                self.sink.items.append(d)
 
     def _bind_block_args(self, block: ir.Block, call: ir.Call, scope: _Scope) -> dict[str, ir.Expr] | None:
         params = tuple(Param(p, "any") for p in block.params)
