@@ -817,7 +817,7 @@ def _example(param: Param) -> str:
 
 def _objective(st: ir.Setting, sink: Sink):
     words = [literal(v, {}, "objective") for v in st.values]
-    if len(words) == 1 and isinstance(words[0], str):
+    if len(words) == 1 and isinstance(words[0], str) and words[0] not in ("minimize", "maximize"):
         words = ["minimize" if "loss" in words[0] else "maximize", words[0]]
     if len(words) != 2 or words[0] not in ("minimize", "maximize") or not isinstance(words[1], str):
         sink.error("E017", "objective is `minimize METRIC` or `maximize METRIC`", st.span,

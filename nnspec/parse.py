@@ -57,7 +57,7 @@ class _NewlinePostLexer:
                     pending_nl = tok
                 continue
             if pending_nl is not None:
-                if tok.value != "->":
+                if tok.value not in ("->", "{"):  # `model M` / `{` on the next line is fine too
                     yield pending_nl
                 pending_nl = None
             if tok.value in ("(", "["):
@@ -229,6 +229,10 @@ def _syntax_hint(tok: Token, expected: set[str], text: str) -> str | None:
         hint = suggest(tok.value, keywords)
         if hint:
             return hint
+    if tok.type in KEYWORD_TERMINALS and "NAME" in expected:
+        return f"'{tok.value}' is a keyword; choose another name"
+    if tok.type == "COMMA" and SEPARATORS & expected and _line_of(tok, text).lstrip().startswith("metrics"):
+        return "write several metrics as a list: `metrics [accuracy, f1]`"
     if tok.type == "EQUAL":
         return "sections and settings take no '=': write `loss mse`, `epochs 10`"
     if tok.type == "MODEL" and "$END" in expected:
@@ -240,6 +244,10 @@ def _syntax_hint(tok: Token, expected: set[str], text: str) -> str | None:
     if tok.type in ("RPAR", "RSQB", "COMMA") and "NAME" in expected and _after_comma(tok, text):
         return "a trailing or doubled ',' leaves an empty argument or list item"
     return None
+
+
+def _line_of(tok: Token, text: str) -> str:
+    return source_lines(text)[tok.line - 1]
 
 
 def _after_comma(tok: Token, text: str) -> bool:

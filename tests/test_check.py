@@ -231,3 +231,11 @@ def test_bad_spec_under_summary_and_compile_exits_1(tmp_path: Path):
     for args in (["summary", str(bad)], ["compile", str(bad), "--emit", "json"]):
         result = run(*args)
         assert result.exit_code == 1 and "error[E300]" in result.output and "Traceback" not in result.output
+
+
+def test_opening_braces_may_stand_on_their_own_line():
+    allman = "model M\n{\n    input x: [4]\n    block B(n)\n    {\n        Dense(n)\n    }\n    layers\n    {\n" \
+             "        B(2) -> Dense(1)\n    }\n    loss mse\n    train\n    {\n        epochs 3\n    }\n}\n"
+    result = check_text(allman)
+    assert result.ok and result.diagnostics == (), result.render()
+    assert result.checked.train["epochs"] == 3 and result.checked.graph.total_params == 4 * 2 + 2 + 2 + 1
