@@ -154,8 +154,9 @@ class Elaborator:
                                 notes=[f"first declared at line {seen[inp.name].line}"])
                 continue
             seen[inp.name] = inp.span
-            t = ir.TensorType(inp.shape, inp.dtype)
-            self._check_size(t, inp.span, f"input '{inp.name}'")
+            t = ir.TensorType(inp.shape, inp.dtype) if inp.shape else None  # no dimensions: E014, type unknown
+            if t is not None:
+                self._check_size(t, inp.span, f"input '{inp.name}'")
             self._add(ir.Node(inp.name, "input", "input", {}, (), t, inp.span), named=True)
             env[inp.name] = inp.name
         if not self.spec.inputs:
