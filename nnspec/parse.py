@@ -104,7 +104,7 @@ def parse_text(text: str) -> Parsed:
     text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the spec
     if not text.strip() or all(line.strip().startswith("#") or not line.strip()
                                for line in text.splitlines()):
-        raise SpecError([error("E002", "the file is empty: expected a `model NAME { ... }`",
+        raise SpecError([error("E002", "the file is empty: expected a `model Name { ... }`",
                                Span.point(1, 1), help="start with: model MyNet { input x: [4] ... }")])
     comments: list[Token] = []
     try:

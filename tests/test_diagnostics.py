@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from nnspec.cli import main
-from nnspec.pipeline import check_file
+from nnspec.pipeline import check_file, check_text
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "diagnostics"
@@ -145,3 +145,39 @@ def test_every_spec_diagnostic_code_has_a_bad_spec_in_the_corpus():
     exercised = {e[1] for p in BAD for e in expectations(p)}
     missing = emitted_codes(*FRONT_END) - {"E900"} - exercised
     assert missing == set(), f"add a spec to tests/diagnostics/ for {sorted(missing)}"
+
+
+LARK_JARGON = re.compile(r"__ANON|\$END|\b_NL\b|\b(?:LSQB|RSQB|LPAR|RPAR|LBRACE|RBRACE|NAME|NUMBER|STRING|COMMA|"
+                         r"SEMICOLON|COLON|EQUAL|INT_KW|MINUS|PLUS|STAR)\b")
+
+
+@pytest.mark.parametrize("path", sorted(SPECS.glob("*.nn")), ids=lambda p: p.name)
+def test_every_truncation_of_an_example_is_a_clean_syntax_error(path: Path):
+    """Cut an example anywhere inside its model: the error is a syntax error said in words;
+    when the file simply stops, E005 points just after its last code and names what is open."""
+    from nnspec.parse import code_end, source_lines
+
+    text = path.read_text()
+    start = text.index("model")
+    for cut in range(start + 1, len(text.rstrip()) - 1, 5):
+        src = text[:cut]
+        result = check_text(src, "cut.nn")
+        assert not result.ok, src
+        syntax = [d for d in result.diagnostics if d.code in ("E003", "E005")]
+        if not syntax:
+            continue  # the cut left a complete, but wrong, model (no `}` missing): checked normally
+        (diag,) = result.diagnostics
+        said = " ".join([diag.message, diag.help or "", *diag.notes])
+        assert not LARK_JARGON.search(said), said
+        if diag.code == "E005":
+            lines = source_lines(src)
+            last = max(i for i, line in enumerate(lines, 1) if code_end(line) > 1)
+            assert (diag.span.line, diag.span.col) == (last, code_end(lines[last - 1])), src
+            assert ("never closed" in diag.message) == ("{" in src[start:]), diag.message
+
+
+def test_corpus_syntax_messages_use_words_not_parser_jargon():
+    for path in BAD:
+        for diag in check_file(path).diagnostics:
+            said = " ".join([diag.message, diag.help or "", *diag.notes])
+            assert not LARK_JARGON.search(said), f"{path.name}: {said}"
