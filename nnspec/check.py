@@ -807,7 +807,7 @@ def _check_settings(settings: tuple[ir.Setting, ...], schema: tuple[Param, ...],
             continue
         raw = literal(expr, {}, st.name)
         shown = expr.default if isinstance(expr, ir.Space) else expr
-        values[st.name] = coerce(param, raw, f"{section} setting '{st.name}'", expr.span, sink, shown)
+        values[st.name] = coerce(param, raw, f"the {section} section", expr.span, sink, shown)
     return values
 
 
