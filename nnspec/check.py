@@ -277,7 +277,12 @@ class Elaborator:
             return False
         known = (scope.env, scope.params, self.blocks, catalog.layers, catalog.activations, catalog.losses,
                  catalog.metrics, catalog.optimizers)
-        return not any(expr.name in k for k in known)
+        if any(expr.name in k for k in known):
+            return False
+        if expr.name == "in":  # a block's input, used outside a block
+            return True
+        # closer to an activation than to any tensor: a mistyped activation (E101), e.g. `relux`
+        return suggest(expr.name, scope.env) is not None or suggest(expr.name, catalog.activations.spellings) is None
 
     def _placeholder(self, scope: _Scope, span: Span, inputs: tuple[str, ...]) -> str:
         """Stands for the result of an operation that was reported as wrong, so that checking
