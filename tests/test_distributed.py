@@ -1,0 +1,157 @@
+"""Data-parallel training (issue 6): torch.distributed with gloo on CPU, nccl on CUDA.
+
+The references are PyTorch's own: autograd on the whole global batch for the sharding rule, torch's
+elastic launcher and process groups for the runs, and a single-process nnspec run for the weights.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+dist = pytest.importorskip("torch.distributed")
+
+from nnspec.diagnostics import UserError  # noqa: E402
+from nnspec.train import distributed as D  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch built without torch.distributed")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---- the global-batch rule -------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch, world", [(8, 2), (7, 2), (1, 2), (5, 4), (3, 4), (16, 3)])
+def test_shard_weights_make_the_rank_average_equal_the_global_mean_gradient(batch, world):
+    """What DDP computes (the mean over ranks of each rank's weighted mean-loss gradient) equals
+    autograd's gradient of the mean loss over the whole global batch, also for uneven and empty chunks
+    and with a regularisation term added to every rank's loss."""
+    gen = torch.Generator().manual_seed(batch * 10 + world)
+    x, y = torch.randn(batch, 5, generator=gen), torch.randn(batch, 2, generator=gen)
+    layer = torch.nn.Linear(5, 2)
+    ids = list(range(batch))
+
+    def grads(loss):
+        layer.zero_grad()
+        loss.backward()
+        return torch.cat([p.grad.flatten() for p in layer.parameters()]).clone()
+
+    def loss_on(rows):
+        return torch.nn.functional.mse_loss(layer(x[rows]), y[rows]) + 1e-2 * layer.weight.square().sum()
+
+    expected = grads(loss_on(ids))
+    averaged = torch.zeros_like(expected)
+    covered = []
+    for r in range(world):
+        rows, weight = D.shard(ids, r, world)
+        averaged += grads(loss_on(rows) * weight) / world
+        if weight:
+            covered += rows
+    assert covered == ids  # contiguous chunks in rank order rebuild the global batch
+    torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_epoch_order_is_a_seeded_permutation_that_changes_per_epoch():
+    first, again, second = D.epoch_order(50, 3, 0), D.epoch_order(50, 3, 0), D.epoch_order(50, 3, 1)
+    assert sorted(first.tolist()) == list(range(50))
+    assert first.tolist() == again.tolist() and first.tolist() != second.tolist()
+    batches = D.global_batches(first, 16)
+    assert [len(b) for b in batches] == [16, 16, 16, 2]
+
+
+def test_worker_from_env_reads_torchrun_variables_and_rejects_nonsense():
+    assert D.worker_from_env({}) is None
+    worker = D.worker_from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})
+    assert (worker.rank, worker.world_size, worker.local_rank, worker.is_main) == (3, 4, 1, False)
+    with pytest.raises(UserError, match="RANK must be in"):
+        D.worker_from_env({"RANK": "4", "WORLD_SIZE": "4"})
+    with pytest.raises(UserError, match="integers"):
+        D.worker_from_env({"RANK": "x", "WORLD_SIZE": "4"})
+
+
+def test_launch_flags_are_stripped_and_translated_for_torchrun():
+    argv = ["train", "m.nn", "--nproc-per-node", "2", "--master_port=5", "--epochs", "3", "--node-rank", "0"]
+    assert D.strip_launch_flags(argv) == ["train", "m.nn", "--epochs", "3"]
+    local = D.torchrun_args(["train", "m.nn"], 2)
+    assert "--standalone" in local and local[-3:] == ["nnspec", "train", "m.nn"]
+    multi = D.torchrun_args(["train", "m.nn"], 2, nnodes=2, node_rank=1, master_addr="10.0.0.1", master_port=1234)
+    assert multi[multi.index("--master-addr") + 1] == "10.0.0.1" and multi[multi.index("--node-rank") + 1] == "1"
+    with pytest.raises(UserError, match="--master-addr"):
+        D.torchrun_args(["train"], 2, nnodes=2, node_rank=1)
+    with pytest.raises(UserError, match="--node-rank"):
+        D.torchrun_args(["train"], 2, nnodes=2, node_rank=2, master_addr="h")
+
+
+# ---- real process groups (gloo) ------------------------------------------------------------------
+
+WORKER = textwrap.dedent("""
+    import sys, torch
+    from nnspec.train import distributed as D
+    from nnspec.diagnostics import UserError
+    worker = D.worker_from_env()
+    try:
+        with D.session(worker, torch.device("cpu"), timeout_s=20):
+            if sys.argv[1] == "gather":
+                rows = torch.arange(6.0).reshape(3, 2)[: 3 - worker.rank] + 10 * worker.rank
+                print("gathered", D.gather_rows(rows).tolist())
+                print("sum", D.all_sum([1.0, worker.rank]))
+                print("broadcast", D.broadcast({"rank": worker.rank, "main": D.is_main()}))
+            else:  # rank 1 dies without a word; rank 0 waits for it in a collective
+                if worker.rank == 1:
+                    import os; os._exit(9)
+                D.all_sum([1.0])
+                print("rank 0 finished without its peer")
+    except UserError as err:
+        print(err.render(), file=sys.stderr)
+        sys.exit(1)
+""")
+
+
+def run_workers(tmp_path, mode, world=2):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    port = free_port()
+    procs = []
+    for r in range(world):
+        env = dict(os.environ, RANK=str(r), WORLD_SIZE=str(world), LOCAL_RANK=str(r),
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+        procs.append(subprocess.Popen([sys.executable, str(script), mode], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    return [(p.wait(timeout=90), *p.communicate()) for p in procs]
+
+
+def test_gather_sum_and_broadcast_over_two_gloo_processes(tmp_path):
+    (rc0, out0, err0), (rc1, out1, err1) = run_workers(tmp_path, "gather")
+    assert rc0 == rc1 == 0, err0 + err1
+    whole = [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [10.0, 11.0], [12.0, 13.0]]  # 3 rows from rank 0, 2 from rank 1
+    for out in (out0, out1):
+        assert f"gathered {whole}" in out
+        assert "sum [2.0, 1.0]" in out
+        assert "broadcast {'rank': 0, 'main': True}" in out
+
+
+def test_a_dead_peer_ends_the_survivor_with_a_clear_error_not_a_hang(tmp_path):
+    (rc0, out0, err0), (rc1, _, _) = run_workers(tmp_path, "die")
+    assert rc1 == 9
+    assert rc0 == 1, out0 + err0
+    assert "worker rank 0 lost contact with the other workers" in err0
+    assert "Traceback" not in err0
+
+
+def test_the_launcher_names_the_failed_worker(tmp_path, capfd, monkeypatch):
+    """torch's elastic launcher starts the workers; one that fails stops the run with its rank named."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the launcher would set it in this process otherwise
+    with pytest.raises(UserError, match=r"worker rank \d \(pid \d+\) exited with code 1"):
+        D.launch(["check", str(tmp_path / "missing.nn")], 2)
+    assert "no such file" in capfd.readouterr().err
