@@ -1,0 +1,200 @@
+"""Metrics over a whole epoch's predictions, with scikit-learn's definitions (NumPy, no torch).
+
+`probs` is what the model outputs as written (probabilities for softmax/sigmoid outputs), `y` the
+labels as the data module makes them: class indices (or distributions) for multi-class, 0/1
+floats shaped like the output for binary (every element counts: multi-label and per-pixel
+outputs are flattened), targets for regression. Undefined values (AUC with one class present)
+are NaN, as scikit-learn would raise or warn there; zero divisions are 0, as its default.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+LOWER_IS_BETTER = frozenset({"loss", "mse", "mae", "kl_divergence"})
+
+
+def metric_key(name: str, args: Mapping[str, Any]) -> str:
+    """The column name in history.csv: the metric's name, `top_3_accuracy` for top_k_accuracy(k=3)."""
+    if name == "top_k_accuracy":
+        return f"top_{args.get('k', 5)}_accuracy"
+    return name
+
+
+def higher_is_better(key: str) -> bool:
+    base = key[4:] if key.startswith("val_") else key
+    return base not in LOWER_IS_BETTER
+
+
+def _classes_last(p: np.ndarray, axis: int) -> np.ndarray:
+    """[N, C, ...] or [N, T, C] -> [M, C] rows of class scores."""
+    p = np.moveaxis(p, axis, -1)
+    return p.reshape(-1, p.shape[-1])
+
+
+def _class_ids(y: np.ndarray, classes: int) -> np.ndarray:
+    if y.dtype.kind == "f" and y.ndim >= 2 and y.shape[-1] == classes:  # distributions / one-hot
+        return y.reshape(-1, classes).argmax(1)
+    return y.reshape(-1).astype(np.int64)
+
+
+def _one_hot(ids: np.ndarray, classes: int) -> np.ndarray:
+    out = np.zeros((len(ids), classes), np.float64)
+    out[np.arange(len(ids)), ids] = 1.0
+    return out
+
+
+def _safe_div(a: float, b: float) -> float:
+    return float(a / b) if b else 0.0
+
+
+def binary_counts(y: np.ndarray, pred: np.ndarray) -> tuple[int, int, int, int]:
+    y, pred = y.astype(bool), pred.astype(bool)
+    tp = int(np.sum(y & pred))
+    fp = int(np.sum(~y & pred))
+    fn = int(np.sum(y & ~pred))
+    tn = int(np.sum(~y & ~pred))
+    return tp, fp, fn, tn
+
+
+def prf(y: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
+    tp, fp, fn, _ = binary_counts(y, pred)
+    precision, recall = _safe_div(tp, tp + fp), _safe_div(tp, tp + fn)
+    return precision, recall, _safe_div(2 * tp, 2 * tp + fp + fn)
+
+
+def macro_prf(ids: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
+    """Macro average over the labels present in y or in the predictions (scikit-learn's `labels`)."""
+    labels = np.union1d(ids, pred)
+    scores = np.array([prf(ids == c, pred == c) for c in labels])
+    return tuple(float(v) for v in scores.mean(0))
+
+
+def binary_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic (ties count 1/2), equal to scikit-learn's roc_auc_score."""
+    y = y.astype(bool).reshape(-1)
+    score = score.reshape(-1).astype(np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    sorted_scores = score[order]
+    ranks = np.empty(len(score), np.float64)
+    # average ranks for ties
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
+    ends = np.r_[starts[1:], len(score)]
+    for s, e in zip(starts, ends):
+        ranks[order[s:e]] = (s + e + 1) / 2.0
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def r2(y: np.ndarray, p: np.ndarray) -> float:
+    """Per-output R², averaged (scikit-learn's uniform_average, force_finite)."""
+    y = y.reshape(len(y), -1).astype(np.float64)
+    p = p.reshape(len(p), -1).astype(np.float64)
+    ss_res = ((y - p) ** 2).sum(0)
+    ss_tot = ((y - y.mean(0)) ** 2).sum(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
+    return float(scores.mean())
+
+
+def compute(metrics: Sequence[tuple[str, Mapping[str, Any]]], probs: np.ndarray, y: np.ndarray, kind: str,
+            class_axis: int = 1) -> dict[str, float]:
+    """Every metric of the spec -> value, keyed by `metric_key`."""
+    ctx = _Context(probs, y, kind, class_axis)
+    return {metric_key(name, args): float(METRIC_FUNCTIONS[name](ctx, **args)) for name, args in metrics}
+
+
+class _Context:
+    """The predictions seen the ways metrics need them, each computed once."""
+
+    def __init__(self, probs: np.ndarray, y: np.ndarray, kind: str, class_axis: int):
+        self.kind, self.probs, self.y = kind, probs.astype(np.float64), y
+        if kind == "multiclass":
+            self.scores = _classes_last(self.probs, class_axis)
+            self.classes = self.scores.shape[1]
+            self.ids = _class_ids(y, self.classes)
+            self.pred = self.scores.argmax(1)
+        elif kind == "binary":
+            self.scores = self.probs.reshape(-1)
+            self.ids = y.reshape(-1).astype(np.int64)
+            self.pred = (self.scores >= 0.5).astype(np.int64)
+
+    def targets(self) -> np.ndarray:
+        """Labels in the output's form: one-hot rows for multi-class, as given otherwise."""
+        if self.kind == "multiclass":
+            if self.y.dtype.kind == "f" and self.y.ndim >= 2:
+                return self.y.reshape(-1, self.classes).astype(np.float64)
+            return _one_hot(self.ids, self.classes)
+        return self.y.reshape(self.probs.shape).astype(np.float64)
+
+    def outputs(self) -> np.ndarray:
+        return self.scores if self.kind == "multiclass" else self.probs
+
+
+def _accuracy(c: _Context) -> float:
+    return float(np.mean(c.pred == c.ids))
+
+
+def _top_k(c: _Context, k: int = 5) -> float:
+    k = min(k, c.classes)
+    top = np.argpartition(-c.scores, k - 1, axis=1)[:, :k]
+    return float(np.mean((top == c.ids[:, None]).any(1)))
+
+
+def _prf_at(index: int) -> Callable[[_Context], float]:
+    def metric(c: _Context) -> float:
+        if c.kind == "multiclass":
+            return macro_prf(c.ids, c.pred)[index]
+        return prf(c.ids, c.pred)[index]
+    return metric
+
+
+def _auc(c: _Context) -> float:
+    if c.kind == "binary":
+        return binary_auc(c.ids, c.scores)
+    per_class = [binary_auc(c.ids == k, c.scores[:, k]) for k in range(c.classes) if np.any(c.ids == k)]
+    per_class = [v for v in per_class if not np.isnan(v)]
+    return float(np.mean(per_class)) if per_class else float("nan")
+
+
+def _iou(c: _Context) -> float:
+    tp, fp, fn, _ = binary_counts(c.ids, c.pred)
+    return _safe_div(tp, tp + fp + fn)
+
+
+def _mse(c: _Context) -> float:
+    return float(np.mean((c.targets() - c.outputs()) ** 2))
+
+
+def _mae(c: _Context) -> float:
+    return float(np.mean(np.abs(c.targets() - c.outputs())))
+
+
+def _r2(c: _Context) -> float:
+    return r2(c.targets(), c.outputs())
+
+
+def _kl(c: _Context) -> float:
+    """Mean over rows of sum y log(y / p), terms with y = 0 counting 0 (scipy.stats.entropy)."""
+    y, p = c.targets(), np.clip(c.outputs(), 1e-12, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / p), 0.0)
+    return float(terms.sum(1).mean())
+
+
+METRIC_FUNCTIONS: dict[str, Callable[..., float]] = {
+    "accuracy": _accuracy,
+    "top_k_accuracy": _top_k,
+    "precision": _prf_at(0),
+    "recall": _prf_at(1),
+    "f1": _prf_at(2),
+    "auc": _auc,
+    "iou": _iou,
+    "mse": _mse,
+    "mae": _mae,
+    "r2": _r2,
+    "kl_divergence": _kl,
+}
