@@ -1,0 +1,332 @@
+"""`nnspec fmt`: the canonical layout of a spec, comments kept where they were written.
+
+The formatter works from the parse tree (never from regexes over the text), so every value
+is printed exactly as it was spelled: `1e-3` stays `1e-3`, `0.0005` stays `0.0005`, strings
+keep their escapes. The canonical style (documented in docs/language.md, "Formatting"):
+
+- 4-space indentation; one item, statement or setting per line; `key=value` without spaces;
+  spaces around `->`, `+` and `*`; `input x: [2]`; one space between a section keyword and
+  its value (`loss mse`), never column alignment; sections stay in the order written.
+- A `train { }` or `search { }` section written on one line stays on one line, its settings
+  joined by `; `, as long as the line fits in MAX_WIDTH columns; otherwise one setting a line.
+- A statement longer than MAX_WIDTH is broken before each top-level `->`, continuation lines
+  indented one more level. Everything else is joined onto one line.
+- Runs of blank lines become one blank line; blank lines at the start or end of a body go.
+- A full-line comment stays on its own line before the item that followed it, indented like
+  that item. A trailing comment stays at the end of the line of the item it followed. A
+  comment written inside a multi-line item that is joined onto one line moves just above it.
+
+The output is checked before it is returned: it must parse to the same spec IR as the input
+(positions aside), otherwise formatting is an internal error and no file is touched.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lark import Token, Tree
+
+from .diagnostics import Sink, SpecError
+from .parse import parse_text, source_lines
+
+INDENT = "    "
+MAX_WIDTH = 100
+
+
+@dataclass
+class Piece:
+    """One formatted item: its output lines (continuations carry their extra indent), its depth,
+    and the source lines it came from (for placing comments and blank lines)."""
+
+    lines: list[str]
+    depth: int
+    first: int
+    last: int
+    opens: bool = False  # ends with '{': the next item starts a body
+    closes: bool = False  # a closing '}': comments just before it belong to the body
+    comment: str | None = field(default=None)  # a trailing comment
+
+
+# ---------------------------------------------------------------- expressions
+
+
+def expr(node: Tree | Token) -> str:
+    """One expression on one line, exactly as it parses (the tree holds the grouping)."""
+    if isinstance(node, Token):
+        return str(node)
+    kind = node.data
+    kids = node.children
+    if kind in ("number", "string", "name"):
+        return str(kids[0])
+    if kind in ("true", "false"):
+        return kind
+    if kind == "dotted":
+        return ".".join(str(k) for k in kids)
+    if kind == "list":
+        return "[" + ", ".join(expr(k) for k in kids) + "]"
+    if kind == "group":
+        return "(" + expr(kids[0]) + ")"
+    if kind == "neg":
+        return "-" + expr(kids[0])
+    if kind in JOINERS:
+        return JOINERS[kind].join(expr(k) for k in kids)
+    if kind == "call":
+        return f"{kids[0]}(" + ", ".join(expr(k) for k in kids[1:]) + ")"
+    if kind == "kwarg":
+        return f"{kids[0]}={expr(kids[1])}"
+    raise AssertionError(f"fmt: unhandled tree node {kind}")  # grammar and formatter out of step
+
+
+JOINERS = {"chain": " -> ", "sum": " + ", "product": " * "}
+
+
+def _line(tree: Tree) -> int:
+    return tree.meta.line
+
+
+def _end_line(tree: Tree) -> int:
+    return tree.meta.end_line
+
+
+# ---------------------------------------------------------------- items -> pieces
+
+
+class Layout:
+    def __init__(self) -> None:
+        self.pieces: list[Piece] = []
+
+    def add(self, lines: list[str], depth: int, first: int, last: int, **flags) -> None:
+        self.pieces.append(Piece(lines, depth, first, last, **flags))
+
+    def model(self, model: Tree) -> None:
+        keyword, name = model.children[0], model.children[1]
+        self.add([f"model {name} {{"], 0, keyword.line, name.line, opens=True)
+        for item in model.children[2:]:
+            if isinstance(item, Tree):
+                self.item(item, 1)
+        self.add(["}"], 0, _end_line(model), _end_line(model), closes=True)
+
+    def item(self, item: Tree, depth: int) -> None:
+        kind = item.data
+        kids = item.children
+        if kind == "input_decl":
+            self.add([f"input {kids[1]}: {tensor_type(kids[2])}"], depth, _line(item), _end_line(item))
+        elif kind == "block_def":
+            params = [str(k) for k in kids[2:] if isinstance(k, Token)]
+            head = f"block {kids[1]}({', '.join(params)})"
+            self.body(head, [k for k in kids[2:] if isinstance(k, Tree)], item, depth, self.stmt)
+        elif kind == "layers_sec":
+            self.body("layers", [k for k in kids[1:] if isinstance(k, Tree)], item, depth, self.stmt)
+        elif kind == "section":
+            self.add([f"{kids[0]} {expr(kids[1])}"], depth, _line(item), _end_line(item))
+        elif kind == "setting_sec":
+            self.settings(item, depth)
+        else:
+            raise AssertionError(f"fmt: unhandled section {kind}")
+
+    def body(self, head: str, children: list[Tree], item: Tree, depth: int, each) -> None:
+        self.add([f"{head} {{"], depth, _line(item), _line(item), opens=True)
+        for child in children:
+            each(child, depth + 1)
+        self.add(["}"], depth, _end_line(item), _end_line(item), closes=True)
+
+    def stmt(self, st: Tree, depth: int) -> None:
+        if st.data == "assign":
+            prefix, chain = f"{st.children[0]} = ", st.children[1]
+        else:
+            prefix, chain = "", st.children[0]
+        self.add(broken(prefix, chain, depth), depth, _line(st), _end_line(st))
+
+    def setting(self, st: Tree, depth: int) -> None:
+        self.add([setting_text(st)], depth, _line(st), _end_line(st))
+
+    def settings(self, item: Tree, depth: int) -> None:
+        keyword = item.children[0]
+        settings = [k for k in item.children[1:] if isinstance(k, Tree)]
+        one_line = f"{keyword} {{ " + "; ".join(setting_text(s) for s in settings) + " }" if settings else f"{keyword} {{ }}"
+        if _line(item) == _end_line(item) and len(INDENT * depth + one_line) <= MAX_WIDTH:
+            self.add([one_line], depth, _line(item), _end_line(item))
+        else:
+            self.body(str(keyword), settings, item, depth, self.setting)
+
+
+def setting_text(st: Tree) -> str:
+    return " ".join([str(st.children[0])] + [expr(v) for v in st.children[1:]])
+
+
+def tensor_type(tt: Tree) -> str:
+    prefix = ""
+    dims = []
+    for child in tt.children:
+        if isinstance(child, Token) and child.type == "INT_KW":
+            prefix = "int"
+        elif isinstance(child, Tree):
+            dims.append("?" if child.data == "dim_any" else str(child.children[0]))
+    return f"{prefix}[{', '.join(dims)}]"
+
+
+def broken(prefix: str, chain: Tree | Token, depth: int) -> list[str]:
+    """A statement on one line, or broken before each top-level `->` when it is too long."""
+    whole = prefix + expr(chain)
+    if len(INDENT * depth + whole) <= MAX_WIDTH or not (isinstance(chain, Tree) and chain.data == "chain"):
+        return [whole]
+    head, *rest = chain.children
+    return [prefix + expr(head)] + [INDENT + "-> " + expr(link) for link in rest]
+
+
+# ---------------------------------------------------------------- comments and blank lines
+
+
+def _is_trailing(comment: Token, lines: list[str]) -> bool:
+    return lines[comment.line - 1][: comment.column - 1].strip() != ""
+
+
+def place_comments(pieces: list[Piece], comments: tuple[Token, ...], lines: list[str]) -> dict[int, list[Token]]:
+    """Give each trailing comment to the piece whose last source line it ends; return the
+    others keyed by the index of the piece they go before (len(pieces) = end of file)."""
+    before: dict[int, list[Token]] = {}
+    by_last_line: dict[int, int] = {}
+    for i, p in enumerate(pieces):
+        by_last_line[p.last] = i  # the last piece ending on a line owns its trailing comment
+    for c in comments:
+        owner = by_last_line.get(c.line)
+        if owner is not None and _is_trailing(c, lines) and pieces[owner].comment is None:
+            pieces[owner].comment = str(c).rstrip()
+            continue
+        index = next((i for i, p in enumerate(pieces) if p.last >= c.line), len(pieces))
+        before.setdefault(index, []).append(c)
+    return before
+
+
+def render(pieces: list[Piece], comments: tuple[Token, ...], lines: list[str]) -> str:
+    before = place_comments(pieces, comments, lines)
+    out: list[str] = []
+    state = {"prev": None, "body_start": True}
+
+    def blank_gap(first: int) -> bool:
+        prev = state["prev"]
+        return (prev is not None and not state["body_start"]
+                and any(not lines[k - 1].strip() for k in range(prev + 1, first)))
+
+    def emit_comment(c: Token, depth: int) -> None:
+        if blank_gap(c.line):
+            out.append("")
+        out.append(INDENT * depth + str(c).rstrip())
+        state["prev"], state["body_start"] = c.line, False
+
+    for i, p in enumerate(pieces):
+        for c in before.get(i, ()):
+            emit_comment(c, p.depth + 1 if p.closes else p.depth)
+        if blank_gap(p.first) and not p.closes:
+            out.append("")
+        text = [INDENT * p.depth + line for line in p.lines]
+        if p.comment:
+            text[-1] += "  " + p.comment
+        out.extend(text)
+        state["prev"] = max(p.last, state["prev"] or 0)
+        state["body_start"] = p.opens
+    for c in before.get(len(pieces), ()):
+        emit_comment(c, 0)
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- the spec IR, positions aside
+
+
+def strip_spans(value: Any) -> Any:
+    """A comparable view of an IR value without source positions."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (type(value).__name__,) + tuple(
+            (f.name, strip_spans(getattr(value, f.name))) for f in dataclasses.fields(value)
+            if f.name not in ("span", "name_span"))
+    if isinstance(value, (list, tuple)):
+        return tuple(strip_spans(v) for v in value)
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return tuple(sorted(value)) if all(isinstance(k, str) for k in value) else tuple(value)
+    return (type(value).__name__, value)
+
+
+def spec_ir(text: str):
+    """The lowered spec IR of a source, positions stripped (raises SpecError on a syntax error)."""
+    from .lower import lower
+
+    return strip_spans(lower(parse_text(text).tree, Sink()))
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def format_text(text: str) -> str:
+    """The canonical text of a source that parses (raises SpecError otherwise)."""
+    text = text.removeprefix("\ufeff")
+    parsed = parse_text(text)
+    layout = Layout()
+    layout.model(parsed.tree.children[0])
+    return render(layout.pieces, parsed.comments, source_lines(text))
+
+
+def format_checked(text: str, filename: str) -> str:
+    """Format a valid spec: errors of the spec are raised as SpecError (with file and source);
+    output that would not mean the same spec is an internal error."""
+    from .pipeline import check_text
+
+    result = check_text(text, filename)
+    if not result.ok:
+        err = SpecError([d for d in result.diagnostics if d.is_error])
+        err.filename, err.source = filename, text
+        raise err
+    formatted = format_text(text)
+    if spec_ir(formatted) != spec_ir(text):
+        raise AssertionError("fmt produced text that means a different spec")
+    return formatted
+
+
+def unified_diff(old: str, new: str, path: str) -> str:
+    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                        fromfile=path, tofile=f"{path} (formatted)"))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace a file's contents in one step (a crash leaves the old or the new file, never half)."""
+    mode = path.stat().st_mode & 0o7777
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run(path: str, *, check_only: bool = False, write: bool = False) -> int:
+    """The `nnspec fmt` command: print, check or rewrite one file; returns the exit code."""
+    import click
+
+    from .pipeline import read_source
+
+    text, failed = read_source(path)
+    if failed is not None:
+        err = SpecError(failed.diagnostics)
+        err.filename, err.source = failed.filename, failed.source
+        raise err
+    formatted = format_checked(text, path)
+    if check_only:
+        if formatted == text:
+            return 0
+        click.echo(unified_diff(text, formatted, path), nl=False)
+        click.echo(f"{path}: would be reformatted (run `nnspec fmt --write {path}`)", err=True)
+        return 1
+    if write:
+        if formatted != text:
+            write_atomically(Path(path), formatted)
+            click.echo(f"reformatted {path}", err=True)
+        return 0
+    click.echo(formatted, nl=False)
+    return 0
