@@ -191,6 +191,20 @@ EMITTERS: dict = {}
 # ---- commands added by later issues register below this line ----
 
 
+@main.command(name="fmt")
+@click.argument("file", type=SPEC_FILE)
+@click.option("--check", "check_only", is_flag=True, help="Change nothing; exit 1 (with a diff) if FILE is not formatted.")
+@click.option("--write", is_flag=True, help="Rewrite FILE in place (atomically).")
+@guarded
+def fmt_(file: str, check_only: bool, write: bool) -> None:
+    """Print a spec in the canonical layout, comments kept (see docs/language.md)."""
+    from .fmt import run
+
+    if check_only and write:
+        raise click.UsageError("--check and --write cannot be used together")
+    sys.exit(run(file, check_only=check_only, write=write))
+
+
 def run() -> None:  # pragma: no cover - console entry
     main()
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,11 +70,24 @@ class _NewlinePostLexer:
             yield pending_nl
 
 
+# Comments are collected by a lexer callback into the list of the parse in progress (one per
+# thread). Lark builds its scanner once, with the callbacks it had then, so the callback is
+# fixed at construction and only the list it appends to changes.
+_comment_sink = threading.local()
+
+
+def _collect_comment(tok: Token) -> Token:
+    sink = getattr(_comment_sink, "comments", None)
+    if sink is not None:
+        sink.append(tok)
+    return tok
+
+
 @functools.lru_cache(maxsize=1)
 def parser() -> Lark:
     return Lark(GRAMMAR_PATH.read_text(encoding="utf-8"), parser="lalr",
                 lexer="basic", postlex=_NewlinePostLexer(), propagate_positions=True,
-                maybe_placeholders=False)
+                maybe_placeholders=False, lexer_callbacks={"COMMENT": _collect_comment})
 
 
 @dataclass(frozen=True)
@@ -123,17 +137,11 @@ def parse_text(text: str) -> Parsed:
 
 def _lark_parse(text: str, comments: list) -> Tree:
     # Lark's LALR keeps its state on the heap; comments are caught by a lexer callback.
-    p = parser()
-    lex_conf = p.parser.lexer_conf
-    previous = lex_conf.callbacks.get("COMMENT")
-    lex_conf.callbacks["COMMENT"] = lambda tok: (comments.append(tok), tok)[1]
+    _comment_sink.comments = comments
     try:
-        return p.parse(text)
+        return parser().parse(text)
     finally:
-        if previous is None:
-            lex_conf.callbacks.pop("COMMENT", None)
-        else:
-            lex_conf.callbacks["COMMENT"] = previous
+        _comment_sink.comments = None
 
 
 def _describe_token(tok: Token) -> str:
