@@ -1,0 +1,199 @@
+"""The graph IR as a `torch.nn.Module`.
+
+`build_model(checked)` creates one torch module per layer node (named as the node, so the
+state_dict reads `conv2d_1.weight`, `residual_1.conv2d_1.weight`) in the graph's order, then
+writes the graph as torch.fx graphs: `forward` (the output as the spec writes it) and, when
+the loss absorbs a final softmax/sigmoid, `forward_train` (the logits). Both generated
+functions call the same submodules; neither interprets the graph at run time.
+
+Padding masks of variable-length sequences are part of the generated code: an Embedding
+with padding_idx starts one (`ids != padding_idx`), layers that need it receive it.
+"""
+from __future__ import annotations
+
+import keyword
+import operator
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import Tensor, nn
+
+from ..catalog.base import feature_axis
+from ..ir import Graph, Node
+from ..train.losses import fused_activation
+from . import torch_layers as tl
+
+REGULARIZED = ("Dense", "Conv1D", "Conv2D", "ConvTranspose2D")
+
+
+class NnspecModel(nn.Module):
+    """A spec's network. forward(*inputs) follows the spec; forward_train(*inputs) returns what
+    the loss consumes. Inputs are batch-first, in `input_names` order."""
+
+    def __init__(self, checked, layers: dict[str, nn.Module]):
+        super().__init__()
+        self.input_names: list[str] = list(checked.graph.inputs)
+        self.fused_activation: str | None = fused_activation(checked)
+        out = checked.graph.output_node
+        self.output_rank = len(out.out.shape) if out is not None and out.out is not None else 1
+        for name, module in layers.items():
+            _install(self, name, module)
+        self._penalties = [(name, float(n.args.get("l1", 0.0)), float(n.args.get("l2", 0.0)))
+                           for name, n in ((n.name, n) for n in checked.graph.nodes if n.kind in REGULARIZED)
+                           if n.args.get("l1", 0.0) or n.args.get("l2", 0.0)]
+        # The generated code lives in GraphModules that share this model's submodules; they are
+        # kept out of the module tree (object.__setattr__) so parameters are listed once.
+        fwd = fx.GraphModule(self, _fx_graph(checked.graph, layers, stop_before_output=False), "NnspecForward")
+        object.__setattr__(self, "fx_forward", fwd)
+        train = fwd
+        if self.fused_activation is not None:
+            train = fx.GraphModule(self, _fx_graph(checked.graph, layers, stop_before_output=True), "NnspecTrain")
+        object.__setattr__(self, "fx_train", train)
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return self.fx_forward.forward(*inputs)
+
+    def forward_train(self, *inputs: Tensor) -> Tensor:
+        return self.fx_train.forward(*inputs)
+
+    def output_from_train(self, pred: Tensor) -> Tensor:
+        """forward's output from forward_train's (applies the fused softmax/sigmoid)."""
+        if self.fused_activation == "softmax":
+            return torch.softmax(pred, dim=1 + feature_axis(self.output_rank))
+        if self.fused_activation == "sigmoid":
+            return torch.sigmoid(pred)
+        return pred
+
+    def regularization(self) -> Tensor:
+        """sum over layers of l1 * |W|_1 + l2 * |W|_2^2 (weights only, not biases)."""
+        total = None
+        for name, l1, l2 in self._penalties:
+            w = self.get_submodule(name).weight
+            term = 0.0
+            if l1:
+                term = term + l1 * w.abs().sum()
+            if l2:
+                term = term + l2 * w.pow(2).sum()
+            total = term if total is None else total + term
+        if total is None:
+            p = next(self.parameters(), None)
+            return torch.zeros((), device=p.device if p is not None else None)
+        return total
+
+    @property
+    def code(self) -> str:
+        """The generated forward, as Python source (for reading; it is not exec'd by nnspec)."""
+        return self.fx_forward.code
+
+
+def _install(root: nn.Module, dotted: str, module: nn.Module) -> None:
+    """Register `module` at a dotted path, creating plain container modules for block instances."""
+    *prefix, leaf = dotted.split(".")
+    parent = root
+    for part in prefix:
+        child = parent._modules.get(part)
+        if child is None:
+            child = nn.Module()
+            parent.add_module(part, child)
+        parent = child
+    parent.add_module(leaf, module)
+
+
+def _placeholder_name(name: str) -> str:
+    return name + "_" if keyword.iskeyword(name) else name
+
+
+def _fx_graph(graph: Graph, layers: dict[str, nn.Module], stop_before_output: bool) -> fx.Graph:
+    g = fx.Graph()
+    values: dict[str, fx.Node] = {}
+    masks: dict[str, fx.Node | None] = {}
+    for name in graph.inputs:
+        values[name] = g.placeholder(_placeholder_name(name))
+        masks[name] = None
+    out_node = graph.output_node
+    for node in graph.nodes:
+        if node.op == "input":
+            continue
+        if stop_before_output and node is out_node:
+            break  # the fused activation is the loss's business
+        x = values[node.inputs[0]] if node.inputs else None
+        if node.op == "layer":
+            values[node.name], masks[node.name] = _layer(g, node, layers[node.name], x, masks[node.inputs[0]])
+        elif node.op == "activation":
+            values[node.name], masks[node.name] = _activation(g, node, x, graph), masks[node.inputs[0]]
+        elif node.op == "add":
+            total = x
+            for other in node.inputs[1:]:
+                total = g.create_node("call_function", operator.add, (total, values[other]), name=_fx_name(node.name))
+            values[node.name], masks[node.name] = total, _first_mask(node, masks)
+        elif node.op == "concat":
+            axis = 1 + feature_axis(len(node.out.shape))
+            values[node.name] = g.create_node("call_function", torch.cat, ([values[i] for i in node.inputs],),
+                                              {"dim": axis}, name=_fx_name(node.name))
+            masks[node.name] = _first_mask(node, masks)
+        else:
+            raise AssertionError(f"unknown graph op {node.op}")
+    result = values[out_node.inputs[0]] if stop_before_output else values[graph.output]
+    g.output(result)
+    g.lint()
+    return g
+
+
+def _fx_name(ir_name: str) -> str:
+    return ir_name.replace(".", "_")
+
+
+def _first_mask(node: Node, masks: dict[str, fx.Node | None]) -> fx.Node | None:
+    return next((masks[i] for i in node.inputs if masks[i] is not None), None)
+
+
+def _layer(g: fx.Graph, node: Node, module: nn.Module, x: fx.Node, mask: fx.Node | None):
+    mode = tl.mask_mode(module)
+    if node.kind == "Embedding":
+        out = g.call_module(node.name, (x,))
+        pad = node.args.get("padding_idx")
+        if pad is None:
+            return out, None
+        return out, g.create_node("call_function", operator.ne, (x, pad), name=_fx_name(node.name) + "_mask")
+    if mask is None:
+        return g.call_module(node.name, (x,)), None
+    if mode in ("use", "consume"):
+        out = g.call_module(node.name, (x, mask))
+        return out, (mask if mode == "use" else None)
+    out = g.call_module(node.name, (x,))
+    if mode == "resize":
+        return out, g.call_method("resize_mask", (g.get_attr(node.name), mask))
+    if mode == "drop":
+        return out, None
+    return out, mask
+
+
+def _activation(g: fx.Graph, node: Node, x: fx.Node, graph: Graph) -> fx.Node:
+    rank = len(node.out.shape) if node.out is not None else 1
+    call = tl.activation_call(node.kind, node.args, rank)
+    if call is None:  # linear: the identity
+        return x
+    fn, kwargs = call
+    return g.create_node("call_function", fn, (x,), kwargs, name=_fx_name(node.name))
+
+
+def build_model(checked) -> NnspecModel:
+    """The checked spec as an NnspecModel (CPU, float32, training mode, PyTorch's default init)."""
+    layers: dict[str, nn.Module] = {}
+    graph = checked.graph
+    for node in graph.nodes:
+        if node.op != "layer":
+            continue
+        in_types = [graph.node(i).out for i in node.inputs]
+        layers[node.name] = tl.build_layer(node.kind, node.args, in_types)
+    return NnspecModel(checked, layers)
+
+
+def parameter_counts(module: nn.Module) -> tuple[int, int]:
+    """(trainable parameters, saved floating-point buffers such as BatchNorm's running stats)."""
+    trainable = sum(p.numel() for p in module.parameters())
+    params = {id(p) for p in module.parameters()}
+    buffers = sum(t.numel() for t in module.state_dict(keep_vars=True).values()
+                  if t.is_floating_point() and id(t) not in params)
+    return trainable, buffers
