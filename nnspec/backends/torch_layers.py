@@ -225,7 +225,8 @@ class GlobalPool(nn.Module):
         m = mask.unsqueeze(-1)
         if self.kind == "max":
             return x.masked_fill(~m, -math.inf).amax(1)
-        return (x * m).sum(1) / m.sum(1).clamp(min=1).to(x.dtype)
+        # masked_fill, not a product: a padded step may hold anything (even NaN from a fast path)
+        return x.masked_fill(~m, 0).sum(1) / m.sum(1).clamp(min=1).to(x.dtype)
 
 
 def global_builder(kind: str):
