@@ -1,0 +1,247 @@
+"""The training loop, top to bottom: shuffle, batch by indexing, step, record, validate, stop.
+
+Kept as close as possible to the loop a PyTorch user writes by hand, so that it is as fast and
+gives the same numbers (tests/test_equivalence.py). Per batch it does what a hand-written loop
+does and nothing more: no `.item()` (no device sync), no Python per sample. The epoch's loss is
+the batch losses weighted by batch size, accumulated on the device; training metrics come from
+the epoch's (detached) outputs at the end of the epoch.
+
+Randomness: the caller seeds torch's global generator (initialisation, dropout); shuffling has
+its own generator seeded with the run's seed, so the order of batches does not depend on how
+many random numbers the model drew. Both are saved in checkpoints for an exact `--resume`.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..diagnostics import UserError
+from . import metrics as M
+from .data import Data, Split
+from .optim import PerceptronRule, Schedule
+
+EVAL_BATCH = 1024
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class FitConfig:
+    epochs: int
+    batch_size: int | None  # None = full batch
+    steps: int | None = None
+    shuffle: bool = True
+    clip_grad_norm: float | None = None
+    clip_grad_value: float | None = None
+    early_stopping: int | None = None
+    monitor: str = "loss"
+    amp_dtype: torch.dtype | None = None  # autocast dtype on CUDA, or None
+    compile: bool = False
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in checkpoints so `--resume` continues exactly."""
+
+    epoch: int = 0  # epochs completed
+    steps: int = 0
+    best: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "steps": self.steps, "best": self.best, "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs, "history": [dict(r) for r in self.history]}
+
+    @staticmethod
+    def from_state(state: dict[str, Any]) -> "Progress":
+        return Progress(**{k: state[k] for k in ("epoch", "steps", "best", "best_epoch", "bad_epochs")},
+                        history=[dict(r) for r in state["history"]])
+
+
+@dataclass
+class Task:
+    """What metrics need to know about the output."""
+
+    kind: str
+    metrics: tuple
+    class_axis: int = 1
+
+
+EpochHook = Callable[[int, dict, bool, Progress], None]  # (epoch, row, improved, progress)
+BatchHook = Callable[[int, int], None]  # (samples done this epoch, samples in the epoch)
+
+
+def fit(model, loss_fn, optimizer, schedule: Schedule, data: Data, cfg: FitConfig, task: Task,
+        generator: torch.Generator, progress: Progress | None = None, *,
+        on_epoch: EpochHook | None = None, on_batch: BatchHook | None = None) -> Progress:
+    progress = progress or Progress()
+    train = data.train
+    device = train.y.device
+    batch = len(train) if cfg.batch_size is None else min(cfg.batch_size, len(train))
+    forward_train = torch.compile(model.forward_train) if cfg.compile else model.forward_train
+    step = _step_fn(model, forward_train, loss_fn, optimizer, cfg)
+
+    for epoch in range(progress.epoch, cfg.epochs):
+        if cfg.steps is not None and progress.steps >= cfg.steps:
+            break
+        started = time.perf_counter()
+        lr = schedule.lr
+        model.train()
+        order = torch.randperm(len(train), generator=generator) if cfg.shuffle else torch.arange(len(train))
+        order = order.to(device)
+        loss_sum = torch.zeros((), device=device)
+        outputs, seen = [], 0
+        for start in range(0, len(train), batch):
+            index = order[start:start + batch]
+            xb, yb = train.batch(index)
+            loss, out = step(xb, yb)
+            loss_sum += loss.detach() * len(index)
+            outputs.append(out.detach())
+            seen += len(index)
+            progress.steps += 1
+            if on_batch is not None:
+                on_batch(seen, len(train))
+            if cfg.steps is not None and progress.steps >= cfg.steps:
+                break
+
+        row: dict[str, float] = {"epoch": epoch + 1, "loss": float(loss_sum) / seen}
+        if not math.isfinite(row["loss"]):
+            raise TrainingDiverged(
+                f"the loss became {row['loss']} in epoch {epoch + 1}; training stopped",
+                help="the last good checkpoint (last.pt, epoch {}) is kept; lower the learning rate (--lr), "
+                     "add clip_grad_norm to the train section, or check the data for extreme values".format(epoch))
+        row.update(_metrics(model, outputs, train.y[order[:seen]], task, prefix=""))
+        if data.val is not None:
+            row.update(evaluate(model, data.val, loss_fn, task, prefix="val_", batch=max(batch, EVAL_BATCH),
+                                amp_dtype=cfg.amp_dtype))
+        row["lr"] = lr
+        row["seconds"] = time.perf_counter() - started
+
+        improved = _track(progress, row, cfg.monitor, epoch)
+        progress.epoch = epoch + 1
+        progress.history.append(row)
+        schedule.end_epoch(epoch, row.get(cfg.monitor))
+        if on_epoch is not None:
+            on_epoch(epoch + 1, row, improved, progress)
+        if cfg.early_stopping is not None and progress.bad_epochs >= cfg.early_stopping:
+            break
+    return progress
+
+
+def _step_fn(model, forward_train, loss_fn, optimizer, cfg: FitConfig):
+    """One optimisation step on a batch -> (loss, forward_train output)."""
+    if isinstance(optimizer, PerceptronRule):
+        def perceptron_step(xb, yb):
+            with torch.no_grad():
+                out = forward_train(*xb)
+                loss = loss_fn(out, yb)
+                optimizer.step_on(xb[0], yb, model.output_from_train(out))
+            return loss, out
+        return perceptron_step
+
+    regularize = bool(model.regularization().requires_grad)
+    params = [p for p in model.parameters() if p.requires_grad]
+    autocast = (lambda: torch.autocast("cuda", dtype=cfg.amp_dtype)) if cfg.amp_dtype else contextlib.nullcontext
+    scaler = torch.amp.GradScaler("cuda") if cfg.amp_dtype == torch.float16 else None
+
+    def gradient_step(xb, yb):
+        with autocast():
+            out = forward_train(*xb)
+            loss = loss_fn(out, yb)
+            if regularize:
+                loss = loss + model.regularization()
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if cfg.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
+        if cfg.clip_grad_value is not None:
+            torch.nn.utils.clip_grad_value_(params, cfg.clip_grad_value)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        return loss, out
+
+    return gradient_step
+
+
+def _metrics(model, outputs: list, y, task: Task, prefix: str) -> dict[str, float]:
+    if not task.metrics:
+        return {}
+    with torch.no_grad():
+        probs = model.output_from_train(torch.cat(outputs).float())
+    values = M.compute(task.metrics, probs.cpu().numpy(), y.cpu().numpy(), task.kind, task.class_axis)
+    return {prefix + k: v for k, v in values.items()}
+
+
+@torch.no_grad()
+def evaluate(model, split: Split, loss_fn, task: Task, prefix: str = "", batch: int = EVAL_BATCH,
+             amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """Loss and metrics over a whole split, in eval mode (dropout off, BatchNorm running stats)."""
+    was_training = model.training
+    model.eval()
+    autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+    loss_sum = torch.zeros((), device=split.y.device)
+    outputs = []
+    with autocast:
+        for start in range(0, len(split), batch):
+            index = slice(start, start + batch)
+            xb, yb = [x[index] for x in split.inputs], split.y[index]
+            out = model.forward_train(*xb)
+            loss_sum += loss_fn(out, yb).float() * len(yb)
+            outputs.append(out)
+    model.train(was_training)
+    row = {prefix + "loss": float(loss_sum) / max(len(split), 1)}
+    row.update(_metrics(model, outputs, split.y, task, prefix))
+    return row
+
+
+@torch.no_grad()
+def predict(model, inputs: list, batch: int = EVAL_BATCH) -> torch.Tensor:
+    """The model's output as written (probabilities), batched, in eval mode."""
+    model.eval()
+    n = int(inputs[0].shape[0])
+    return torch.cat([model(*[x[s:s + batch] for x in inputs]) for s in range(0, n, batch)]) if n else torch.empty(0)
+
+
+def _track(progress: Progress, row: dict, monitor: str, epoch: int) -> bool:
+    """Update best/bad-epoch counters from `monitor`; True when this epoch is the best so far."""
+    value = row.get(monitor)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        progress.bad_epochs += 1
+        return progress.best is None and epoch == 0
+    higher = M.higher_is_better(monitor)
+    better = progress.best is None or (value > progress.best if higher else value < progress.best)
+    if better:
+        progress.best, progress.best_epoch, progress.bad_epochs = float(value), epoch + 1, 0
+    else:
+        progress.bad_epochs += 1
+    return better
+
+
+def history_keys(task: Task, has_val: bool) -> list[str]:
+    """The columns of history.csv, in order."""
+    names = [M.metric_key(n, a) for n, a in task.metrics]
+    keys = ["epoch", "loss", *names]
+    if has_val:
+        keys += ["val_loss", *(f"val_{n}" for n in names)]
+    return keys + ["lr", "seconds"]
+
+
+def as_numpy(t) -> np.ndarray:
+    return t.detach().cpu().numpy()

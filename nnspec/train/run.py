@@ -1,0 +1,421 @@
+"""A training run from a checked spec: settings, device, data, model, loop, and the run folder.
+
+`train_spec` is what `nnspec train` and `nnspec tune` call. The run folder holds:
+history.csv, metrics.json, spec.nn (the exact source trained), last.pt, best.pt and curves.png;
+every file is written atomically, so an interrupted run never leaves half a checkpoint.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..diagnostics import UserError
+from . import checkpoint as ckpt_io
+from .data import Data, Expect, load_data, match_input, read_csv
+
+RUNS_DIR = Path("runs")
+
+
+@dataclass
+class RunSummary:
+    out_dir: Path
+    history: list[dict[str, float]]
+    final: dict[str, float]
+    best: dict[str, float]
+    monitor: str = "loss"
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ preparing a run
+
+
+def concrete(result, defaults: bool):
+    """The Result to train: refused while it has search spaces, unless `defaults` (then each space's default)."""
+    from ..pipeline import check_text
+    from ..search import defaults as default_values, describe, dimensions
+
+    dims = dimensions(result.checked.spec, result.source) if result.checked is not None else []
+    if not dims:
+        return result, []
+    if not defaults:
+        raise UserError(f"{result.filename} has {len(dims)} search space(s), so there is no single model to train:\n"
+                        + describe(dims),
+                        help=f"run `nnspec tune {result.filename}` to search them, or `nnspec train --defaults` "
+                             "to train with each space's first choice / lower bound")
+    from ..search import concretize
+
+    text = concretize(result.source, dims, default_values(dims))
+    fixed = check_text(text, result.filename)
+    if not fixed.ok:
+        raise UserError(f"the defaults of the search spaces of {result.filename} make an invalid spec:\n{fixed.render()}")
+    chosen = ", ".join(f"{d.name}={d.text(d.default)}" for d in dims)
+    return fixed, [f"--defaults: training with each search space's default ({chosen})"]
+
+
+def resolve_device(name: str):
+    import torch
+
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise UserError(f"unknown device '{name}'", help="use auto, cpu, cuda or cuda:N")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name} was asked for but CUDA is not available on this machine",
+                            help="use --device cpu (or auto)")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)",
+                            help=f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    return torch.device(name)
+
+
+def amp_dtype(amp: bool, device):
+    import torch
+
+    if not amp:
+        return None
+    if device.type != "cuda":
+        raise UserError("--amp (mixed precision) needs a CUDA device; this run is on the CPU",
+                        help="drop --amp, or train with --device cuda on a machine with a GPU")
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def next_run_dir(model_name: str) -> Path:
+    base = RUNS_DIR / model_name
+    taken = [int(p.name) for p in base.glob("*") if p.name.isdigit()] if base.is_dir() else []
+    return base / str(max(taken, default=0) + 1)
+
+
+def latest_run_dir(model_name: str) -> Path:
+    base = RUNS_DIR / model_name
+    taken = sorted((int(p.name) for p in base.glob("*") if p.name.isdigit()), reverse=True) if base.is_dir() else []
+    for n in taken:
+        if (base / str(n) / "last.pt").is_file():
+            return base / str(n)
+    raise UserError(f"--resume: no earlier run of {model_name} under {base}/",
+                    help="give the run folder with --out DIR")
+
+
+def class_weight_tensor(setting, data: Data, kind: str, classes: int | None):
+    import torch
+
+    if setting is None:
+        return None
+    if kind not in ("multiclass", "binary"):
+        raise UserError("class_weights apply to classification; this model is a regressor",
+                        help="remove class_weights from the train section")
+    n_classes = classes if kind == "multiclass" else 2
+    if setting == "balanced":  # scikit-learn's n_samples / (n_classes * count)
+        y = data.train.y
+        ids = y.long().reshape(-1) if kind == "binary" or y.dtype != torch.int64 else y
+        counts = torch.bincount(ids.cpu(), minlength=n_classes).float()
+        return (len(ids) / (n_classes * counts.clamp(min=1))).tolist()
+    weights = [float(w) for w in setting]
+    if len(weights) != n_classes:
+        raise UserError(f"class_weights has {len(weights)} value(s) but the model has {n_classes} classes",
+                        help=f"give one weight per class, or `class_weights balanced`")
+    return weights
+
+
+# ------------------------------------------------------------------ training
+
+
+def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed=None, device="auto", data=None,
+               quiet=True, on_epoch: Callable[[int, dict], None] | None = None, defaults=False, resume=False,
+               amp=False, compile=False, on_batch=None, on_start=None) -> RunSummary:
+    import torch
+
+    from ..backends.torch_model import build_model
+    from .loop import FitConfig, Progress, Task, fit, history_keys
+    from .losses import build_loss
+    from .optim import Schedule, build_optimizer
+    from . import metrics as M
+    from ..catalog.base import feature_axis
+
+    result, notes = concrete(result, defaults)
+    checked = result.checked
+    settings = dict(checked.train)
+    seed = settings["seed"] if seed is None else int(seed)
+    epochs = settings["epochs"] if epochs is None else int(epochs)
+    batch = settings["batch_size"] if batch_size is None else batch_size
+    batch = None if batch == "full" else int(batch)
+    if checked.optimizer is None:
+        raise UserError(f"{checked.spec.name} has no optimizer, so it cannot be trained",
+                        help="add e.g. `optimizer Adam(lr=0.001)` to the model")
+    dev = resolve_device(device)
+    autocast_dtype = amp_dtype(amp, dev)
+
+    dataset = load_data(checked, result.filename, data, seed=seed)
+    dataset.train, dataset.val = dataset.train.to(dev), dataset.val.to(dev) if dataset.val is not None else None
+    torch.manual_seed(seed)
+    model = build_model(checked).to(dev)
+    task_kind = checked.task.kind if checked.task else "regression"
+    weights = class_weight_tensor(settings["class_weights"], dataset, task_kind, checked.task and checked.task.classes)
+    loss_fn = build_loss(checked, torch.tensor(weights) if weights is not None else None)
+    optimizer = build_optimizer(checked.optimizer[0], checked.optimizer[1], model, lr)
+
+    out_rank = len(checked.graph.output_node.out.shape)
+    task = Task(task_kind, tuple((n, dict(a)) for n, a in checked.metrics), 1 + feature_axis(out_rank))
+    keys = history_keys(task, dataset.val is not None)
+    monitor = settings["monitor"] or ("val_loss" if dataset.val is not None else "loss")
+    if monitor not in keys:
+        raise UserError(f"monitor {monitor} is not recorded by this run; it records: "
+                        + ", ".join(k for k in keys if k not in ("epoch", "lr", "seconds")),
+                        help="val_* values need `validation` above 0 in the train section")
+    schedule = Schedule(optimizer, settings["schedule"], settings["warmup"], epochs, M.higher_is_better(monitor))
+    cfg = FitConfig(epochs=epochs, batch_size=batch, steps=settings["steps"], shuffle=settings["shuffle"],
+                    clip_grad_norm=settings["clip_grad_norm"], clip_grad_value=settings["clip_grad_value"],
+                    early_stopping=settings["early_stopping"], monitor=monitor, amp_dtype=autocast_dtype,
+                    compile=compile)
+
+    name = checked.spec.name
+    if resume:
+        run_dir = Path(out_dir) if out_dir else latest_run_dir(name)
+    else:
+        run_dir = Path(out_dir) if out_dir else next_run_dir(name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    digest = ckpt_io.ir_hash(checked)
+    generator = torch.Generator().manual_seed(seed)
+    progress = Progress()
+    if resume:
+        state = ckpt_io.load(run_dir / "last.pt", digest, name)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        progress = Progress.from_state(state["progress"])
+        ckpt_io.restore_rng(state["rng"], generator)
+        schedule.apply(progress.epoch)
+        notes.append(f"resumed from {run_dir / 'last.pt'} after epoch {progress.epoch}")
+    else:
+        torch.manual_seed(seed)  # dropout & co. start from the seed, whatever initialisation drew
+    ckpt_io.write_text(run_dir / "spec.nn", result.source)
+
+    def payload(progress: Progress) -> dict[str, Any]:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "rng": ckpt_io.rng_state(generator), "progress": progress.state_dict(), "epoch": progress.epoch,
+                "spec_source": result.source, "spec_name": name, "ir_hash": digest,
+                "data_origin": dataset.origin, "data_target": dataset.target,
+                "data_stats": {k: dict(v) for k, v in dataset.stats.items()}, "seed": seed, "monitor": monitor}
+
+    def epoch_done(epoch: int, row: dict, improved: bool, progress: Progress) -> None:
+        state = payload(progress)
+        ckpt_io.save(run_dir / "last.pt", state)
+        if improved:
+            ckpt_io.save(run_dir / "best.pt", state)
+        write_history(run_dir / "history.csv", progress.history, keys)
+        write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev)
+        if on_epoch is not None:
+            on_epoch(epoch, dict(row))
+
+    if on_start is not None:
+        on_start(run_dir, dataset, notes, epochs, progress.epoch)
+    progress = fit(model, loss_fn, optimizer, schedule, dataset, cfg, task, generator, progress,
+                   on_epoch=epoch_done, on_batch=on_batch)
+    if not progress.history:
+        raise UserError("nothing was trained: the run had already reached its epochs or steps",
+                        help="give more --epochs to continue a resumed run")
+    write_curves(run_dir / "curves.png", progress.history, name)
+    best = _best_row(progress)
+    return RunSummary(run_dir, progress.history, dict(progress.history[-1]), best, monitor, notes)
+
+
+def _best_row(progress) -> dict:
+    if progress.best_epoch is None:
+        return dict(progress.history[-1])
+    return dict(next(r for r in progress.history if r["epoch"] == progress.best_epoch))
+
+
+def write_history(path: Path, history: list[dict], keys: list[str]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: _fmt(row.get(k)) for k in keys})
+    ckpt_io.write_text(path, buf.getvalue())
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return repr(v)
+    return v
+
+
+def _json_safe(row: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+
+
+def write_metrics(path: Path, progress, monitor: str, dataset: Data, device) -> None:
+    best = _best_row(progress)
+    report = {"final": _json_safe(progress.history[-1]), "best": _json_safe(best), "monitor": monitor,
+              "best_epoch": progress.best_epoch, "epochs": progress.epoch, "steps": progress.steps,
+              "data": dataset.origin, "train_samples": len(dataset.train),
+              "validation_samples": len(dataset.val) if dataset.val is not None else 0, "device": str(device)}
+    ckpt_io.write_text(path, json.dumps(report, indent=2) + "\n")
+
+
+def write_curves(path: Path, history: list[dict], title: str) -> None:
+    """Loss and each metric per epoch (train and validation) as a PNG, matplotlib's Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    skip = {"epoch", "lr", "seconds"}
+    names = [k for k in history[0] if k not in skip and not k.startswith("val_")]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+    epochs = [r["epoch"] for r in history]
+    for ax, key in zip(axes[0], names):
+        ax.plot(epochs, [r[key] for r in history], marker=".", label="train")
+        if f"val_{key}" in history[0]:
+            ax.plot(epochs, [r[f"val_{key}"] for r in history], marker=".", label="validation")
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    ckpt_io.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------ evaluate and predict
+
+
+def _load_for(result, checkpoint: str, device: str):
+    import torch
+
+    from ..backends.torch_model import build_model
+
+    result, _ = concrete(result, defaults=True)
+    checked = result.checked
+    state = ckpt_io.load(checkpoint, ckpt_io.ir_hash(checked), checked.spec.name)
+    dev = resolve_device(device)
+    model = build_model(checked)
+    model.load_state_dict(state["model"])
+    return result, checked, state, model.to(dev), dev
+
+
+def evaluate_spec(result, checkpoint: str, *, data=None, device="auto", batch_size: int = 1024) -> dict[str, Any]:
+    """Loss and metrics of a checkpoint: on the validation split of the run's data (re-made with the
+    run's seed), or on the whole of `data` when given; standardised with the run's training stats."""
+    import torch
+
+    from .data import Split, load_arrays, _source
+    from .loop import Task, evaluate
+    from .losses import build_loss
+    from ..catalog.base import feature_axis
+
+    result, checked, state, model, dev = _load_for(result, checkpoint, device)
+    task_kind = checked.task.kind if checked.task else "regression"
+    out_rank = len(checked.graph.output_node.out.shape)
+    task = Task(task_kind, tuple((n, dict(a)) for n, a in checked.metrics), 1 + feature_axis(out_rank))
+    if data is None:
+        dataset = load_data(checked, result.filename, None, seed=state.get("seed"))
+        split, which = (dataset.val, "validation split") if dataset.val is not None else (dataset.train, "whole data set")
+        origin = dataset.origin
+    else:
+        arrays = load_arrays(_source(checked, data), Expect.of(checked), Path(result.filename).parent)
+        inputs = _standardize(arrays.inputs, Expect.of(checked), state)
+        split = Split([torch.from_numpy(x) for x in inputs], torch.from_numpy(arrays.y))
+        which, origin = "whole data set", arrays.origin
+    split = split.to(dev)
+    values = evaluate(model, split, build_loss(checked), task, batch=batch_size)
+    return {"data": origin, "split": which, "samples": len(split), "checkpoint": str(checkpoint),
+            "epoch": state.get("epoch"), **_json_safe(values)}
+
+
+def _standardize(inputs: list, expect: Expect, state: dict) -> list:
+    stats = state.get("data_stats") or {}
+    out = []
+    for (name, _, _), x in zip(expect.inputs, inputs):
+        if name in stats:
+            x = (x - stats[name]["mean"].numpy()) / stats[name]["std"].numpy()
+        out.append(x.astype(x.dtype))
+    return out
+
+
+def predict_spec(result, checkpoint: str, input_path: str, *, output=None, device="auto", batch_size: int = 1024):
+    """Predictions for the rows of a CSV or NPZ file -> (header, rows); written as CSV to `output` when given."""
+    import numpy as np
+    import torch
+
+    from .loop import predict
+
+    result, checked, state, model, dev = _load_for(result, checkpoint, device)
+    expect = Expect.of(checked)
+    inputs = _read_inputs(Path(input_path), expect, state.get("data_target"))
+    inputs = _standardize(inputs, expect, state)
+    probs = predict(model, [torch.from_numpy(np.ascontiguousarray(x)).to(dev) for x in inputs], batch_size)
+    probs = probs.float().cpu().numpy()
+    header, rows = _prediction_table(probs, checked)
+    if output:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+        ckpt_io.write_text(output, buf.getvalue())
+    return header, rows
+
+
+def _read_inputs(path: Path, expect: Expect, target: str | None) -> list:
+    import numpy as np
+
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        except FileNotFoundError:
+            raise UserError(f"input file not found: {path}") from None
+        except (ValueError, OSError) as err:
+            raise UserError(f"{path} is not a readable .npz file ({err})") from None
+        names = [n for n, _, _ in expect.inputs]
+        if all(n in arrays for n in names):
+            xs = [arrays[n] for n in names]
+        elif "x" in arrays and len(names) == 1:
+            xs = [arrays["x"]]
+        else:
+            raise UserError(f"{path} needs an array 'x' (one input) or one array per input ({', '.join(names)}); "
+                            f"it has: {', '.join(arrays)}")
+        return [match_input(x, i, expect, str(path)) for i, x in enumerate(xs)]
+    if suffix != ".csv":
+        raise UserError(f"--input {path}: expected a .csv or .npz file")
+    header, rows = read_csv(path)
+    if target is not None and target in header:  # the label column of the training CSV, if present
+        t = header.index(target)
+        rows = [[v for i, v in enumerate(r) if i != t] for r in rows]
+        header = [h for i, h in enumerate(header) if i != t]
+    if len(expect.inputs) != 1:
+        raise UserError(f"{path}: a CSV file feeds one input but the model has {len(expect.inputs)}",
+                        help="give an .npz file with one array per input name")
+    try:
+        x = np.array(rows, dtype=np.float32)
+    except ValueError:
+        raise UserError(f"{path}: every column must be numeric") from None
+    if expect.inputs[0][2] == "int":
+        x = x.astype(np.int64)
+    return [match_input(x, 0, expect, str(path))]
+
+
+def _prediction_table(probs, checked) -> tuple[list[str], list[list]]:
+    kind = checked.task.kind if checked.task else "regression"
+    flat = probs.reshape(len(probs), -1)
+    if kind == "multiclass" and probs.ndim == 2:
+        header = [f"p_{c}" for c in range(probs.shape[1])] + ["predicted"]
+        return header, [[*map(_num, row), int(row.argmax())] for row in probs]
+    if kind == "binary" and flat.shape[1] == 1:
+        return ["p_1", "predicted"], [[_num(row[0]), int(row[0] >= 0.5)] for row in flat]
+    header = [f"output_{i}" for i in range(flat.shape[1])]
+    return header, [list(map(_num, row)) for row in flat]
+
+
+def _num(v) -> float:
+    return float(f"{float(v):.6g}")
