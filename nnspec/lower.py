@@ -28,6 +28,7 @@ class Lowerer:
     def __init__(self, sink: Sink):
         self.sink = sink
         self._labels: Counter[str] = Counter()
+        self._block = ""  # the block whose body is being lowered: prefixes search-space labels
 
     # ------------------------------------------------------------ model and sections
     def spec(self, tree: Tree) -> ir.Spec:
@@ -97,6 +98,9 @@ class Lowerer:
 
     def _dim(self, tok: Token) -> int | None:
         text = str(tok)
+        if text.isdigit() and len(text) > MAX_DIGITS:
+            self.sink.error("E014", f"the dimension {_abbrev(text)} is too large", span_of(tok))
+            return 1
         if not text.isdigit() or int(text) <= 0:
             self.sink.error("E014", f"a dimension must be a positive whole number; received {text}",
                             span_of(tok), help="use `?` for a dimension known only at run time")
@@ -118,7 +122,10 @@ class Lowerer:
             if p in seen:
                 self.sink.error("E018", f"block '{name}' names parameter '{p}' twice", span_of(name))
             seen.add(p)
-        return ir.Block(str(name), tuple(params), self.stmts(item.children[body_start:]), span_of(item))
+        self._block = str(name)
+        body = self.stmts(item.children[body_start:])
+        self._block = ""
+        return ir.Block(str(name), tuple(params), body, span_of(item))
 
     def stmts(self, children: Iterable) -> tuple[ir.Stmt, ...]:
         out = []
@@ -219,7 +226,7 @@ class Lowerer:
         parts = node.children
         acc = self.expr(parts[0], context)
         for right in parts[1:]:
-            rhs = self.expr(right, "repeat" if context == "layer" else context)
+            rhs = self.expr(right, f"{_head_name(acc)}.repeat" if context == "layer" else context)
             acc = ir.Mul(acc, rhs, Span(ir_span(acc).line, ir_span(acc).col,
                                         ir_span(rhs).end_line, ir_span(rhs).end_col))
         return acc
@@ -233,7 +240,7 @@ class Lowerer:
                 key = str(a.children[0])
                 args.append(ir.Arg(key, self.expr(a.children[1], f"{name}.{key}"), span_of(a)))
             else:
-                args.append(ir.Arg(None, self.expr(a, f"{name}.{i}"), span_of(a)))
+                args.append(ir.Arg(None, self.expr(a, f"{name}.{_positional_name(name, i)}"), span_of(a)))
         sp = span_of(node)
         if name in ir.SPACE_KINDS:
             return self._space(name, args, sp, context)
@@ -252,7 +259,9 @@ class Lowerer:
             options = (options + (ir.Num(0, sp), ir.Num(1, sp)))[:2]
         elif kind != "choice":
             self._check_bounds(kind, options, sp)
-        base = _label_base(context)
+        base = _label_base(context, options)
+        if self._block:
+            base = f"{self._block}.{base}"
         self._labels[base] += 1
         label = base if self._labels[base] == 1 else f"{base}_{self._labels[base]}"
         return ir.Space(kind, options, sp, label)
@@ -279,6 +288,9 @@ class Lowerer:
     def _number(self, tok: Token) -> ir.Num:
         text = str(tok)
         sp = span_of(tok)
+        if text.isdigit() and len(text) > MAX_DIGITS:  # int() refuses > 4300 digits; nothing needs 100
+            self.sink.error("E107", f"the number {_abbrev(text)} is too large", sp)
+            return ir.Num(0, sp)
         if text.isdigit():
             return ir.Num(int(text), sp)
         value = float(text)
@@ -288,14 +300,42 @@ class Lowerer:
         return ir.Num(value, sp)
 
 
+MAX_DIGITS = 100  # a whole number longer than this is a typo or an attack, never a size
+
+
+def _abbrev(text: str) -> str:
+    return text if len(text) <= 20 else f"{text[:10]}...{text[-4:]} ({len(text)} digits)"
+
+
 def ir_span(expr) -> Span:
     return expr.span
 
 
-def _label_base(context: str) -> str:
-    if context.startswith(("layer", "repeat")):
-        return context
+def _label_base(context: str, options: tuple[ir.Expr, ...]) -> str:
+    """A readable dimension name: `Dense.units`, `Adam.lr`, `train.batch_size`, `Dense.repeat`."""
+    if context == "layer":  # a space standing for an operation: `-> choice(relu, elu)`
+        return "activation" if all(isinstance(o, ir.Ident) for o in options) else "layer"
     return context
+
+
+def _positional_name(call_name: str, index: int) -> str:
+    """The catalog's name for a positional argument (`Dense`'s first is `units`), else its index."""
+    from . import catalog
+
+    for registry in (catalog.layers, catalog.activations, catalog.optimizers, catalog.losses, catalog.metrics):
+        entry = registry.get(call_name)
+        if entry is not None:
+            return entry.params[index].name if index < len(entry.params) else str(index)
+    return str(index)
+
+
+def _head_name(expr: ir.Expr) -> str:
+    """The first layer or block a repeated expression applies: `(Dense(8) -> relu) * 3` -> Dense."""
+    while isinstance(expr, (ir.Group, ir.Chain, ir.Mul)):
+        expr = expr.inner if isinstance(expr, ir.Group) else expr.items[0] if isinstance(expr, ir.Chain) else expr.left
+    if isinstance(expr, ir.Call):
+        return expr.name
+    return expr.name if isinstance(expr, ir.Ident) else "layers"
 
 
 def _unquote(text: str) -> str:
