@@ -223,8 +223,8 @@ class GlobalPool(nn.Module):
         if mask is None:
             return x.mean(1) if self.kind == "avg" else x.amax(1)
         m = mask.unsqueeze(-1)
-        if self.kind == "max":
-            return x.masked_fill(~m, -math.inf).amax(1)
+        if self.kind == "max":  # a row with no real step (all padding) pools to 0, not -inf
+            return x.masked_fill(~m, -math.inf).amax(1).masked_fill(~m.any(1), 0)
         # masked_fill, not a product: a padded step may hold anything (even NaN from a fast path)
         return x.masked_fill(~m, 0).sum(1) / m.sum(1).clamp(min=1).to(x.dtype)
 
