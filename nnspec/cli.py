@@ -191,6 +191,119 @@ EMITTERS: dict = {}
 # ---- commands added by later issues register below this line ----
 
 
+@main.command()
+@click.argument("file", type=SPEC_FILE)
+@click.option("-o", "--output", help="Output file: .svg, .png, .pdf or .dot (default: <spec>.svg).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the output (default: beside the spec).")
+@click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True, help="Top-to-bottom or left-to-right.")
+@click.option("--detail", type=click.Choice(["compact", "full"]), default="compact", show_default=True,
+              help="compact: required and non-default arguments; full: every argument.")
+@click.option("--collapse-blocks", is_flag=True, help="Draw each block instance as one box.")
+@click.option("--netron", is_flag=True, help="Export ONNX and open it in Netron (served on 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Netron's port (with --netron).")
+@click.option("--no-browser", is_flag=True, help="With --netron: print the URL, do not open a browser.")
+@guarded
+def viz(file, output, out_dir, rankdir, detail, collapse_blocks, netron, port, no_browser):
+    """Draw the network with Graphviz (or, with --netron, open its ONNX export in Netron)."""
+    result = load_or_exit(file)
+    if netron:
+        from .backends.onnx_export import serve_netron
+
+        serve_netron(result, port=port, browse=not no_browser, out_dir=out_dir)
+        return
+    from .backends import dot
+
+    path = dot.output_path(file, output, out_dir)
+    source = dot.to_dot(result.checked, rankdir=rankdir, detail=detail, collapse_blocks=collapse_blocks)
+    dot.render(source, path)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("file", type=SPEC_FILE)
+@click.option("--trials", type=click.IntRange(min=1), help="Trials in the study (default: the spec's search section, or 20).")
+@click.option("--sampler", type=click.Choice(["random", "tpe"]), help="How trials are chosen.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Start no trial after this many seconds.")
+@click.option("--pruner", type=click.Choice(["none", "median", "successive_halving"]), help="Stop unpromising trials early.")
+@click.option("--storage", help="Keep the study in a database, e.g. sqlite:///study.db (resumable, shareable by processes).")
+@click.option("--study", "study_name", help="The study's name in --storage (default: the model's name).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default runs/<Model>/tune-<n>/).")
+@click.option("--seed", type=click.IntRange(min=0), help="Seed of the sampler.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every trial (default: the spec's).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+@guarded
+def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, seed, epochs, device, quiet):
+    """Search the spec's search spaces: writes trials.csv, best.nn and search.png."""
+    from .tune import final_lines, tune as run_tune
+
+    result = load_or_exit(file)
+    summary = run_tune(result, trials=trials, sampler=sampler, timeout=timeout, pruner=pruner, storage=storage,
+                       study_name=study_name, out_dir=out_dir, seed=seed, epochs=epochs, device=device,
+                       quiet=quiet, echo=click.echo)
+    if quiet:
+        click.echo(final_lines(summary))
+    sys.exit(EXIT_OK if summary.best is not None else EXIT_SPEC)
+
+
+@main.command()
+@click.argument("file", type=SPEC_FILE)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the spec's epochs.")
+@click.option("--batch-size", help="Override the spec's batch size: a number, or full.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the optimizer's learning rate.")
+@click.option("--seed", type=click.IntRange(min=0), help="Override the spec's seed.")
+@click.option("--data", "data_source", help="Data source, as in the spec (sklearn.wine, 'csv(\"f.csv\", target=\"y\")') or a .csv/.npz path.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default runs/<Model>/<n>/).")
+@click.option("--resume", is_flag=True, help="Continue from last.pt in the run folder (--out, or the latest run).")
+@click.option("--amp", is_flag=True, help="Mixed precision (bf16, or fp16 with loss scaling) on CUDA.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only where the run is.")
+@click.option("--defaults", is_flag=True, help="Train a spec with search spaces at each space's default value.")
+@guarded
+def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resume, amp, compile_, quiet, defaults):
+    """Train a spec; writes history.csv, metrics.json, checkpoints and curves.png to the run folder."""
+    from .train.cli_view import train_command
+
+    if batch_size is not None and batch_size != "full":
+        if not batch_size.isdigit() or int(batch_size) < 1:
+            raise click.BadParameter(f"'{batch_size}' is not a batch size; use a number >= 1 or full",
+                                     param_hint="--batch-size")
+        batch_size = int(batch_size)
+    result = load_or_exit(file)
+    train_command(result, _console(), device=device, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                  data=data_source, out_dir=out_dir, resume=resume, amp=amp, compile=compile_, quiet=quiet,
+                  defaults=defaults)
+
+
+@main.command()
+@click.argument("file", type=SPEC_FILE)
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="A last.pt or best.pt of a run.")
+@click.option("--data", "data_source", help="Evaluate on this data instead (whole set); default: the run's validation split.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Where to write the metrics JSON (default: beside the checkpoint).")
+@guarded
+def evaluate(file, checkpoint, data_source, device, output):
+    """Loss and metrics of a trained checkpoint."""
+    from .train.cli_view import evaluate_command
+
+    evaluate_command(load_or_exit(file), _console(), checkpoint, data_source, device, output)
+
+
+@main.command()
+@click.argument("file", type=SPEC_FILE)
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="A last.pt or best.pt of a run.")
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False), help="Rows to predict: .csv or .npz.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write predictions as CSV here (default: print).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@guarded
+def predict(file, checkpoint, input_path, output, device):
+    """Predictions of a trained checkpoint: probabilities and the predicted class, or the outputs."""
+    from .train.cli_view import predict_command
+
+    predict_command(load_or_exit(file), checkpoint, input_path, output, device)
+
+
 @main.command(name="fmt")
 @click.argument("file", type=SPEC_FILE)
 @click.option("--check", "check_only", is_flag=True, help="Change nothing; exit 1 (with a diff) if FILE is not formatted.")

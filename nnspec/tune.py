@@ -1,0 +1,495 @@
+"""`nnspec tune`: a hyperparameter search over the search spaces written in a spec, on Optuna.
+
+Each trial: Optuna suggests a value per dimension -> the spec text with those values
+(`search.concretize`) -> `check_text` -> `train_spec`, reporting the objective metric every epoch
+to the pruner. A trial that cannot be checked or trained (an invalid shape for that combination,
+a diverging loss, a metric missing from the logs) is marked FAIL with its reason in the user
+attribute `failure`, and the search goes on.
+
+The budget is counted in the study, not in the process: a study in a database (`--storage`)
+runs until it holds `trials` finished trials (complete, pruned, or failed with a reason), so a
+killed tune resumes where it stopped and several processes share one study without running
+more trials than asked. A trial left RUNNING by a killed process is failed by Optuna's heartbeat
+after `GRACE_S` seconds and does not count.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from . import search
+from .diagnostics import UserError, suggest
+from .pipeline import Result, check_text
+
+HEARTBEAT_S = 5
+GRACE_S = 30
+POLL_S = 1.0
+SQLITE_TIMEOUT_S = 120
+
+
+class TrialFailed(Exception):
+    """One trial could not be checked or trained; its reason is recorded and the search goes on."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    trials: int
+    sampler: str
+    direction: str  # minimize | maximize
+    metric: str
+    timeout: float | None
+    pruner: str
+    seed: int
+
+
+@dataclass
+class TuneSummary:
+    out_dir: Path
+    settings: Settings
+    dimensions: list
+    trials: list  # optuna FrozenTrial, by number
+    best: Any  # the best FrozenTrial, or None when no trial completed
+    best_spec: Path | None
+    formatted: bool
+
+
+# ---------------------------------------------------------------- settings
+def settings_of(result: Result, **flags: Any) -> Settings:
+    """The `search { }` settings with the command-line flags (those not None) laid over them."""
+    base = dict(result.checked.search)
+    base.update({k: v for k, v in flags.items() if v is not None})
+    direction, metric = base.get("objective") or ("minimize", "val_loss")
+    return Settings(int(base["trials"]), base["sampler"], direction, metric, base["timeout"], base["pruner"],
+                    int(base["seed"]))
+
+
+def check_objective(result: Result, metric: str) -> None:
+    """The objective must be a value the training run logs every epoch."""
+    from .train.metrics import metric_key
+
+    names = ["loss", *(metric_key(n, a) for n, a in result.checked.metrics)]
+    has_val = (result.checked.train.get("validation") or 0) > 0
+    logged = names + ([f"val_{n}" for n in names] if has_val else [])
+    if metric in logged:
+        return
+    if metric.startswith("val_") and metric[4:] in names:
+        raise UserError(f"the objective {metric} needs a validation split, and this spec has none",
+                        help="add e.g. `validation 0.2` to the train section")
+    raise UserError(f"the objective {metric} is not logged by training; logged: {', '.join(logged)}",
+                    help=suggest(metric, logged) or "add the metric to `metrics [...]`")
+
+
+# ---------------------------------------------------------------- Optuna pieces
+def make_sampler(name: str, seed: int):
+    import optuna
+
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def make_pruner(name: str):
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
+
+
+def make_storage(url: str | None):
+    """None (in memory) or an RDB storage with a heartbeat, so killed trials are recognised."""
+    if url is None:
+        return None
+    import optuna
+
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:"):
+        kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+        db = url.removeprefix("sqlite:///")
+        if db and db != url and not Path(db).parent.exists():
+            raise UserError(f"the folder of the study database does not exist: {Path(db).parent}",
+                            help="create it, or give another --storage path")
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
+                                          grace_period=GRACE_S)
+    except Exception as exc:  # sqlalchemy's URL and connection errors have many types
+        raise UserError(f"cannot open the study storage {url}: {exc}",
+                        help="use e.g. --storage sqlite:///study.db") from None
+
+
+def suggest_value(trial, dim: search.Dimension) -> Any:
+    if dim.kind == "choice":
+        return trial.suggest_categorical(dim.name, list(dim.choices))
+    if dim.kind == "int_range":
+        return trial.suggest_int(dim.name, int(dim.low), int(dim.high))
+    return trial.suggest_float(dim.name, float(dim.low), float(dim.high), log=dim.kind == "loguniform")
+
+
+def space_signature(dims: list[search.Dimension]) -> str:
+    """What a study in a database was made for: two specs with the same dimensions may share it."""
+    text = json.dumps([[d.name, d.kind, list(map(str, d.choices)), d.low, d.high] for d in dims])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- the budget, counted in the study
+def counts(trial) -> bool:
+    """A finished trial that uses up one of the study's trials (not one killed, not a surplus one)."""
+    from optuna.trial import TrialState
+
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and "failure" in trial.user_attrs and "surplus" not in trial.user_attrs
+
+
+def budget(study) -> tuple[int, list[int]]:
+    """(finished trials that count, numbers of the trials running now)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    return sum(counts(t) for t in trials), [t.number for t in trials if t.state == TrialState.RUNNING]
+
+
+def fail_stale(study) -> None:
+    import warnings
+
+    import optuna
+
+    from optuna.storages._heartbeat import is_heartbeat_enabled  # what study.optimize itself asks
+
+    if is_heartbeat_enabled(study._storage):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            optuna.storages.fail_stale_trials(study)
+
+
+def wait_for_slot(study, total: int, deadline: float | None) -> bool:
+    """True when a new trial may start: fewer than `total` trials finished or running.
+
+    Waits while other processes run the last trials (one of them may fail and free a slot);
+    False when the study is done or the time is up.
+    """
+    while True:
+        done, running = budget(study)
+        if done >= total or (deadline is not None and time.monotonic() >= deadline):
+            return False
+        if done + len(running) < total:
+            return True
+        time.sleep(POLL_S)
+        fail_stale(study)
+
+
+def is_surplus(study, trial, total: int) -> bool:
+    """Two processes asked for the last slot at the same moment: the higher trial number yields."""
+    done, running = budget(study)
+    return done + sum(1 for n in running if n < trial.number) >= total
+
+
+# ---------------------------------------------------------------- one trial
+class Objective:
+    def __init__(self, result: Result, dims: list[search.Dimension], settings: Settings, out_dir: Path,
+                 train_options: dict, echo: Callable[[str], None]):
+        self.result, self.dims, self.settings = result, dims, settings
+        self.out_dir, self.train_options, self.echo = out_dir, train_options, echo
+        self.last: int | None = None  # the number of the trial this process ran last
+
+    def __call__(self, trial) -> float:
+        import optuna
+
+        self.last = trial.number
+        if is_surplus(trial.study, trial, self.settings.trials):
+            trial.set_user_attr("surplus", True)
+            trial.set_user_attr("failure", "not run: the study already had its trials")
+            raise TrialFailed("surplus")
+        values = {d.name: suggest_value(trial, d) for d in self.dims}
+        try:
+            return self.run(trial, values)
+        except optuna.TrialPruned:
+            raise
+        except TrialFailed as exc:
+            self.fail(trial, str(exc))
+        except Exception as exc:  # a UserError from training, or torch refusing a combination
+            from .diagnostics import SpecError
+
+            if not isinstance(exc, (UserError, SpecError, RuntimeError, ValueError, ArithmeticError)):
+                raise
+            self.fail(trial, _reason(exc))
+
+    def fail(self, trial, reason: str) -> None:
+        trial.set_user_attr("failure", reason)
+        raise TrialFailed(reason)
+
+    def run(self, trial, values: dict[str, Any]) -> float:
+        import optuna
+
+        from .train.run import train_spec
+
+        text = search.concretize(self.result.source, self.dims, values)
+        concrete = check_text(text, self.result.filename)
+        if not concrete.ok:
+            first = next(d for d in concrete.diagnostics if d.is_error)
+            raise TrialFailed(f"invalid spec for these values: {first.message} (line {first.span.line})")
+        metric, maximize = self.settings.metric, self.settings.direction == "maximize"
+        best: list[float] = []
+
+        def on_epoch(epoch: int, logs: dict) -> None:
+            loss = logs.get("loss")
+            if loss is not None and not math.isfinite(loss):
+                raise TrialFailed(f"the loss became {loss} in epoch {epoch}")
+            value = logs.get(metric)
+            if value is None:
+                raise TrialFailed(f"training did not log {metric}; it logged {', '.join(logs)}")
+            if not math.isfinite(value):
+                raise TrialFailed(f"{metric} became {value} in epoch {epoch}")
+            best.append(value if not best else (max if maximize else min)(best[-1], value))
+            trial.report(best[-1], epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch}: {metric} = {best[-1]:.4g}")
+
+        train_spec(concrete, out_dir=self.out_dir / "trials" / f"{trial.number:03d}", quiet=True,
+                   on_epoch=on_epoch, **self.train_options)
+        if not best:
+            raise TrialFailed("training ran no epoch")
+        return best[-1]
+
+
+def _reason(exc: Exception) -> str:
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return message.strip().splitlines()[0][:300]
+
+
+# ---------------------------------------------------------------- the search
+def tune(result: Result, *, trials: int | None = None, sampler: str | None = None, timeout: float | None = None,
+         pruner: str | None = None, storage: str | None = None, study_name: str | None = None,
+         out_dir: str | Path | None = None, seed: int | None = None, epochs: int | None = None,
+         device: str = "auto", quiet: bool = False, echo: Callable[[str], None] = print) -> TuneSummary:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print our own line per trial
+    dims = search.dimensions(result.checked.spec, result.source)
+    if not dims:
+        raise UserError(f"{result.filename} has no search space, so there is nothing to tune",
+                        help="write e.g. Dense(choice(16, 32, 64)) or lr=loguniform(1e-4, 1e-1); "
+                             "or train it with `nnspec train`")
+    settings = settings_of(result, trials=trials, sampler=sampler, timeout=timeout, pruner=pruner, seed=seed)
+    check_objective(result, settings.metric)
+    out = Path(out_dir) if out_dir else next_tune_dir(result.checked.spec.name)
+    out.mkdir(parents=True, exist_ok=True)
+    study = open_study(result, dims, settings, storage, study_name)
+    if not quiet:
+        echo(f"tuning {result.checked.spec.name}: {settings.trials} trials, {settings.sampler} sampler, "
+             f"{settings.direction} {settings.metric}, pruner {settings.pruner}; outputs in {out}/")
+        echo(search.describe(dims))
+    objective = Objective(result, dims, settings, out, {"epochs": epochs, "device": device}, echo)
+    deadline = time.monotonic() + settings.timeout if settings.timeout else None
+    try:
+        while wait_for_slot(study, settings.trials, deadline):
+            study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+            if not quiet and objective.last is not None:
+                echo(trial_line(_trial(study, objective.last), settings, study))
+    finally:  # also after Ctrl-C: what has finished is written
+        summary = write_outputs(result, dims, settings, study, out)
+    if not quiet:
+        echo(final_lines(summary))
+    return summary
+
+
+def _trial(study, number: int):
+    return next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+
+
+def open_study(result: Result, dims: list[search.Dimension], settings: Settings, storage: str | None,
+               study_name: str | None):
+    import optuna
+
+    store = make_storage(storage)
+    name = study_name or result.checked.spec.name
+    seed = settings.seed
+    if store is not None:  # several processes (and resumed runs) must not draw the same points
+        seed = int.from_bytes(hashlib.sha256(f"{settings.seed}:{os.getpid()}:{time.time_ns()}".encode()).digest()[:4],
+                              "little")
+    try:
+        study = optuna.create_study(storage=store, study_name=name, direction=settings.direction,
+                                    sampler=make_sampler(settings.sampler, seed), pruner=make_pruner(settings.pruner),
+                                    load_if_exists=store is not None)
+    except ValueError as exc:  # e.g. the stored study optimizes in the other direction
+        raise UserError(f"cannot use study '{name}' in {storage}: {exc}",
+                        help="give another --study name") from None
+    signature = space_signature(dims)
+    stored = study.user_attrs.get("space")
+    if stored is None:
+        study.set_user_attr("space", signature)
+        study.set_user_attr("spec", result.checked.spec.name)
+    elif stored != signature:
+        raise UserError(f"study '{name}' in {storage} was made for other search spaces "
+                        f"(of {study.user_attrs.get('spec', '?')})",
+                        help="give another --study name, or the spec the study was made for")
+    fail_stale(study)
+    return study
+
+
+def next_tune_dir(model: str) -> Path:
+    from .train.run import RUNS_DIR
+
+    base = RUNS_DIR / model
+    taken = [int(p.name[5:]) for p in base.glob("tune-*") if p.name[5:].isdigit()] if base.is_dir() else []
+    return base / f"tune-{max(taken, default=0) + 1}"
+
+
+# ---------------------------------------------------------------- reporting
+def trial_value(trial) -> float | None:
+    """The objective of a trial: its value, or for a pruned one its last reported value."""
+    if trial.value is not None:
+        return trial.value
+    if trial.intermediate_values:
+        return trial.intermediate_values[max(trial.intermediate_values)]
+    return None
+
+
+def seconds(trial) -> float | None:
+    if trial.datetime_start and trial.datetime_complete:
+        return (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return None
+
+
+def trial_line(trial, settings: Settings, study) -> str:
+    shown = ", ".join(f"{k}={_show(v)}" for k, v in trial.params.items())
+    value = trial_value(trial)
+    state = trial.state.name.lower()
+    what = f"{settings.metric}={value:.4f}" if value is not None and state != "fail" else \
+        trial.user_attrs.get("failure", state)
+    best = _best(study)
+    tail = f"  (best {best.value:.4f}, trial {best.number})" if best is not None else ""
+    took = seconds(trial)
+    return f"trial {trial.number:>3} {state:<8} {what}  {shown}  {took or 0:.1f}s{tail}"
+
+
+def _show(value: Any) -> str:
+    return f"{search.round_float(value):g}" if isinstance(value, float) else str(value)
+
+
+def _best(study):
+    try:
+        return study.best_trial
+    except ValueError:  # no completed trial yet
+        return None
+
+
+def write_outputs(result: Result, dims: list[search.Dimension], settings: Settings, study, out: Path) -> TuneSummary:
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    write_trials_csv(out / "trials.csv", trials, dims, settings)
+    best = _best(study)
+    best_spec, formatted = None, False
+    if best is not None:
+        best_spec = out / "best.nn"
+        formatted = write_best_spec(best_spec, result, dims, best, settings, len(trials))
+    plot_search(out / "search.png", trials, dims, settings, result.checked.spec.name)
+    return TuneSummary(out, settings, dims, trials, best, best_spec, formatted)
+
+
+def write_trials_csv(path: Path, trials: list, dims: list[search.Dimension], settings: Settings) -> None:
+    fields = ["number", *(d.name for d in dims), settings.metric, "state", "seconds", "failure"]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(fields)
+        for t in trials:
+            value = trial_value(t)
+            params = [d.text(t.params[d.name]) if d.name in t.params else "" for d in dims]
+            took = seconds(t)
+            writer.writerow([t.number, *params, "" if value is None else f"{value:.6g}", t.state.name,
+                             "" if took is None else f"{took:.2f}", t.user_attrs.get("failure", "")])
+
+
+def write_best_spec(path: Path, result: Result, dims: list[search.Dimension], best, settings: Settings,
+                    n_trials: int) -> bool:
+    """The spec with the best trial's values, formatted by `nnspec fmt` (comments kept). True if formatted."""
+    text = search.concretize(result.source, dims, best.params)
+    header = (f"# nnspec tune: the best of {n_trials} trials (trial {best.number}): "
+              f"{settings.metric} = {best.value:.4f}\n")
+    text = header + text
+    formatted = False
+    try:
+        from .fmt import format_checked
+
+        text = format_checked(text, str(path))
+        formatted = True
+    except ImportError:
+        pass
+    path.write_text(text, encoding="utf-8")
+    return formatted
+
+
+def plot_search(path: Path, trials: list, dims: list[search.Dimension], settings: Settings, model: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [t for t in trials if t.value is not None]
+    panels = 1 + len(dims)
+    cols = min(3, panels)
+    rows = math.ceil(panels / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    flat = axes.ravel()
+    ax = flat[0]
+    xs, ys = [t.number for t in done], [t.value for t in done]
+    ax.scatter(xs, ys, s=18, label="trial")
+    if ys:
+        pick = max if settings.direction == "maximize" else min
+        running = [pick(ys[: i + 1]) for i in range(len(ys))]
+        ax.step(xs, running, where="post", color="C3", label="best so far")
+    failed = [t.number for t in trials if t.state.name == "FAIL" and "surplus" not in t.user_attrs]
+    for n in failed:
+        ax.axvline(n, color="0.8", lw=0.8, ls=":")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(settings.metric)
+    ax.set_title(f"{model}: {settings.direction} {settings.metric}")
+    ax.legend(fontsize=7)
+    for ax, dim in zip(flat[1:], dims):
+        _plot_dimension(ax, dim, done, settings.metric)
+    for ax in flat[panels:]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_dimension(ax, dim: search.Dimension, done: list, metric: str) -> None:
+    pairs = [(t.params[dim.name], t.value) for t in done if dim.name in t.params]
+    if dim.kind == "choice":
+        index = {repr(c): i for i, c in enumerate(dim.choices)}
+        ax.scatter([index[repr(v)] for v, _ in pairs], [y for _, y in pairs], s=18)
+        ax.set_xticks(range(len(dim.choices)))
+        ax.set_xticklabels(dim.texts, fontsize=7)
+    else:
+        ax.scatter([v for v, _ in pairs], [y for _, y in pairs], s=18)
+        if dim.kind == "loguniform":
+            ax.set_xscale("log")
+    ax.set_xlabel(dim.name)
+    ax.set_ylabel(metric)
+
+
+def final_lines(summary: TuneSummary) -> str:
+    states: dict[str, int] = {}
+    for t in summary.trials:
+        key = "surplus" if "surplus" in t.user_attrs else t.state.name.lower()
+        states[key] = states.get(key, 0) + 1
+    tally = ", ".join(f"{n} {s}" for s, n in states.items())
+    lines = [f"{len(summary.trials)} trials: {tally}"]
+    if summary.best is None:
+        lines.append("no trial completed; see trials.csv for the reasons")
+    else:
+        shown = ", ".join(f"{k}={_show(v)}" for k, v in summary.best.params.items())
+        lines.append(f"best: trial {summary.best.number}, {summary.settings.metric} = {summary.best.value:.4f}  {shown}")
+        note = "" if summary.formatted else " (unformatted: nnspec fmt is not available)"
+        lines.append(f"wrote {summary.best_spec}{note}")
+    lines.append(f"wrote {summary.out_dir / 'trials.csv'} and {summary.out_dir / 'search.png'}")
+    return "\n".join(lines)
