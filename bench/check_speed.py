@@ -1,0 +1,85 @@
+"""How fast the front end is: parse + lower + check of generated N-layer specs in-process
+(median of 3), and `nnspec check` on a small spec as a command (wall clock, median of 5).
+
+    .venv/bin/python bench/check_speed.py            # 1,000 / 10,000 / 100,000 layers
+    .venv/bin/python bench/check_speed.py --quick    # 1,000 / 10,000 layers
+
+Targets (issue 2): 1,000 layers under 50 ms in-process; `nnspec check` on a small spec under
+0.3 s; cost linear in the number of layers (the per-layer column should stay flat).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nnspec.parse import parse_text  # noqa: E402
+from nnspec.pipeline import check_text  # noqa: E402
+
+
+def layered_spec(n_nodes: int) -> str:
+    """A valid spec whose checked graph has n_nodes operations (layers, activations and adds,
+    each a node of its own, as `nnspec summary` lists them), in groups of five:
+    Dense -> relu, a named Dropout, and `h + h -> LayerNorm()`, so every part of the checker
+    is exercised. Rounded to a multiple of 5, plus the Dense(10) -> softmax head."""
+    lines = ["model Deep {", "    input x: [32]", "    layers {"]
+    for _ in range(max(n_nodes // 5 - 1, 0)):
+        lines += ["        Dense(32) -> relu", "        h = Dropout(0.1)", "        h + h -> LayerNorm()"]
+    lines += ["        Dense(10) -> softmax", "    }", "    loss categorical_crossentropy",
+              "    optimizer Adam(lr=0.001)", "    metrics [accuracy]", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def spec_with_nodes(target: int) -> tuple[str, int]:
+    text = layered_spec(target)
+    result = check_text(text)
+    assert result.ok, result.render()
+    return text, len(result.checked.graph.nodes) - len(result.checked.graph.inputs)
+
+
+def median_time(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def command_wall(spec: Path, repeats: int = 5) -> float:
+    exe = Path(sys.executable).with_name("nnspec")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "nnspec"]
+    subprocess.run(cmd + ["check", "-q", str(spec)], check=True, capture_output=True)  # warm the caches
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(cmd + ["check", "-q", str(spec)], check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="skip the 100,000-layer spec")
+    args = ap.parse_args()
+    sizes = (1_000, 10_000) if args.quick else (1_000, 10_000, 100_000)
+    parse_text(layered_spec(10))  # build the parser once, as a long-lived process would
+    print(f"{'nodes':>8} {'lines':>8} {'parse ms':>10} {'parse+check ms':>15} {'us/node':>9}")
+    for size in sizes:
+        text, nodes = spec_with_nodes(size)
+        parse_s = median_time(lambda: parse_text(text))
+        total_s = median_time(lambda: check_text(text))
+        print(f"{nodes:>8,} {text.count(chr(10)):>8,} {parse_s * 1e3:>10.1f} {total_s * 1e3:>15.1f} "
+              f"{total_s / nodes * 1e6:>9.1f}")
+    small = ROOT / "specs" / "iris_mlp.nn"
+    print(f"\n`nnspec check {small.relative_to(ROOT)}` as a command: {command_wall(small) * 1e3:.0f} ms wall (median of 5)")
+
+
+if __name__ == "__main__":
+    main()
