@@ -29,6 +29,7 @@ class Lowerer:
         self.sink = sink
         self._labels: Counter[str] = Counter()
         self._block = ""  # the block whose body is being lowered: prefixes search-space labels
+        self._block_params: dict[str, tuple[str, ...]] = {}  # names positional block arguments in labels
 
     # ------------------------------------------------------------ model and sections
     def spec(self, tree: Tree) -> ir.Spec:
@@ -123,6 +124,7 @@ class Lowerer:
                 self.sink.error("E018", f"block '{name}' names parameter '{p}' twice", span_of(name))
             seen.add(p)
         self._block = str(name)
+        self._block_params[str(name)] = tuple(params)
         body = self.stmts(item.children[body_start:])
         self._block = ""
         return ir.Block(str(name), tuple(params), body, span_of(item))
@@ -240,11 +242,17 @@ class Lowerer:
                 key = str(a.children[0])
                 args.append(ir.Arg(key, self.expr(a.children[1], f"{name}.{key}"), span_of(a)))
             else:
-                args.append(ir.Arg(None, self.expr(a, f"{name}.{_positional_name(name, i)}"), span_of(a)))
+                args.append(ir.Arg(None, self.expr(a, f"{name}.{self._arg_name(name, i)}"), span_of(a)))
         sp = span_of(node)
         if name in ir.SPACE_KINDS:
             return self._space(name, args, sp, context)
         return ir.Call(name, tuple(args), sp, span_of(name_tok))
+
+    def _arg_name(self, call_name: str, index: int) -> str:
+        params = self._block_params.get(call_name)
+        if params is not None:
+            return params[index] if index < len(params) else str(index)
+        return _positional_name(call_name, index)
 
     def _space(self, kind: str, args: list[ir.Arg], sp: Span, context: str) -> ir.Space:
         options = tuple(a.value for a in args)
