@@ -93,7 +93,7 @@ def test_a_space_inside_another_is_refused_with_where():
     assert result.ok  # the checker uses the defaults; tuning needs every space on its own
     with pytest.raises(UserError, match="inside another") as err:
         search.dimensions(result.checked.spec, text)
-    assert err.value.where == "line 5, column 30"
+    assert err.value.where == "line 5, column 29"  # the inner uniform(...)
 
 
 @st.composite
