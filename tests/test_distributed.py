@@ -62,14 +62,6 @@ def test_shard_weights_make_the_rank_average_equal_the_global_mean_gradient(batc
     torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_epoch_order_is_a_seeded_permutation_that_changes_per_epoch():
-    first, again, second = D.epoch_order(50, 3, 0), D.epoch_order(50, 3, 0), D.epoch_order(50, 3, 1)
-    assert sorted(first.tolist()) == list(range(50))
-    assert first.tolist() == again.tolist() and first.tolist() != second.tolist()
-    batches = D.global_batches(first, 16)
-    assert [len(b) for b in batches] == [16, 16, 16, 2]
-
-
 def test_worker_from_env_reads_torchrun_variables_and_rejects_nonsense():
     assert D.worker_from_env({}) is None
     worker = D.worker_from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})

@@ -7,7 +7,7 @@ Everything the training loop needs to run as one of several workers, as small fu
   so a dead or stuck peer ends the run with an error instead of a hang.
 - `shard(global_batch)`: this rank's contiguous chunk of a GLOBAL batch and the loss weight that
   makes DDP's gradient average equal the single-process mean over the whole global batch.
-- `wrap(model)` / `unwrap(model)`: DistributedDataParallel in and out (checkpoints hold the bare model).
+- `ddp_forward(model, device)`: the training forward through DistributedDataParallel.
 - `all_sum`, `gather_rows`, `broadcast`, `is_main`: metric aggregation and rank-0-only writing.
 - `launch(...)`: `nnspec train --nproc-per-node N` re-runs nnspec under torch.distributed.run.
 
@@ -18,8 +18,8 @@ DDP's average of the per-rank mean gradients IS the mean over the global batch. 
 does not divide evenly (the last one of an epoch, usually) each rank's loss is multiplied by
 `world * len(chunk) / len(batch)`, which makes the average exact again; a rank whose chunk is empty
 (a global batch smaller than the world) runs one sample with weight 0 so the all-reduce still meets.
-This is exact for losses that are means over samples (every nnspec loss but batch-level `iou`);
-BatchNorm statistics are per rank on CPU (SyncBatchNorm is used on CUDA), as in plain DDP.
+This is exact for losses that are means over samples (all but class-weighted cross-entropy);
+BatchNorm normalises with each rank's own chunk (as in plain DDP; running statistics follow rank 0).
 """
 from __future__ import annotations
 
@@ -125,16 +125,24 @@ def session(worker: Worker | None, device, timeout_s: float = DEFAULT_TIMEOUT_S)
         return
     start(worker, device, timeout_s)
     try:
-        yield worker
+        with peer_errors(worker.rank, timeout_s):
+            yield worker
+    finally:
+        stop()
+
+
+@contextlib.contextmanager
+def peer_errors(rank_: int, timeout_s: float = DEFAULT_TIMEOUT_S):
+    """A failed collective becomes a UserError naming this rank (not 'internal error' + traceback)."""
+    try:
+        yield
     except RuntimeError as err:
         if not is_peer_failure(err):
             raise
-        raise UserError(f"worker rank {worker.rank} lost contact with the other workers of the run: "
+        raise UserError(f"worker rank {rank_} lost contact with the other workers of the run: "
                         f"{_first_line(err)}",
                         help="another worker died or stopped answering (its own message says why); "
                              f"the collective timeout is {timeout_s:g} s (NNSPEC_DIST_TIMEOUT)") from None
-    finally:
-        stop()
 
 
 def is_peer_failure(err: BaseException) -> bool:
@@ -220,43 +228,38 @@ def shard(global_batch: Sequence[int], rank_: int | None = None, world: int | No
     return global_batch[start:stop_], world * (stop_ - start) / n
 
 
-def epoch_order(n: int, seed: int, epoch: int):
-    """The permutation of n training samples for one epoch, the same on every rank: a generator
-    seeded with (seed, epoch) so that a resumed run reshuffles exactly as an uninterrupted one."""
-    import torch
-
-    generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
-    return torch.randperm(n, generator=generator)
-
-
-def global_batches(order, batch_size: int):
-    """Cut an epoch's order into global batches of batch_size (the last may be smaller)."""
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+def eval_range(n: int) -> tuple[int, int, bool]:
+    """This rank's contiguous [start, stop) of an n-sample evaluation split, and whether the split is
+    sharded (then outputs must be gathered: contiguous chunks in rank order rebuild the split's order).
+    A split smaller than the world is evaluated whole by every rank instead."""
+    world = world_size()
+    if world == 1 or n < world:
+        return 0, n, False
+    return (*chunk_bounds(n, rank(), world), True)
 
 
 # ---- the model -------------------------------------------------------------------------------
 
-def wrap(model, device):
-    """DistributedDataParallel around the model (parameters broadcast from rank 0 on construction).
-    A no-op outside a process group."""
-    if not active():
-        return model
+def ddp_forward(model, device, compile_: bool = False):
+    """A callable like `model.forward_train` that runs through DistributedDataParallel, so that
+    backward all-reduces the gradients. The model itself stays unwrapped (checkpoints, evaluation).
+    DDP broadcasts rank 0's parameters and buffers when it is built: every rank starts equal."""
+    import torch
     from torch.nn.parallel import DistributedDataParallel
 
+    class TrainForward(torch.nn.Module):  # DDP hooks `forward`; nnspec trains through forward_train
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *inputs):
+            return self.inner.forward_train(*inputs)
+
     if device.type == "cuda":
-        import torch
-
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        return DistributedDataParallel(model, device_ids=[device.index], output_device=device.index)
-    return DistributedDataParallel(model)
-
-
-def unwrap(model):
-    """The bare model inside DDP (or torch.compile): what checkpoints and predictions use."""
-    inner = getattr(model, "module", None)
-    if inner is not None and type(model).__name__ == "DistributedDataParallel":
-        return inner
-    return model
+        wrapped = DistributedDataParallel(TrainForward(model), device_ids=[device.index], output_device=device.index)
+    else:
+        wrapped = DistributedDataParallel(TrainForward(model))
+    return torch.compile(wrapped) if compile_ else wrapped
 
 
 # ---- aggregation across ranks -------------------------------------------------------------------
@@ -340,6 +343,27 @@ def strip_launch_flags(argv: Sequence[str]) -> list[str]:
             continue
         out.append(arg)
     return out
+
+
+def argv_from_click(ctx, skip: Sequence[str] = ()) -> list[str]:
+    """The command line that reproduces a click command's call (the root's --debug, the command name,
+    its arguments, and every option not at its default), without the options named in skip."""
+    import click
+
+    argv = ["--debug"] if (ctx.find_root().params or {}).get("debug") else []
+    argv.append(ctx.info_name)
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name in skip or value is None:
+            continue
+        if isinstance(param, click.Argument):
+            argv += [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
+        elif getattr(param, "is_flag", False):
+            if value:
+                argv.append(param.opts[0])
+        elif value != param.default:
+            argv += [param.opts[0], str(value)]
+    return argv
 
 
 def torchrun_args(worker_argv: Sequence[str], nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
