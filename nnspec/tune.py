@@ -118,9 +118,13 @@ def make_storage(url: str | None):
         if db and db != url and not Path(db).parent.exists():
             raise UserError(f"the folder of the study database does not exist: {Path(db).parent}",
                             help="create it, or give another --storage path")
+    import warnings
+
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
-                                          grace_period=GRACE_S)
+        with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna; study.optimize relies on it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
+                                              grace_period=GRACE_S)
     except Exception as exc:  # sqlalchemy's URL and connection errors have many types
         raise UserError(f"cannot open the study storage {url}: {exc}",
                         help="use e.g. --storage sqlite:///study.db") from None
