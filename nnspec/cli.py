@@ -191,6 +191,22 @@ EMITTERS: dict = {}
 # ---- commands added by later issues register below this line ----
 
 
+def _emit_onnx(result, output):  # lazy: torch and onnx load only when asked for
+    from .backends.onnx_export import emit
+
+    emit(result, output)
+
+
+def _emit_python(result, output):
+    from .backends.python_source import emit
+
+    emit(result, output)
+
+
+EMITTERS["onnx"] = _emit_onnx
+EMITTERS["python"] = _emit_python
+
+
 @main.command()
 @click.argument("file", type=SPEC_FILE)
 @click.option("-o", "--output", help="Output file: .svg, .png, .pdf or .dot (default: <spec>.svg).")

@@ -1,0 +1,94 @@
+"""What `nnspec train / evaluate / predict` print: a rich progress bar per epoch and short summaries."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from .run import RunSummary, evaluate_spec, predict_spec, train_spec
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _row_text(row: dict) -> str:
+    shown = [(k, v) for k, v in row.items() if k not in ("epoch", "lr", "seconds")]
+    return "  ".join(f"{k} {_fmt(v)}" for k, v in shown)
+
+
+def train_command(result, console, *, quiet: bool, **options) -> RunSummary:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    state = {"epochs": 0, "t0": 0.0, "samples": 0}
+    bar = None if quiet else Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                                      console=console, transient=True)
+    task_id = None
+
+    def on_start(run_dir: Path, dataset, notes, epochs, done):
+        nonlocal task_id
+        state["epochs"], state["samples"] = epochs, len(dataset.train)
+        for note in notes:
+            console.print(note)
+        val = f", {len(dataset.val)} validation" if dataset.val is not None else ""
+        console.print(f"training {result.checked.spec.name} on {dataset.origin} ({len(dataset.train)} train{val}) "
+                      f"-> {run_dir}")
+        if bar is not None:
+            bar.start()
+            task_id = bar.add_task("train", total=len(dataset.train), epoch=f"{done + 1}/{epochs}", rate="")
+        state["t0"] = time.perf_counter()
+
+    def on_batch(seen: int, total: int):
+        elapsed = time.perf_counter() - state["t0"]
+        bar.update(task_id, completed=seen, rate=f"{seen / elapsed:,.0f} samples/s" if elapsed > 0 else "")
+
+    def on_epoch(epoch: int, row: dict):
+        rate = state["samples"] / row["seconds"] if row.get("seconds") else 0.0
+        line = (f"epoch {epoch}/{state['epochs']}  {_row_text(row)}  lr {row['lr']:.3g}  "
+                f"{row['seconds']:.2f}s  {rate:,.0f} samples/s")
+        if bar is not None:
+            bar.console.print(line)
+            bar.reset(task_id, total=state["samples"], epoch=f"{epoch + 1}/{state['epochs']}", rate="")
+        state["t0"] = time.perf_counter()
+
+    try:
+        summary = train_spec(result, quiet=quiet, on_epoch=on_epoch, on_batch=on_batch if bar else None,
+                             on_start=on_start, **options)
+    finally:
+        if bar is not None:
+            bar.stop()
+    best = summary.best
+    console.print(f"best epoch {best['epoch']} by {summary.monitor}: {_row_text(best)}")
+    console.print(f"run folder: {summary.out_dir}  (history.csv, metrics.json, best.pt, last.pt, "
+                  f"curves: {summary.out_dir / 'curves.png'})")
+    return summary
+
+
+def evaluate_command(result, console, checkpoint: str, data, device: str, output: str | None) -> dict:
+    values = evaluate_spec(result, checkpoint, data=data, device=device)
+    console.print(f"{values['data']} ({values['split']}, {values['samples']} samples), checkpoint {checkpoint} "
+                  f"(epoch {values['epoch']})")
+    for k, v in values.items():
+        if k not in ("data", "split", "samples", "checkpoint", "epoch"):
+            console.print(f"  {k:<20} {_fmt(v)}")
+    path = Path(output) if output else Path(checkpoint).with_name(Path(checkpoint).stem + "_evaluation.json")
+    from .checkpoint import write_text
+
+    write_text(path, json.dumps(values, indent=2) + "\n")
+    console.print(f"wrote {path}")
+    return values
+
+
+def predict_command(result, checkpoint: str, input_path: str, output: str | None, device: str) -> None:
+    header, rows = predict_spec(result, checkpoint, input_path, output=output, device=device)
+    if output:
+        click.echo(f"wrote {len(rows)} predictions to {output}")
+        return
+    click.echo(",".join(header))
+    for row in rows:
+        click.echo(",".join(str(v) for v in row))
