@@ -18,7 +18,9 @@ from .diagnostics import Diagnostic, Sink, Span, suggest
 
 MAX_ELEMENTS = 2**31  # a single activation larger than this cannot be trained on one device
 MAX_PARAM_BYTES = 32 * 2**30
+MAX_TRAIN_BYTES = 160 * 2**30  # above the largest single accelerator (141 GiB on an H200)
 MAX_REPEAT = 10_000
+MAX_BLOCK_DEPTH = 256  # blocks using blocks; 200-deep nesting must check
 
 data_sources = catalog.Registry("data source", DATA_SOURCES)
 schedules = catalog.Registry("schedule", SCHEDULES)
@@ -565,8 +567,8 @@ class Elaborator:
     def _check_size(self, t: ir.TensorType, span: Span, what: str) -> None:
         n = t.numel
         if n is not None and n > MAX_ELEMENTS:
-            gib = n * 4 / 2**30
-            self.sink.error("E307", f"{what} has {n:,} elements per example: {gib:,.1f} GiB in float32 for a batch of one",
+            self.sink.error("E307", f"{what} has {count_text(n)} elements per example: it would need "
+                            f"{memory_text(n * 4)} of memory in float32 for a batch of one",
                             span, help="reduce the sizes; nothing this large fits in a device's memory")
 
     def _activation(self, call: ir.Call, x: str, scope: _Scope) -> str | None:
@@ -595,6 +597,10 @@ class Elaborator:
         self.instantiated.add(block.name)
         if block.name in scope.block_stack:
             return None  # a cycle: reported once by _check_recursion
+        if len(scope.block_stack) >= MAX_BLOCK_DEPTH:  # each level costs stack and a longer node name
+            self.sink.error("E004", f"blocks use blocks more than {MAX_BLOCK_DEPTH} deep", call.span,
+                            help="flatten the nesting of blocks")
+            return None
         bound = self._bind_block_args(block, call, scope)
         if bound is None:
             return None
@@ -884,8 +890,52 @@ def _check_cross(checked_task: Task | None, train: dict, graph: ir.Graph, spec: 
                    st.span if st else spec.span)
     params_bytes = graph.total_params * 4
     if params_bytes > MAX_PARAM_BYTES:
-        sink.error("E307", f"the model has {graph.total_params:,} parameters: {params_bytes / 2**30:,.1f} GiB in float32",
+        sink.error("E307", f"the model has {count_text(graph.total_params)} parameters: it would need "
+                   f"{memory_text(params_bytes)} of memory for the weights alone in float32",
                    header_span(spec), help="reduce layer sizes; this cannot be allocated")
+    elif spec.loss:
+        _check_training_memory(train, graph, spec, sink)
+
+
+def _check_training_memory(train: dict, graph: ir.Graph, spec: ir.Spec, sink: Sink) -> None:
+    """A rough lower bound of one training step's memory, so that absurd sizes fail here, not in torch.
+
+    Every node's output is kept for the backward pass and gets a gradient (2 values per element);
+    weights need themselves, their gradient and up to two optimizer moments (4 values).
+    """
+    batch = train.get("batch_size")
+    batch = batch if isinstance(batch, int) and not isinstance(batch, bool) else 1
+    per_example = sum(n.out.numel or 0 for n in graph.nodes if n.out is not None)
+    activations = 2 * 4 * batch * per_example
+    weights = 4 * 4 * graph.total_params
+    if activations + weights > MAX_TRAIN_BYTES:
+        st = spec.train_setting("batch_size")
+        sink.error("E307", f"training one batch of {batch} would need at least {memory_text(activations + weights)} "
+                   f"of memory ({memory_text(activations)} for activations and their gradients, "
+                   f"{memory_text(weights)} for weights, gradients and optimizer state)",
+                   st.span if st else header_span(spec),
+                   help=f"more than any single device holds ({memory_text(MAX_TRAIN_BYTES)} is the limit here): "
+                        "reduce the input and layer sizes or the batch_size")
+
+
+def count_text(n: int) -> str:
+    """1,234,567 for counts a reader can take in; 'about 10^400' beyond (and no 4300-digit str())."""
+    if n < 10**18:
+        return f"{n:,}"
+    return f"about 10^{int((n.bit_length() - 1) * 0.30103)}"
+
+
+def memory_text(nbytes: int) -> str:
+    """Bytes in binary units (GiB, TiB...), computed on integers so 10^400 bytes cannot overflow."""
+    units = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    scale = 0
+    while scale < len(units) - 1 and nbytes >= 1024 ** (scale + 1):
+        scale += 1
+    if nbytes >= 1024 ** (len(units) - 1) * 1024:
+        return f"about 2^{nbytes.bit_length() - 1} bytes"
+    if scale == 0:
+        return f"{nbytes} bytes"
+    return f"{nbytes / 1024 ** scale:,.1f} {units[scale]}"
 
 
 def check_spec(spec: ir.Spec, sink: Sink) -> Checked:

@@ -140,10 +140,15 @@ class Sink:
     """Collects diagnostics from a phase; phases never stop at the first problem."""
 
     items: list[Diagnostic] = field(default_factory=list)
+    _seen: set = field(default_factory=set, repr=False, compare=False)
 
     def add(self, diag: Diagnostic) -> None:
-        if diag not in self.items:
-            self.items.append(diag)
+        # The set keeps thousands of diagnostics linear; the list scan (only for one seen before)
+        # stays exact when a phase edits `items` directly.
+        if diag in self._seen and diag in self.items:
+            return
+        self._seen.add(diag)
+        self.items.append(diag)
 
     def error(self, code: str, message: str, span: Span = NO_SPAN, help: str | None = None,
               notes: Sequence[str] = ()) -> None:

@@ -31,7 +31,7 @@ TERMINAL_WORDS = {
 }
 
 
-MAX_NESTING = 64  # brackets or signs nested deeper than this are refused (E004), not a RecursionError
+MAX_NESTING = 256  # brackets or signs nested deeper than this are refused (E004), not a RecursionError
 
 
 class TooDeep(Exception):

@@ -1,11 +1,13 @@
 """The front door: source text -> parse -> lower -> check, with every diagnostic collected."""
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .check import Checked, check_spec
-from .diagnostics import Diagnostic, Sink, SpecError, UserError, render_all
+from .diagnostics import Diagnostic, Sink, Span, SpecError, UserError, error, render_all
 from .lower import lower
 from .parse import decode, parse_text
 
@@ -31,9 +33,28 @@ def check_text(text: str, filename: str = "<spec>") -> Result:
     except SpecError as err:
         return Result(filename, text, None, err.diagnostics)
     sink = Sink()
-    spec = lower(parsed.tree, sink)
-    checked = check_spec(spec, sink)
+    try:
+        with _deep_stack():
+            spec = lower(parsed.tree, sink)
+            checked = check_spec(spec, sink)
+    except RecursionError:  # nesting (brackets, blocks calling blocks) deeper than even the raised limit
+        return Result(filename, text, None, (error(
+            "E004", "the spec nests too deeply to check (brackets, or blocks that use blocks)",
+            Span.point(1, 1), help="flatten the nesting"),))
     return Result(filename, text, checked, checked.diagnostics)
+
+
+@contextmanager
+def _deep_stack(limit: int = 20_000):
+    """Lowering and checking recurse once per nesting level (a few frames per bracket or block
+    use); 200-deep nesting needs more than Python's default 1000 frames. Python 3.11 frames of
+    pure-Python calls live on the heap, so a higher limit is safe."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def read_source(path: str | Path) -> tuple[str | None, Result | None]:

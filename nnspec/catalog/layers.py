@@ -280,12 +280,12 @@ def rnn_count(layer: str):
     def rule(a: Args, ins: Ins) -> tuple[int, int]:
         gates, units = RNN_GATES[layer], a["units"]
         dirs = 2 if a["bidirectional"] else 1
-        total, width = 0, ins[0].shape[1]
-        for _ in range(a["layers"]):
-            # PyTorch keeps two bias vectors (input-hidden and hidden-hidden) per gate.
-            total += dirs * gates * (units * (width + units) + 2 * units)
-            width = units * dirs
-        return total, 0
+        # PyTorch keeps two bias vectors (input-hidden and hidden-hidden) per gate. The first
+        # layer reads the input's width, the others units * dirs; closed form, since a loop over
+        # a user-given `layers` would hang on layers=10**12.
+        def per_layer(width: int) -> int:
+            return dirs * gates * (units * (width + units) + 2 * units)
+        return per_layer(ins[0].shape[1]) + (a["layers"] - 1) * per_layer(units * dirs), 0
     return rule
 
 

@@ -100,7 +100,11 @@ def _shown(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, ir.Call):
         return f"{value.name}(...)"
-    return repr(value) if isinstance(value, str) else str(value)
+    operator = {ir.Chain: "... -> ...", ir.Add: "... + ...", ir.Mul: "... * ...", ir.Neg: "-(...)"}
+    if type(value) in operator:  # never the dataclass repr of an expression tree
+        return operator[type(value)]
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 80 else text[:60] + "..." + text[-10:]
 
 
 def coerce(param: Param, value: Any, where: str, span: Span, sink: Sink, expr: ir.Expr | None = None) -> Any:
