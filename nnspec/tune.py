@@ -32,6 +32,7 @@ HEARTBEAT_S = 5
 GRACE_S = 30
 POLL_S = 1.0
 SQLITE_TIMEOUT_S = 120
+STORAGE_ATTEMPTS = 5
 
 
 class TrialFailed(Exception):
@@ -120,14 +121,20 @@ def make_storage(url: str | None):
                             help="create it, or give another --storage path")
     import warnings
 
-    try:
-        with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna; study.optimize relies on it
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
-                                              grace_period=GRACE_S)
-    except Exception as exc:  # sqlalchemy's URL and connection errors have many types
-        raise UserError(f"cannot open the study storage {url}: {exc}",
-                        help="use e.g. --storage sqlite:///study.db") from None
+    for attempt in range(STORAGE_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna; study.optimize relies on it
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
+                                                  grace_period=GRACE_S)
+        except Exception as exc:  # sqlalchemy's URL and connection errors have many types
+            if attempt + 1 < STORAGE_ATTEMPTS and type(exc).__name__ in ("IntegrityError", "OperationalError"):
+                # processes starting together race to create the tables: the loser retries
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            message = str(exc).splitlines()[0]
+            raise UserError(f"cannot open the study storage {url}: {message}",
+                            help="use e.g. --storage sqlite:///study.db") from None
 
 
 def suggest_value(trial, dim: search.Dimension) -> Any:
