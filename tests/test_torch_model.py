@@ -190,3 +190,25 @@ def test_padded_batch_equals_each_sequence_alone(name):
         alone = torch.cat([model(s[None, :]) for s in seqs])
         assert torch.isfinite(padded).all()
         torch.testing.assert_close(padded, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_sequence_batchnorm_learns_statistics_from_real_steps_only():
+    checked = checked_text("""model B {
+  input tokens: int[?]
+  layers {
+    Embedding(vocab=20, dim=4, padding_idx=0)
+    BatchNorm()
+    GlobalAvgPool()
+  }
+}""")
+    torch.manual_seed(0)
+    model = build_model(checked).train()
+    batch = torch.tensor([[3, 4, 5, 0, 0], [6, 7, 8, 9, 1]])
+    real = model.embedding_1(batch)[batch != 0]  # [8, 4]: the real steps
+    reference = nn.BatchNorm1d(4)
+    expected_steps = reference(real)
+    out = model(batch)
+    torch.testing.assert_close(model.batch_norm_1.running_mean, reference.running_mean)
+    torch.testing.assert_close(model.batch_norm_1.running_var, reference.running_var)
+    torch.testing.assert_close(out[0], expected_steps[:3].mean(0))
+    torch.testing.assert_close(out[1], expected_steps[3:].mean(0))

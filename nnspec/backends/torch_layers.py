@@ -83,10 +83,19 @@ class Reshape(nn.Module):
 
 
 class SeqBatchNorm(nn.BatchNorm1d):
-    """BatchNorm over the feature axis of [N, T, F] (PyTorch's BatchNorm1d wants [N, F, T])."""
+    """BatchNorm over the feature axis of [N, T, F] (PyTorch's BatchNorm1d wants [N, F, T]).
 
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+    With a padding mask, training statistics come from the real steps only (padded steps
+    are left at 0), so padding does not shift the running mean and variance."""
+
+    mask_mode = "use"
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        if mask is None or not self.training:
+            return super().forward(x.transpose(1, 2)).transpose(1, 2)
+        out = torch.zeros_like(x)
+        out[mask] = super().forward(x[mask])  # the real steps as one [M, F] batch
+        return out
 
 
 def build_dense(a: Args, ins: Ins) -> nn.Module:
