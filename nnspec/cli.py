@@ -19,10 +19,10 @@ from .diagnostics import SpecError, UserError
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
 
 
-def _console(stderr: bool = False):
+def _console(stderr: bool = False, silent: bool = False):
     from rich.console import Console
 
-    console = Console(stderr=stderr, highlight=False)
+    console = Console(stderr=stderr, highlight=False, quiet=silent)
     if not console.is_terminal:
         console.width = 160  # files and pipes get the whole table, not 80 columns
     return console
@@ -276,8 +276,15 @@ def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, s
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only where the run is.")
 @click.option("--defaults", is_flag=True, help="Train a spec with search spaces at each space's default value.")
+@click.option("--nproc-per-node", type=click.IntRange(min=1), help="Data-parallel: worker processes on this machine "
+              "(one per GPU); --batch-size is then the global batch. See docs/distributed.md.")
+@click.option("--nnodes", type=click.IntRange(min=1), help="Data-parallel: number of machines (default 1).")
+@click.option("--node-rank", type=click.IntRange(min=0), help="Data-parallel: this machine's number, 0..nnodes-1.")
+@click.option("--master-addr", help="Data-parallel: address of the machine with --node-rank 0.")
+@click.option("--master-port", type=click.IntRange(min=1, max=65535), help="Data-parallel: TCP port on that machine.")
 @guarded
-def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resume, amp, compile_, quiet, defaults):
+def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resume, amp, compile_, quiet, defaults,
+          nproc_per_node, nnodes, node_rank, master_addr, master_port):
     """Train a spec; writes history.csv, metrics.json, checkpoints and curves.png to the run folder."""
     from .train.cli_view import train_command
 
@@ -287,9 +294,19 @@ def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resu
                                      param_hint="--batch-size")
         batch_size = int(batch_size)
     result = load_or_exit(file)
-    train_command(result, _console(), device=device, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                  data=data_source, out_dir=out_dir, resume=resume, amp=amp, compile=compile_, quiet=quiet,
-                  defaults=defaults)
+    from .train import distributed as D
+
+    launch = (nproc_per_node, nnodes, node_rank, master_addr, master_port)
+    worker = D.worker_from_env()  # set when torchrun (or the launch below) started this process
+    if worker is None and any(v is not None for v in launch):  # start the workers, each runs this command
+        argv = D.argv_from_click(click.get_current_context(), skip=D.LAUNCH_PARAMS)
+        D.launch(argv, nproc_per_node or 1, nnodes or 1, node_rank or 0, master_addr, master_port)
+        return
+    speaks = worker is None or worker.is_main  # of several workers, only rank 0 prints
+    with D.session(worker, D.device_for(worker, device) if worker else None):
+        train_command(result, _console(silent=not speaks), device=device, epochs=epochs, batch_size=batch_size,
+                      lr=lr, seed=seed, data=data_source, out_dir=out_dir, resume=resume, amp=amp,
+                      compile=compile_, quiet=quiet or not speaks, defaults=defaults)
 
 
 @main.command()

@@ -147,3 +147,161 @@ def test_the_launcher_names_the_failed_worker(tmp_path, capfd, monkeypatch):
     with pytest.raises(UserError, match=r"worker rank \d \(pid \d+\) exited with code 1"):
         D.launch(["check", str(tmp_path / "missing.nn")], 2)
     assert "no such file" in capfd.readouterr().err
+
+
+# ---- nnspec train on two CPU workers vs one process --------------------------------------------
+
+MNIST_NO_DROPOUT = """
+model MnistConvNet {
+    input image: [1, 28, 28]
+    layers {
+        Conv2D(32, kernel=3) -> relu
+        MaxPool2D(2)
+        Conv2D(64, kernel=3) -> relu
+        MaxPool2D(2)
+        Flatten()
+        Dense(10) -> softmax
+    }
+    loss      categorical_crossentropy
+    optimizer Adam(lr=0.001)
+    metrics   [accuracy, top_k_accuracy(k=3)]
+    train { data synthetic(n=120); epochs 2; batch_size 40; validation 0.2; seed 3 }
+}
+"""
+
+
+def nnspec_cmd(*args, cwd, timeout=240, launcher=()):
+    env = dict(os.environ, OMP_NUM_THREADS="1", NNSPEC_DIST_TIMEOUT="60")
+    cmd = [sys.executable, *launcher, "-m", "nnspec", *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout)
+
+
+def single_process(spec_path, out_dir, **options):
+    """The reference: the same spec, seed and global batch trained by one process, in this one."""
+    from nnspec.pipeline import check_file
+    from nnspec.train.run import train_spec
+
+    train_spec(check_file(str(spec_path)), out_dir=out_dir, device="cpu", **options)
+    return load_checkpoint(Path(out_dir) / "last.pt")
+
+
+def load_checkpoint(path):
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def max_weight_diff(a, b) -> float:
+    assert sorted(a) == sorted(b)
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+def history(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_iris_on_two_workers_equals_one_process_and_resumes(tmp_path):
+    """Two gloo workers, global batch 17 (chunks of 9 and 8, and a last global batch of 1 that one
+    worker sits out with weight 0), 2 epochs, then --resume to 4: the weights equal a 4-epoch
+    single-process run to 1e-5, validation metrics are the whole set's, and one run folder exists."""
+    spec = ROOT / "specs" / "iris_mlp.nn"
+    first = nnspec_cmd("train", str(spec), "--epochs", "2", "--batch-size", "17", "--nproc-per-node", "2",
+                       cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    runs = sorted(p.name for p in (tmp_path / "runs" / "IrisMLP").iterdir())
+    assert runs == ["1"]  # rank 1 did not pick a run folder of its own
+    assert first.stdout.count("training IrisMLP") == 1 and first.stdout.count("epoch 2/2") == 1
+
+    run_dir = tmp_path / "runs" / "IrisMLP" / "1"
+    resumed = nnspec_cmd("train", str(spec), "--epochs", "4", "--batch-size", "17", "--nproc-per-node", "2",
+                         "--resume", "--out", str(run_dir), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resumed from" in resumed.stdout
+
+    reference_dir = tmp_path / "single"
+    reference = single_process(spec, reference_dir, epochs=4, batch_size=17)
+    trained = load_checkpoint(run_dir / "last.pt")
+    assert max_weight_diff(trained["model"], reference["model"]) < 1e-5
+    assert trained["progress"]["epoch"] == 4
+
+    rows, expected = history(run_dir / "history.csv"), history(reference_dir / "history.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]  # written once per epoch, by rank 0
+    for row, want in zip(rows, expected):  # the whole validation set (30 samples), not a shard
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "val_f1"):
+            assert float(row[key]) == pytest.approx(float(want[key]), abs=1e-5), key
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(p.name for p in reference_dir.iterdir())
+
+
+@pytest.mark.slow
+def test_mnist_convnet_started_by_torchrun_equals_one_process(tmp_path):
+    """The MNIST convnet (without Dropout) on workers started by torch.distributed.run itself."""
+    spec = tmp_path / "mnist.nn"
+    spec.write_text(MNIST_NO_DROPOUT)
+    out = tmp_path / "ddp"
+    launcher = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2")
+    done = nnspec_cmd("train", str(spec), "--out", str(out), "-q", cwd=tmp_path, launcher=launcher)
+    assert done.returncode == 0, done.stdout + done.stderr
+    reference = single_process(spec, tmp_path / "single")
+    assert max_weight_diff(load_checkpoint(out / "last.pt")["model"], reference["model"]) < 1e-5
+    assert [r["epoch"] for r in history(out / "history.csv")] == ["1", "2"]
+
+
+# ---- failures --------------------------------------------------------------------------------
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def worker_pid(launcher_pid: int, rank_: int) -> int | None:
+    for pid in descendants(launcher_pid):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank_}".encode() in env and b"TORCHELASTIC_RUN_ID" in b"".join(env):
+            return pid
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the worker through /proc")
+def test_a_killed_worker_ends_the_run_with_a_clear_error(tmp_path):
+    """SIGKILL one worker in the middle of training: the launcher stops the other and reports which
+    worker died and how, within a bounded time, without a traceback."""
+    import signal
+    import time
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", NNSPEC_DIST_TIMEOUT="60")
+    proc = subprocess.Popen([sys.executable, "-m", "nnspec", "train", str(ROOT / "specs" / "iris_mlp.nn"),
+                             "--epochs", "100000", "--nproc-per-node", "2", "--out", str(tmp_path / "run"), "-q"],
+                            cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "run" / "history.csv").exists():  # training is under way
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        victim = worker_pid(proc.pid, 1)
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1
+    assert f"the distributed run failed: worker rank 1 (pid {victim}) was killed by SIGKILL" in err
+    assert "Traceback" not in err

@@ -326,6 +326,7 @@ def _comm_device():
 # ---- the launcher ------------------------------------------------------------------------------
 
 LAUNCH_FLAGS = ("--nproc-per-node", "--nnodes", "--node-rank", "--master-addr", "--master-port")
+LAUNCH_PARAMS = tuple(flag[2:].replace("-", "_") for flag in LAUNCH_FLAGS)
 
 
 def strip_launch_flags(argv: Sequence[str]) -> list[str]:
@@ -409,16 +410,27 @@ def launch(worker_argv: Sequence[str], nproc_per_node: int, nnodes: int = 1, nod
 
 
 def describe_failure(err) -> str:
-    """'worker rank 1 (pid 123) was killed by SIGKILL' from torch's ChildFailedError."""
+    """'worker rank 1 (pid 123) was killed by SIGKILL' from torch's ChildFailedError.
+
+    The launcher stops the other workers once one fails, and a survivor may fail on its own first
+    (it lost its peer), so the root cause is chosen as: killed by a signal other than the launcher's
+    SIGTERM, then the earliest; the others are listed after it."""
     failures = getattr(err, "failures", {}) or {}
     if not failures:
         return f"the distributed run failed: {err}"
-    global_rank, failure = min(failures.items(), key=lambda item: item[1].timestamp)
-    if failure.exitcode < 0:
-        how = f"was killed by {failure.signal_name()}"
-    else:
-        how = f"exited with code {failure.exitcode}"
-    others = len(failures) - 1
-    tail = f" ({others} other worker{'s' if others != 1 else ''} failed after it)" if others else ""
-    return f"the distributed run failed: worker rank {global_rank} (pid {failure.pid}) {how}{tail}"
 
+    def how(failure) -> str:
+        if failure.exitcode < 0:
+            return f"was killed by {failure.signal_name()}"
+        return f"exited with code {failure.exitcode}"
+
+    def cause_first(item):
+        failure = item[1]
+        return (not (failure.exitcode < 0 and failure.signal_name() != "SIGTERM"), failure.timestamp, item[0])
+
+    ordered = sorted(failures.items(), key=cause_first)
+    rank_, first = ordered[0]
+    text = f"the distributed run failed: worker rank {rank_} (pid {first.pid}) {how(first)}"
+    if len(ordered) > 1:
+        text += " (then " + ", ".join(f"rank {r} {how(f)}" for r, f in ordered[1:]) + ")"
+    return text

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..diagnostics import UserError
+from . import distributed as D
 from . import metrics as M
 from .data import Data, Split
 from .optim import PerceptronRule, Schedule
@@ -89,6 +90,11 @@ def fit(model, loss_fn, optimizer, schedule: Schedule, data: Data, cfg: FitConfi
     device = train.y.device
     batch = len(train) if cfg.batch_size is None else min(cfg.batch_size, len(train))
     forward_train = torch.compile(model.forward_train) if cfg.compile else model.forward_train
+    if D.active():  # a torchrun worker: the forward runs through DDP, whose backward all-reduces gradients
+        if isinstance(optimizer, PerceptronRule):
+            raise UserError("the Perceptron rule is not a gradient method, so it cannot be trained data-parallel",
+                            help="train it in one process (drop --nproc-per-node), or use SGD")
+        forward_train = D.ddp_forward(model, device, cfg.compile)
     step = _step_fn(model, forward_train, loss_fn, optimizer, cfg)
 
     for epoch in range(progress.epoch, cfg.epochs):
@@ -100,27 +106,32 @@ def fit(model, loss_fn, optimizer, schedule: Schedule, data: Data, cfg: FitConfi
         order = torch.randperm(len(train), generator=generator) if cfg.shuffle else torch.arange(len(train))
         order = order.to(device)
         loss_sum = torch.zeros((), device=device)
-        outputs, seen = [], 0
+        outputs, seen, taken = [], 0, []
         for start in range(0, len(train), batch):
             index = order[start:start + batch]
-            xb, yb = train.batch(index)
-            loss, out = step(xb, yb)
-            loss_sum += loss.detach() * len(index)
-            outputs.append(out.detach())
             seen += len(index)
+            index, weight = D.shard(index)  # this rank's chunk of the global batch (all of it in one process)
+            xb, yb = train.batch(index)
+            loss, out = step(xb, yb, weight)
+            counted = len(index) if weight else 0
+            loss_sum += loss.detach() * counted
+            outputs.append(out.detach()[:counted])
+            taken.append(index[:counted])
             progress.steps += 1
             if on_batch is not None:
                 on_batch(seen, len(train))
             if cfg.steps is not None and progress.steps >= cfg.steps:
                 break
 
-        row: dict[str, float] = {"epoch": epoch + 1, "loss": float(loss_sum) / seen}
+        loss_total, samples = D.all_sum([float(loss_sum), sum(len(i) for i in taken)])  # over all ranks
+        row: dict[str, float] = {"epoch": epoch + 1, "loss": loss_total / samples}
         if not math.isfinite(row["loss"]):
             raise TrainingDiverged(
                 f"the loss became {row['loss']} in epoch {epoch + 1}; training stopped",
                 help="the last good checkpoint (last.pt, epoch {}) is kept; lower the learning rate (--lr), "
                      "add clip_grad_norm to the train section, or check the data for extreme values".format(epoch))
-        row.update(_metrics(model, outputs, train.y[order[:seen]], task, prefix=""))
+        row.update(_metrics(model, [D.gather_rows(torch.cat(outputs))], D.gather_rows(train.y[torch.cat(taken)]),
+                            task, prefix=""))
         if data.val is not None:
             row.update(evaluate(model, data.val, loss_fn, task, prefix="val_", batch=max(batch, EVAL_BATCH),
                                 amp_dtype=cfg.amp_dtype))
@@ -141,7 +152,7 @@ def fit(model, loss_fn, optimizer, schedule: Schedule, data: Data, cfg: FitConfi
 def _step_fn(model, forward_train, loss_fn, optimizer, cfg: FitConfig):
     """One optimisation step on a batch -> (loss, forward_train output)."""
     if isinstance(optimizer, PerceptronRule):
-        def perceptron_step(xb, yb):
+        def perceptron_step(xb, yb, weight=1.0):
             with torch.no_grad():
                 out = forward_train(*xb)
                 loss = loss_fn(out, yb)
@@ -154,18 +165,20 @@ def _step_fn(model, forward_train, loss_fn, optimizer, cfg: FitConfig):
     autocast = (lambda: torch.autocast("cuda", dtype=cfg.amp_dtype)) if cfg.amp_dtype else contextlib.nullcontext
     scaler = torch.amp.GradScaler("cuda") if cfg.amp_dtype == torch.float16 else None
 
-    def gradient_step(xb, yb):
+    def gradient_step(xb, yb, weight=1.0):
+        # weight: this rank's share of a global batch split unevenly over ranks (distributed.shard)
         with autocast():
             out = forward_train(*xb)
             loss = loss_fn(out, yb)
             if regularize:
                 loss = loss + model.regularization()
         optimizer.zero_grad(set_to_none=True)
+        weighted = loss if weight == 1.0 else loss * weight
         if scaler is not None:
-            scaler.scale(loss).backward()
+            scaler.scale(weighted).backward()
             scaler.unscale_(optimizer)
         else:
-            loss.backward()
+            weighted.backward()
         if cfg.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
         if cfg.clip_grad_value is not None:
@@ -198,14 +211,17 @@ def evaluate(model, split: Split, loss_fn, task: Task, prefix: str = "", batch: 
     autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
     loss_sum = torch.zeros((), device=split.y.device)
     outputs = []
+    first, stop, sharded = D.eval_range(len(split))  # a torchrun worker scores its contiguous chunk
     with autocast:
-        for start in range(0, len(split), batch):
-            index = slice(start, start + batch)
+        for start in range(first, stop, batch):
+            index = slice(start, min(start + batch, stop))
             xb, yb = [x[index] for x in split.inputs], split.y[index]
             out = model.forward_train(*xb)
             loss_sum += loss_fn(out, yb).float() * len(yb)
             outputs.append(out)
     model.train(was_training)
+    if sharded:  # the whole split's loss and outputs, in the split's order: metrics like AUC are not averages
+        loss_sum, outputs = D.all_sum([float(loss_sum)])[0], [D.gather_rows(torch.cat(outputs))]
     row = {prefix + "loss": float(loss_sum) / max(len(split), 1)}
     row.update(_metrics(model, outputs, split.y, task, prefix))
     return row

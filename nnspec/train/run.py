@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from ..diagnostics import UserError
 from . import checkpoint as ckpt_io
+from . import distributed as D
 from .data import Data, Expect, load_data, match_input, read_csv
 
 RUNS_DIR = Path("runs")
@@ -150,7 +151,10 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
     if checked.optimizer is None:
         raise UserError(f"{checked.spec.name} has no optimizer, so it cannot be trained",
                         help="add e.g. `optimizer Adam(lr=0.001)` to the model")
-    dev = resolve_device(device)
+    worker = D.worker_from_env()  # started by torchrun: this rank's device, and join the run
+    dev = D.device_for(worker, device) if worker else resolve_device(device)
+    if worker:
+        D.start(worker, dev)
     autocast_dtype = amp_dtype(amp, dev)
 
     dataset = load_data(checked, result.filename, data, seed=seed)
@@ -181,7 +185,9 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
         run_dir = Path(out_dir) if out_dir else latest_run_dir(name)
     else:
         run_dir = Path(out_dir) if out_dir else next_run_dir(name)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(D.broadcast(str(run_dir)))  # rank 0's choice on every rank; only rank 0 writes in it
+    if D.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
     digest = ckpt_io.ir_hash(checked)
     generator = torch.Generator().manual_seed(seed)
     progress = Progress()
@@ -196,7 +202,8 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
         notes.append(f"resumed from {run_dir / 'last.pt'} after epoch {progress.epoch}")
     else:
         torch.manual_seed(seed)  # dropout & co. start from the seed, whatever initialisation drew
-    ckpt_io.write_text(run_dir / "spec.nn", result.source)
+    if D.is_main():
+        ckpt_io.write_text(run_dir / "spec.nn", result.source)
 
     def payload(progress: Progress) -> dict[str, Any]:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
@@ -206,6 +213,8 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
                 "data_stats": {k: dict(v) for k, v in dataset.stats.items()}, "seed": seed, "monitor": monitor}
 
     def epoch_done(epoch: int, row: dict, improved: bool, progress: Progress) -> None:
+        if not D.is_main():  # one run folder, written by rank 0
+            return
         state = payload(progress)
         ckpt_io.save(run_dir / "last.pt", state)
         if improved:
@@ -215,14 +224,15 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
         if on_epoch is not None:
             on_epoch(epoch, dict(row))
 
-    if on_start is not None:
+    if on_start is not None and D.is_main():
         on_start(run_dir, dataset, notes, epochs, progress.epoch)
     progress = fit(model, loss_fn, optimizer, schedule, dataset, cfg, task, generator, progress,
-                   on_epoch=epoch_done, on_batch=on_batch)
+                   on_epoch=epoch_done, on_batch=on_batch if D.is_main() else None)
     if not progress.history:
         raise UserError("nothing was trained: the run had already reached its epochs or steps",
                         help="give more --epochs to continue a resumed run")
-    write_curves(run_dir / "curves.png", progress.history, name)
+    if D.is_main():
+        write_curves(run_dir / "curves.png", progress.history, name)
     best = _best_row(progress)
     return RunSummary(run_dir, progress.history, dict(progress.history[-1]), best, monitor, notes)
 
