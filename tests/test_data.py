@@ -4,12 +4,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import load_digits, load_iris
 from sklearn.linear_model import LogisticRegression
 
 from nnspec.diagnostics import UserError
 from nnspec.pipeline import check_text
 from nnspec.train.data import load_data, parse_source
+
+# Tiny models: one thread is faster than several contending for two cores.
+torch.set_num_threads(1)
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
