@@ -1,0 +1,431 @@
+"""Standalone PyTorch source for a spec (`nnspec compile FILE --emit python`): the way out.
+
+The text is one `nn.Module` class that imports only torch and reproduces the lowered module
+(`torch_model.build_model`): the same submodule names (so the same state_dict keys and
+shapes) and the same forward. Constructor arguments are read from the modules that
+`build_model` creates, so the two cannot drift apart; the forward is written node by node
+from the graph, one local variable per node, named as the node.
+
+nnspec only writes this text; it never executes it (the tests import the generated file).
+"""
+from __future__ import annotations
+
+import keyword
+import re
+from pathlib import Path
+
+from ..catalog.base import feature_axis
+from ..diagnostics import UserError
+from ..ir import Node
+
+INDENT = " " * 8
+
+
+def _py(v) -> str:
+    """A Python literal (floats keep every digit, so the emitted numbers are exactly ours)."""
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, tuple) and len(v) == 1:
+        return f"({_py(v[0])},)"
+    if isinstance(v, (tuple, list)):
+        inner = ", ".join(_py(i) for i in v)
+        return f"({inner})" if isinstance(v, tuple) else f"[{inner}]"
+    return repr(v)
+
+
+class Writer:
+    def __init__(self, checked, model):
+        self.checked, self.model = checked, model
+        self.graph = checked.graph
+        self.init: list[str] = []
+        self.body: list[str] = []
+        self.containers: set[str] = set()
+        self.vars: dict[str, str] = {}
+        self.masks: dict[str, str | None] = {}
+        self.used_names: set[str] = set()
+
+    # ------------------------------------------------------------ names
+    def var(self, node_name: str) -> str:
+        if node_name not in self.vars:
+            base = re.sub(r"\W", "_", node_name.replace(".", "_"))
+            if keyword.iskeyword(base) or base in ("self", "torch", "nn", "F"):
+                base += "_"
+            name, n = base, 1
+            while name in self.used_names:
+                n += 1
+                name = f"{base}_{n}"
+            self.used_names.add(name)
+            self.vars[node_name] = name
+        return self.vars[node_name]
+
+    def attr(self, node_name: str) -> str:
+        return "self." + node_name
+
+    def declare(self, node: Node, ctor: str) -> None:
+        """`self.<name> = <ctor>`, creating plain containers for block instances first."""
+        parts = node.name.split(".")
+        for depth in range(1, len(parts)):
+            prefix = ".".join(parts[:depth])
+            if prefix not in self.containers:
+                self.containers.add(prefix)
+                self.init.append(f"self.{prefix} = nn.Module()  # block instance {prefix}")
+        self.init.append(f"self.{node.name} = {ctor}")
+
+    def emit(self, line: str) -> None:
+        self.body.append(line)
+
+    # ------------------------------------------------------------ graph
+    def write(self) -> str:
+        for name in self.graph.inputs:
+            self.var(name)
+            self.masks[name] = None
+        for node in self.graph.nodes:
+            if node.op == "input":
+                continue
+            x = self.var(node.inputs[0]) if node.inputs else None
+            out = self.var(node.name)
+            if node.op == "layer":
+                self.layer(node, x, out)
+            elif node.op == "activation":
+                self.emit(f"{out} = {activation_text(node, x)}")
+                self.masks[node.name] = self.masks[node.inputs[0]]
+            elif node.op == "add":
+                self.emit(f"{out} = {' + '.join(self.var(i) for i in node.inputs)}")
+                self.masks[node.name] = self.first_mask(node)
+            elif node.op == "concat":
+                axis = 1 + feature_axis(len(node.out.shape))
+                self.emit(f"{out} = torch.cat([{', '.join(self.var(i) for i in node.inputs)}], dim={axis})")
+                self.masks[node.name] = self.first_mask(node)
+            else:
+                raise AssertionError(f"unknown graph op {node.op}")
+        return self.source()
+
+    def first_mask(self, node: Node) -> str | None:
+        return next((self.masks[i] for i in node.inputs if self.masks[i] is not None), None)
+
+    def layer(self, node: Node, x: str, out: str) -> None:
+        module = self.model.get_submodule(node.name)
+        mask = self.masks[node.inputs[0]]
+        writer = LAYER_WRITERS.get(node.kind)
+        if writer is None:
+            raise UserError(f"layer '{node.name}' ({node.kind}) has no PyTorch source writer",
+                            where=f"line {node.span.line}", help="use nnspec compile --emit onnx")
+        self.masks[node.name] = writer(self, node, module, x, out, mask)
+
+    # ------------------------------------------------------------ text
+    def source(self) -> str:
+        spec = self.checked.spec
+        ins = ", ".join(self.var(n) for n in self.graph.inputs)
+        described = "\n".join(
+            f"        {self.var(n)}: [N, {', '.join('T' if d is None else str(d) for d in self.graph.node(n).out.shape)}]"
+            f" {'int64 token ids' if self.graph.node(n).out.dtype == 'int' else 'float32'}"
+            for n in self.graph.inputs)
+        out = self.graph.output_node
+        lines = [
+            f'"""{spec.name}: standalone PyTorch source generated by nnspec from {self.filename}.',
+            "",
+            "It needs only torch. Load weights trained by nnspec with",
+            f"    model = {spec.name}(); model.load_state_dict(torch.load(path, weights_only=True)['model'])",
+            "(or any state_dict of the same keys); call model.eval() before inference.",
+            '"""',
+            "import torch",
+            "import torch.nn.functional as F",
+            "from torch import nn",
+            "",
+            "",
+            f"class {spec.name}(nn.Module):",
+            f"    def __init__(self):",
+            f"        super().__init__()",
+            *[INDENT + line for line in self.init],
+            "",
+            f"    def forward(self, {ins}):",
+            '        """Inputs (batch first):',
+            described,
+            f"        Returns [N, {', '.join('T' if d is None else str(d) for d in out.out.shape)}]"
+            f" ({out.kind if out.op == 'activation' else 'as written'}).",
+            '        """',
+            *[INDENT + line for line in self.body],
+            f"        return {self.var(self.graph.output)}",
+            "",
+        ]
+        return "\n".join(lines)
+
+    filename = "<spec>"
+
+
+# ---------------------------------------------------------------- activations
+def activation_text(node: Node, x: str) -> str:
+    """The call `torch_layers.activation_call` makes, as text (the same function, same kwargs)."""
+    from . import torch_layers as tl
+
+    rank = len(node.out.shape) if node.out is not None else 1
+    call = tl.activation_call(node.kind, node.args, rank)
+    if call is None:
+        return x
+    fn, kwargs = call
+    if fn is tl.step:
+        return f"({x} >= 0).to({x}.dtype)  # step (Heaviside)"
+    if fn is tl.scaled_tanh:
+        a, b = kwargs["a"], kwargs["b"]
+        return f"torch.tanh({x}) * {_py((b - a) / 2)} + {_py((a + b) / 2)}  # scaled_tanh onto [{a}, {b}]"
+    args = "".join(f", {k}={_py(v)}" for k, v in kwargs.items())
+    return f"{_function_name(fn)}({x}{args})"
+
+
+def _function_name(fn) -> str:
+    import torch
+    import torch.nn.functional as F
+
+    name = fn.__name__
+    if getattr(F, name, None) is fn:
+        return f"F.{name}"
+    if getattr(torch, name, None) is fn:
+        return f"torch.{name}"
+    raise AssertionError(f"activation function {fn} is neither torch.* nor F.*")
+
+
+# ---------------------------------------------------------------- layers
+def _no_mask(kind):
+    def check(w: Writer, node: Node, mask: str | None):
+        if mask is not None:
+            raise UserError(f"layer '{node.name}' ({kind}) receives a padding mask, which --emit python "
+                            "does not write yet", where=f"line {node.span.line}",
+                            help="use nnspec compile --emit onnx, or give the sequence a fixed length")
+    return check
+
+
+def w_dense(w, node, m, x, out, mask):
+    w.declare(node, f"nn.Linear({m.in_features}, {m.out_features}, bias={m.bias is not None})")
+    w.emit(f"{out} = self.{node.name}({x})")
+    return mask
+
+
+def w_flatten(w, node, m, x, out, mask):
+    w.emit(f"{out} = {x}.flatten(1)")
+    return None
+
+
+def w_reshape(w, node, m, x, out, mask):
+    w.emit(f"{out} = {x}.reshape({x}.shape[0], {', '.join(str(d) for d in m.shape)})")
+    return None
+
+
+def w_dropout(w, node, m, x, out, mask):
+    w.declare(node, f"nn.Dropout({_py(float(m.p))})")
+    w.emit(f"{out} = self.{node.name}({x})")
+    return mask
+
+
+def w_batchnorm(w, node, m, x, out, mask):
+    from . import torch_layers as tl
+
+    cls = type(m).__name__ if not isinstance(m, tl.SeqBatchNorm) else "BatchNorm1d"
+    w.declare(node, f"nn.{cls}({m.num_features}, eps={_py(m.eps)}, momentum={_py(m.momentum)})")
+    if isinstance(m, tl.SeqBatchNorm):  # features last: BatchNorm1d wants [N, F, T]
+        w.emit(f"{out} = self.{node.name}({x}.transpose(1, 2)).transpose(1, 2)")
+    else:
+        w.emit(f"{out} = self.{node.name}({x})")
+    return mask
+
+
+def w_layernorm(w, node, m, x, out, mask):
+    w.declare(node, f"nn.LayerNorm({_py(tuple(m.normalized_shape))}, eps={_py(m.eps)})")
+    w.emit(f"{out} = self.{node.name}({x})")
+    return mask
+
+
+def _conv_args(m) -> str:
+    pad = m.padding if isinstance(m.padding, str) else _py(tuple(m.padding))
+    pad = repr(pad) if isinstance(m.padding, str) else pad
+    return (f"kernel_size={_py(tuple(m.kernel_size))}, stride={_py(tuple(m.stride))}, padding={pad}, "
+            f"dilation={_py(tuple(m.dilation))}, groups={m.groups}, bias={m.bias is not None}")
+
+
+def w_conv1d(w, node, m, x, out, mask):
+    _no_mask("Conv1D")(w, node, mask)
+    w.declare(node, f"nn.Conv1d({m.in_channels}, {m.out_channels}, {_conv_args(m)})")
+    w.emit(f"{out} = self.{node.name}({x}.transpose(1, 2)).transpose(1, 2)  # over time: [N, T, F] <-> [N, F, T]")
+    return None
+
+
+def w_conv2d(w, node, m, x, out, mask):
+    w.declare(node, f"nn.Conv2d({m.in_channels}, {m.out_channels}, {_conv_args(m)})")
+    w.emit(f"{out} = self.{node.name}({x})")
+    return None
+
+
+def w_convt2d(w, node, m, x, out, mask):
+    w.declare(node, f"nn.ConvTranspose2d({m.in_channels}, {m.out_channels}, kernel_size={_py(tuple(m.kernel_size))}, "
+                    f"stride={_py(tuple(m.stride))}, padding={_py(tuple(m.padding))}, "
+                    f"output_padding={_py(tuple(m.output_padding))}, bias={m.bias is not None})")
+    w.emit(f"{out} = self.{node.name}({x})")
+    return None
+
+
+def w_pool(w, node, m, x, out, mask):
+    if m.rank == 2:
+        _no_mask(node.kind)(w, node, mask)
+    dims = 1 if m.rank == 2 else 2
+    fn = f"F.{m.kind}_pool{dims}d"
+    src = f"{x}.transpose(1, 2)" if m.rank == 2 else x
+    k, s = _py((m.size,) * dims), _py((m.stride,) * dims)
+    if m.padding == "same":
+        w.emit(f"# {node.name}: {node.kind}(size={m.size}, stride={m.stride}, padding=same): "
+               f"ceil(L / {m.stride}) outputs")
+        pad_expr = _same_pads_text(src, m, dims)
+        if m.kind == "max":
+            call = f"{fn}(F.pad({src}, {pad_expr}, value=float('-inf')), {k}, {s})"
+        else:  # the mean over real cells only, as Keras
+            ones = f"torch.ones((1, 1) + tuple({src}.shape[-{dims}:]), dtype={x}.dtype, device={x}.device)"
+            call = f"{fn}(F.pad({src}, {pad_expr}), {k}, {s}) / {fn}(F.pad({ones}, {pad_expr}), {k}, {s})"
+    else:
+        pad = 0 if m.padding == "valid" else m.padding
+        extra = ", count_include_pad=False" if m.kind == "avg" else ""
+        call = f"{fn}({src}, {k}, {s}, {pad}{extra})"
+    w.emit(f"{out} = {call}" + (".transpose(1, 2)" if m.rank == 2 else ""))
+    return mask if m.rank != 2 else None
+
+
+def _same_pads_text(src: str, m, dims: int) -> str:
+    """F.pad's list (last axis first) for `same` pooling, computed from the input's size."""
+    parts = []
+    for axis in range(-1, -dims - 1, -1):
+        total = f"max((-(-{src}.shape[{axis}] // {m.stride}) - 1) * {m.stride} + {m.size} - {src}.shape[{axis}], 0)"
+        parts += [f"{total} // 2", f"{total} - {total} // 2"]
+    return "[" + ", ".join(parts) + "]"
+
+
+def w_global(w, node, m, x, out, mask):
+    red = "mean" if m.kind == "avg" else "amax"
+    if m.rank == 3:
+        w.emit(f"{out} = {x}.{red}((2, 3))")
+    elif mask is None:
+        w.emit(f"{out} = {x}.{red}(1)")
+    elif m.kind == "max":  # padded steps excluded; a row of padding only pools to 0
+        w.emit(f"{out} = {x}.masked_fill(~{mask}.unsqueeze(-1), float('-inf')).amax(1)"
+               f".masked_fill(~{mask}.any(1, keepdim=True), 0)")
+    else:  # the mean over real steps
+        w.emit(f"{out} = {x}.masked_fill(~{mask}.unsqueeze(-1), 0).sum(1) / "
+               f"{mask}.sum(1, keepdim=True).clamp(min=1).to({x}.dtype)")
+    return None
+
+
+def w_upsample(w, node, m, x, out, mask):
+    corners = ", align_corners=False" if m.mode in ("linear", "bilinear") else ""
+    if m.rank == 2:
+        w.emit(f"{out} = F.interpolate({x}.transpose(1, 2), scale_factor={m.scale}, mode={m.mode!r}{corners})"
+               ".transpose(1, 2)")
+        if mask is not None:
+            w.emit(f"{out}_mask = {mask}.repeat_interleave({m.scale}, dim=1)")
+            return f"{out}_mask"
+        return None
+    w.emit(f"{out} = F.interpolate({x}, scale_factor={m.scale}, mode={m.mode!r}{corners})")
+    return mask
+
+
+def w_embedding(w, node, m, x, out, mask):
+    w.declare(node, f"nn.Embedding({m.num_embeddings}, {m.embedding_dim}, padding_idx={m.padding_idx})")
+    w.emit(f"{out} = self.{node.name}({x})")
+    pad = node.args.get("padding_idx")
+    if pad is None:
+        return None
+    w.emit(f"{out}_mask = {x} != {pad}  # True at real tokens, False at padding")
+    return f"{out}_mask"
+
+
+def w_rnn(w, node, m, x, out, mask):
+    cls = {"LSTM": "LSTM", "GRU": "GRU", "RNN_TANH": "RNN", "RNN_RELU": "RNN"}[m.mode]
+    extra = ", nonlinearity='relu'" if m.mode == "RNN_RELU" else ""
+    w.declare(node, f"nn.{cls}({m.input_size}, {m.hidden_size}, num_layers={m.num_layers}, bias={m.bias}, "
+                    f"batch_first=True, dropout={_py(float(m.dropout))}, bidirectional={m.bidirectional}{extra})")
+    if mask is None:
+        w.emit(f"{out}, {out}_state = self.{node.name}({x})")
+    else:  # the real steps only: packed by length (padding at the end of each row)
+        w.emit(f"{out}_packed = nn.utils.rnn.pack_padded_sequence({x}, {mask}.sum(1).clamp(min=1).cpu(), "
+               "batch_first=True, enforce_sorted=False)")
+        w.emit(f"{out}, {out}_state = self.{node.name}({out}_packed)")
+        w.emit(f"{out}, _ = nn.utils.rnn.pad_packed_sequence({out}, batch_first=True, total_length={x}.shape[1])")
+    if m.return_sequences:
+        return mask
+    h = f"{out}_state[0]" if cls == "LSTM" else f"{out}_state"  # LSTM's state is (h, c)
+    if m.bidirectional:
+        w.emit(f"{out} = torch.cat(({h}[-2], {h}[-1]), dim=1)  # last step of both directions")
+    else:
+        w.emit(f"{out} = {h}[-1]  # the last (real) step")
+    return None
+
+
+def w_attention(w, node, m, x, out, mask):
+    w.declare(node, f"nn.MultiheadAttention({m.embed_dim}, {m.num_heads}, dropout={_py(float(m.dropout))}, "
+                    "batch_first=True)")
+    pad = "None" if mask is None else f"~{mask}"
+    w.emit(f"{out}, _ = self.{node.name}({x}, {x}, {x}, key_padding_mask={pad}, need_weights=False)")
+    return mask
+
+
+def w_transformer(w, node, m, x, out, mask):
+    layer = m.layers[0]
+    a = node.args
+    w.declare(node, "nn.TransformerEncoder(\n"
+                    f"{INDENT}    nn.TransformerEncoderLayer({layer.self_attn.embed_dim}, {layer.self_attn.num_heads}, "
+                    f"dim_feedforward={layer.linear1.out_features}, dropout={_py(float(a['dropout']))},\n"
+                    f"{INDENT}                               activation={a['activation']!r}, "
+                    f"layer_norm_eps={_py(layer.norm1.eps)}, batch_first=True, norm_first={layer.norm_first}),\n"
+                    f"{INDENT}    {m.num_layers}, enable_nested_tensor=False)")
+    pad = "None" if mask is None else f"~{mask}"
+    w.emit(f"{out} = self.{node.name}({x}, src_key_padding_mask={pad})")
+    return mask
+
+
+def w_posenc(w, node, m, x, out, mask):
+    """A container with `weight` (a learned Parameter, or the fixed sinusoidal table as a
+    non-saved buffer) and `dropout`: the same state_dict as nnspec's PositionalEncoding."""
+    import math
+
+    max_len, features = m.weight.shape
+    w.declare(node, "nn.Module()")
+    p = node.name
+    if m.kind == "learned":
+        w.init.append(f"self.{p}.weight = nn.Parameter(torch.empty({max_len}, {features}).normal_(std=0.02))")
+    else:
+        w.init += [
+            f"{p.replace('.', '_')}_pos = torch.arange({max_len}, dtype=torch.float32)[:, None]",
+            f"{p.replace('.', '_')}_freq = torch.exp(torch.arange(0, {features}, 2, dtype=torch.float32) * "
+            f"{_py(-math.log(10000.0) / features)})  # 10000^(-2i/d)",
+            f"{p.replace('.', '_')}_table = torch.zeros({max_len}, {features})",
+            f"{p.replace('.', '_')}_table[:, 0::2] = torch.sin({p.replace('.', '_')}_pos * {p.replace('.', '_')}_freq)",
+            f"{p.replace('.', '_')}_table[:, 1::2] = torch.cos({p.replace('.', '_')}_pos * {p.replace('.', '_')}_freq)",
+            f"self.{p}.register_buffer('weight', {p.replace('.', '_')}_table, persistent=False)  # sinusoidal, fixed",
+        ]
+    w.init.append(f"self.{p}.dropout = nn.Dropout({_py(float(m.dropout.p))})")
+    w.emit(f"{out} = self.{p}.dropout({x} + self.{p}.weight[: {x}.shape[1]].to({x}.dtype))")
+    return mask
+
+
+LAYER_WRITERS = {
+    "Dense": w_dense, "Flatten": w_flatten, "Reshape": w_reshape, "Dropout": w_dropout,
+    "BatchNorm": w_batchnorm, "LayerNorm": w_layernorm, "Conv1D": w_conv1d, "Conv2D": w_conv2d,
+    "ConvTranspose2D": w_convt2d, "MaxPool1D": w_pool, "MaxPool2D": w_pool, "AvgPool1D": w_pool,
+    "AvgPool2D": w_pool, "GlobalAvgPool": w_global, "GlobalMaxPool": w_global, "Upsample": w_upsample,
+    "Embedding": w_embedding, "SimpleRNN": w_rnn, "LSTM": w_rnn, "GRU": w_rnn,
+    "MultiHeadAttention": w_attention, "TransformerEncoder": w_transformer, "PositionalEncoding": w_posenc,
+}
+
+
+def python_source(checked, filename: str = "<spec>") -> str:
+    from .torch_model import build_model
+
+    writer = Writer(checked, build_model(checked))
+    writer.filename = Path(filename).name
+    return writer.write()
+
+
+def emit(result, output: str | None) -> None:
+    """`nnspec compile FILE --emit python [-o model.py]` (default: <spec>.py beside the spec)."""
+    import click
+
+    path = Path(output) if output else Path(result.filename).with_suffix(".py")
+    text = python_source(result.checked, result.filename)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {path} (class {result.checked.spec.name}, imports only torch)")
