@@ -238,3 +238,14 @@ def test_gradient_of_fused_loss_is_finite_at_extreme_logits():
     value = loss(z, torch.tensor([[0.0], [1.0]]))
     value.backward()
     assert math.isfinite(value.item()) and torch.isfinite(z.grad).all()
+
+
+def test_loss_under_bfloat16_autocast_is_computed_in_float32():
+    _, model, loss = model_and_loss("Dense(4) -> softmax", "categorical_crossentropy")
+    x, y = torch.randn(16, 5), torch.randint(0, 4, (16,))
+    reference = loss(model.forward_train(x), y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = model.forward_train(x)
+        value = loss(z, y)
+    assert z.dtype == torch.bfloat16 and value.dtype == torch.float32
+    torch.testing.assert_close(value, reference, rtol=2e-2, atol=2e-2)

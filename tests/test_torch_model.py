@@ -212,3 +212,18 @@ def test_sequence_batchnorm_learns_statistics_from_real_steps_only():
     torch.testing.assert_close(model.batch_norm_1.running_var, reference.running_var)
     torch.testing.assert_close(out[0], expected_steps[:3].mean(0))
     torch.testing.assert_close(out[1], expected_steps[3:].mean(0))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", list(PADDED_SPECS))
+def test_cuda_matches_cpu_on_padded_batches(name):
+    torch.manual_seed(0)
+    model = build_model(checked_text(PADDED_SPECS[name])).eval()
+    batch = torch.randint(1, 30, (4, 9))
+    batch[1, 5:] = 0
+    batch[2, 7:] = 0
+    with torch.no_grad():
+        cpu = model(batch)
+        gpu = model.to("cuda")(batch.to("cuda"))
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-4)

@@ -216,6 +216,8 @@ class Loss:
         self._single = terms[0][2] if len(terms) == 1 and terms[0][0] == 1.0 else None
 
     def __call__(self, pred: Tensor, y: Tensor) -> Tensor:
+        if pred.dtype in (torch.float16, torch.bfloat16):
+            pred = pred.float()  # under autocast: sums and logs of the loss in float32
         if self._single is not None:
             return self._single(pred, y)
         total = None
