@@ -259,8 +259,11 @@ _FIELDS: dict[type, tuple[str, ...]] = {}
 def spec_ir(text: str):
     """The lowered spec IR of a source, positions stripped (raises SpecError on a syntax error)."""
     from .lower import lower
+    from .pipeline import _deep_stack
 
-    return strip_spans(lower(parse_text(text).tree, Sink()))
+    tree = parse_text(text).tree
+    with _deep_stack():  # lowering recurses once per nesting level, as in check_text
+        return strip_spans(lower(tree, Sink()))
 
 
 # ---------------------------------------------------------------- entry points

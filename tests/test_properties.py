@@ -140,7 +140,7 @@ def valid_spec(draw) -> str:
         width = draw(vector_step(w, width))
     task = draw(st.sampled_from(sorted(HEADS)))
     head, losses, metrics = HEADS[task]
-    w.lines.append(head.format(k=draw(st.integers(2, 5))))
+    w.lines.append(head.format(k=draw(st.integers(3, 6))))  # top_k_accuracy(k=2) needs > 2 classes
     body = header + ["layers {"] + w.lines + ["}"]
     body.append(f"loss {draw(st.sampled_from(losses))}")
     body.append(f"optimizer {draw(st.sampled_from(OPTIMIZERS)).format(lr=draw(LEARNING_RATES))}")
