@@ -23,6 +23,8 @@ graphviz:
 demo: $(STAMP) graphviz
 	$(BIN)/nnspec check specs/digits_cnn.nn
 	$(BIN)/nnspec summary specs/digits_cnn.nn
+	$(BIN)/nnspec train specs/digits_cnn.nn --out runs/demo/digits_cnn
+	@echo "run: runs/demo/digits_cnn (history.csv, metrics.json, best.pt); curves: runs/demo/digits_cnn/curves.png"
 
 # pytest exits 5 when it collects no test: that is a failure of the set-up, not a pass.
 test: $(STAMP) graphviz
