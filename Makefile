@@ -31,6 +31,13 @@ test: $(STAMP) graphviz
 	$(BIN)/python -m pytest -n 2 -q tests; rc=$$?; \
 	  if [ $$rc = 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
+# The CI fuzz budget is ~5,800 inputs; this runs 200,000 mutants and 5,000 hypothesis examples
+# of each kind (override: make fuzz FUZZ_INPUTS=1000000).
+FUZZ_INPUTS ?= 200000
+fuzz: $(STAMP)
+	NNSPEC_FUZZ_INPUTS=$(FUZZ_INPUTS) NNSPEC_FUZZ_HYPOTHESIS=5000 \
+	  $(BIN)/python -m pytest -n 2 -q -p no:cacheprovider tests/test_fuzz.py
+
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m "not slow" tests
 
