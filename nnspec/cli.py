@@ -191,6 +191,17 @@ EMITTERS: dict = {}
 # ---- commands added by later issues register below this line ----
 
 
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Figure file (default: RUN_DIR/curves.png; several runs: ./curves.png).")
+@guarded
+def plot(run_dirs: tuple[str, ...], output: str | None) -> None:
+    """Redraw training curves from runs' history.csv (several runs on one figure to compare)."""
+    from .plot import plot as draw_runs
+
+    click.echo(f"wrote {draw_runs(list(run_dirs), output)}")
+
+
 def _emit_onnx(result, output):  # lazy: torch and onnx load only when asked for
     from .backends.onnx_export import emit
 
