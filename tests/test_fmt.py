@@ -133,3 +133,13 @@ def test_missing_and_binary_files_are_errors_not_tracebacks(tmp_path):
     binary.write_bytes(b"\x00\x01model")
     result = run_fmt(str(binary))
     assert result.returncode == 1 and "E001" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_fmt_never_imports_torch():
+    code = ("import sys\nfrom nnspec.cli import main\n"
+            f"try:\n    main(['fmt', {str(ROOT / 'specs' / 'tiny_resnet.nn')!r}])\nexcept SystemExit as e:\n"
+            "    assert e.code == 0, e.code\n"
+            "assert 'torch' not in sys.modules\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("model TinyResNet {")
