@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import keyword
 import operator
-from typing import Any
 
 import torch
 import torch.fx as fx
@@ -120,12 +119,12 @@ def _fx_graph(graph: Graph, layers: dict[str, nn.Module], stop_before_output: bo
         if node.op == "input":
             continue
         if stop_before_output and node is out_node:
-            break  # the fused activation is the loss's business
+            continue  # the fused activation is the loss's business
         x = values[node.inputs[0]] if node.inputs else None
         if node.op == "layer":
             values[node.name], masks[node.name] = _layer(g, node, layers[node.name], x, masks[node.inputs[0]])
         elif node.op == "activation":
-            values[node.name], masks[node.name] = _activation(g, node, x, graph), masks[node.inputs[0]]
+            values[node.name], masks[node.name] = _activation(g, node, x), masks[node.inputs[0]]
         elif node.op == "add":
             total = x
             for other in node.inputs[1:]:
@@ -173,7 +172,7 @@ def _layer(g: fx.Graph, node: Node, module: nn.Module, x: fx.Node, mask: fx.Node
     return out, mask
 
 
-def _activation(g: fx.Graph, node: Node, x: fx.Node, graph: Graph) -> fx.Node:
+def _activation(g: fx.Graph, node: Node, x: fx.Node) -> fx.Node:
     rank = len(node.out.shape) if node.out is not None else 1
     call = tl.activation_call(node.kind, node.args, rank)
     if call is None:  # linear: the identity
