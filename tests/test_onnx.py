@@ -61,6 +61,7 @@ def test_every_spec_exports_and_matches_pytorch_in_onnxruntime(spec, tmp_path):
     assert not [i for i in inits if i.startswith("onnx::")]
     for layer in layers_with_weights:
         assert any(i.startswith(layer + ".") for i in inits), (layer, inits)
+    assert not [n.name for n in proto.graph.node if ox.SCOPE_DOT in n.name]
     node_names = [n.name.strip("/") for n in proto.graph.node]
     for layer in layers_with_weights:
         assert any(name.startswith(layer + "/") for name in node_names), (layer, node_names)

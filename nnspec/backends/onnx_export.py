@@ -198,8 +198,7 @@ def export(checked, source: str, path: str | Path, model=None) -> dict[str, Any]
     if failure is not None:
         raise _unsupported(checked, failure, log.read()) from None
     proto = onnx.load_from_string(buffer.getvalue())
-    for node in proto.graph.node:
-        node.name = node.name.replace(SCOPE_DOT, ".")
+    _restore_scope_dots(proto)
     _name_initializers(proto)
     proto.graph.name = checked.spec.name
     proto.producer_name = "nnspec"
@@ -269,6 +268,22 @@ def _layer_scopes(checked):
         yield
     finally:
         utils._setup_trace_module_map = original
+
+
+def _restore_scope_dots(proto) -> None:
+    """Node names and the exporter's value names (`/residual_1__conv2d_1/Conv_output_0`) get
+    their dots back; names the user gave (inputs) are left alone."""
+    def fix(name: str) -> str:
+        return name.replace(SCOPE_DOT, ".") if name.startswith("/") else name
+
+    for node in proto.graph.node:
+        node.name = fix(node.name)
+        for i, name in enumerate(node.input):
+            node.input[i] = fix(name)
+        for i, name in enumerate(node.output):
+            node.output[i] = fix(name)
+    for value in list(proto.graph.value_info) + list(proto.graph.output):
+        value.name = fix(value.name)
 
 
 def _name_initializers(proto) -> None:
