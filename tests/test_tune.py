@@ -233,3 +233,35 @@ def test_train_refuses_a_spec_with_search_spaces_and_trains_its_defaults_when_as
     assert "--defaults" in res.output and "Dense.units=16" in res.output
     trained = (tmp_path / "d" / "spec.nn").read_text()
     assert "Dense(16)" in trained and "lr=0.0001" in trained and "choice" not in trained
+
+
+PRUNABLE = """\
+model Prunable {
+    input x: [4]
+    layers {
+        Dense(8) -> relu
+        Dense(1)
+    }
+    loss mse
+    optimizer SGD(lr=choice(0.05, 0.0000001))     # the second one does not learn
+    train { data synthetic(n=256); epochs 5; batch_size 32; validation 0.25 }
+    search { trials 4; pruner median }
+}
+"""
+
+
+def test_the_median_pruner_is_fed_every_epoch_and_stops_a_trial_worse_than_the_median(tmp_path):
+    spec = tmp_path / "prunable.nn"
+    spec.write_text(PRUNABLE)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=url, study_name="p", direction="minimize")
+    for lr in (0.05, 0.05, 0.05, 0.0000001):  # three that learn, then one that does not
+        study.enqueue_trial({"SGD.lr": lr})
+    summary = tune_mod.tune(check_file(spec), storage=url, study_name="p", out_dir=tmp_path / "out",
+                            device="cpu", quiet=True)
+    states = [t.state for t in summary.trials]
+    assert states == [TrialState.COMPLETE] * 3 + [TrialState.PRUNED]
+    good, bad = summary.trials[0], summary.trials[3]
+    assert len(good.intermediate_values) == 5  # one report per epoch
+    assert 2 <= len(bad.intermediate_values) < 5  # epochs count from 1; pruned from epoch 2 (warm-up 2 steps)
+    assert read_csv(tmp_path / "out" / "trials.csv")[3]["state"] == "PRUNED"
