@@ -292,9 +292,9 @@ def tune(result: Result, *, trials: int | None = None, sampler: str | None = Non
                              "or train it with `nnspec train`")
     settings = settings_of(result, trials=trials, sampler=sampler, timeout=timeout, pruner=pruner, seed=seed)
     check_objective(result, settings.metric)
+    study = open_study(result, dims, settings, storage, study_name)
     out = Path(out_dir) if out_dir else next_tune_dir(result.checked.spec.name)
     out.mkdir(parents=True, exist_ok=True)
-    study = open_study(result, dims, settings, storage, study_name)
     if not quiet:
         echo(f"tuning {result.checked.spec.name}: {settings.trials} trials, {settings.sampler} sampler, "
              f"{settings.direction} {settings.metric}, pruner {settings.pruner}; outputs in {out}/")
