@@ -5,7 +5,6 @@ Trial counts and states are read back from Optuna's own storage, not from what n
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import subprocess
 import sys
