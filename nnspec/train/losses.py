@@ -108,13 +108,23 @@ def _binary_weights(y: Tensor, w: Tensor | None) -> Tensor | None:
 def categorical_crossentropy(ctx: _Ctx, args: Mapping[str, Any]) -> LossFn:
     smoothing = args.get("label_smoothing", 0.0)
 
-    def loss(pred: Tensor, y: Tensor) -> Tensor:
+    def checked_loss(pred: Tensor, y: Tensor) -> Tensor:
         target = _class_targets(y, pred, ctx.class_dim)
         # pred holds logits: fused softmax, or an output written without one ("on logits").
         logits = pred if ctx.class_dim == 1 else pred.movedim(ctx.class_dim, 1)
         if target.is_floating_point() and ctx.class_dim != 1:
             target = target.movedim(ctx.class_dim, 1)
         return F.cross_entropy(logits, target, weight=ctx.weights_for(pred), label_smoothing=smoothing)
+
+    if ctx.class_dim != 1:
+        return checked_loss
+
+    def loss(pred: Tensor, y: Tensor) -> Tensor:
+        # The common case, [N, K] logits and int64 indices [N], goes straight to PyTorch (per-batch
+        # overhead matters for small models); anything else is shaped, or explained, by checked_loss.
+        if y.dtype == torch.int64 and y.dim() == 1 and pred.dim() == 2 and y.shape[0] == pred.shape[0]:
+            return F.cross_entropy(pred, y, weight=ctx.weights_for(pred), label_smoothing=smoothing)
+        return checked_loss(pred, y)
     return loss
 
 
