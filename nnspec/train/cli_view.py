@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .run import RunSummary, evaluate_spec, predict_spec, train_spec
+from .run import RunSummary, evaluate_spec, predict_batches, train_spec, write_predictions
 
 
 def _fmt(v) -> str:
@@ -85,10 +85,12 @@ def evaluate_command(result, console, checkpoint: str, data, device: str, output
 
 
 def predict_command(result, checkpoint: str, input_path: str, output: str | None, device: str) -> None:
-    header, rows = predict_spec(result, checkpoint, input_path, output=output, device=device)
+    batches = predict_batches(result, checkpoint, input_path, device=device)  # streamed: never all rows at once
     if output:
-        click.echo(f"wrote {len(rows)} predictions to {output}")
+        click.echo(f"wrote {write_predictions(batches, output)} predictions to {output}")
         return
-    click.echo(",".join(header))
-    for row in rows:
-        click.echo(",".join(str(v) for v in row))
+    for i, (header, rows) in enumerate(batches):
+        if i == 0:
+            click.echo(",".join(header))
+        for row in rows:
+            click.echo(",".join(str(v) for v in row))

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from ..diagnostics import UserError
 from . import checkpoint as ckpt_io
 from . import distributed as D
-from .data import Data, Expect, load_data, match_input, read_csv
+from .data import Data, Expect, load_data, match_input
 
 RUNS_DIR = Path("runs")
 
@@ -187,12 +187,13 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
         run_dir = Path(out_dir) if out_dir else next_run_dir(name)
     run_dir = Path(D.broadcast(str(run_dir)))  # rank 0's choice on every rank; only rank 0 writes in it
     if D.is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_io.make_dir(run_dir)  # a read-only or misplaced --out is a clear error, not a traceback
     digest = ckpt_io.ir_hash(checked)
     generator = torch.Generator().manual_seed(seed)
     progress = Progress()
     if resume:
-        state = ckpt_io.load(run_dir / "last.pt", digest, name)
+        state, resume_notes = ckpt_io.load_for_resume(run_dir, digest, name)  # last.pt, or last.prev.pt if damaged
+        notes.extend(resume_notes)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -220,7 +221,7 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
         if improved:
             ckpt_io.save(run_dir / "best.pt", state)
         write_history(run_dir / "history.csv", progress.history, keys)
-        write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev)
+        write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev, finished=False)
         if on_epoch is not None:
             on_epoch(epoch, dict(row))
 
@@ -233,6 +234,7 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
                         help="give more --epochs to continue a resumed run")
     if D.is_main():
         write_curves(run_dir / "curves.png", progress.history, name)
+        write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev, finished=True)  # the run is complete
     best = _best_row(progress)
     return RunSummary(run_dir, progress.history, dict(progress.history[-1]), best, monitor, notes)
 
@@ -262,9 +264,10 @@ def _json_safe(row: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
 
 
-def write_metrics(path: Path, progress, monitor: str, dataset: Data, device) -> None:
+def write_metrics(path: Path, progress, monitor: str, dataset: Data, device, finished: bool = True) -> None:
     best = _best_row(progress)
-    report = {"final": _json_safe(progress.history[-1]), "best": _json_safe(best), "monitor": monitor,
+    # finished is false while the run is under way (or after it was killed): `--resume` completes it
+    report = {"finished": finished, "final": _json_safe(progress.history[-1]), "best": _json_safe(best), "monitor": monitor,
               "best_epoch": progress.best_epoch, "epochs": progress.epoch, "steps": progress.steps,
               "data": dataset.origin, "train_samples": len(dataset.train),
               "validation_samples": len(dataset.val) if dataset.val is not None else 0, "device": str(device)}
@@ -353,7 +356,19 @@ def _standardize(inputs: list, expect: Expect, state: dict) -> list:
 
 
 def predict_spec(result, checkpoint: str, input_path: str, *, output=None, device="auto", batch_size: int = 1024):
-    """Predictions for the rows of a CSV or NPZ file -> (header, rows); written as CSV to `output` when given."""
+    """Predictions for the rows of a CSV or NPZ file -> (header, rows); written as CSV to `output` when given.
+    Holds every row; `predict_batches` + `write_predictions` stream instead (what `nnspec predict` uses)."""
+    header, rows = [], []
+    for header, batch_rows in predict_batches(result, checkpoint, input_path, device=device, batch_size=batch_size):
+        rows += batch_rows
+    if output:
+        write_predictions([(header, rows)], output)
+    return header, rows
+
+
+def predict_batches(result, checkpoint: str, input_path: str, *, device="auto", batch_size: int = 1024):
+    """Yields (header, rows) for each batch of input rows: the predictions, and a CSV's rows, are never
+    all in memory at once, so inputs of any length stream through (an .npz file is read whole)."""
     import numpy as np
     import torch
 
@@ -361,18 +376,82 @@ def predict_spec(result, checkpoint: str, input_path: str, *, output=None, devic
 
     result, checked, state, model, dev = _load_for(result, checkpoint, device)
     expect = Expect.of(checked)
-    inputs = _read_inputs(Path(input_path), expect, state.get("data_target"))
-    inputs = _standardize(inputs, expect, state)
-    probs = predict(model, [torch.from_numpy(np.ascontiguousarray(x)).to(dev) for x in inputs], batch_size)
-    probs = probs.float().cpu().numpy()
-    header, rows = _prediction_table(probs, checked)
-    if output:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows)
-        ckpt_io.write_text(output, buf.getvalue())
-    return header, rows
+    empty = True
+    for inputs in _input_batches(Path(input_path), expect, state.get("data_target"), batch_size):
+        inputs = _standardize(inputs, expect, state)
+        probs = predict(model, [torch.from_numpy(np.ascontiguousarray(x)).to(dev) for x in inputs], batch_size)
+        empty = False
+        yield _prediction_table(probs.float().cpu().numpy(), checked)
+    if empty:
+        raise UserError(f"{input_path} has no rows to predict")
+
+
+def write_predictions(batches, output) -> int:
+    """Write (header, rows) batches as one CSV file, batch by batch, atomically; returns the row count."""
+    count = 0
+
+    def write(tmp):
+        nonlocal count
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, lineterminator="\n")
+            for i, (header, rows) in enumerate(batches):
+                if i == 0:
+                    w.writerow(header)
+                w.writerows(rows)
+                count += len(rows)
+
+    ckpt_io.atomic_write(output, write)
+    return count
+
+
+def _input_batches(path: Path, expect: Expect, target: str | None, batch: int):
+    """The input arrays, batch rows at a time: a CSV file is read as it goes, an .npz file at once."""
+    if path.suffix.lower() == ".csv":
+        yield from _csv_batches(path, expect, target, batch)
+        return
+    inputs = _read_inputs(path, expect, target)
+    for start in range(0, len(inputs[0]), batch):
+        yield [x[start:start + batch] for x in inputs]
+
+
+def _csv_batches(path: Path, expect: Expect, target: str | None, batch: int):
+    import numpy as np
+
+    if len(expect.inputs) != 1:
+        raise UserError(f"{path}: a CSV file feeds one input but the model has {len(expect.inputs)}",
+                        help="give an .npz file with one array per input name")
+
+    def arrays(rows):
+        try:
+            x = np.array(rows, dtype=np.float32)
+        except ValueError:
+            raise UserError(f"{path}: every column must be numeric") from None
+        return [match_input(x.astype(np.int64) if expect.inputs[0][2] == "int" else x, 0, expect, str(path))]
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next((row for row in reader if row), None)
+            drop = header.index(target) if header and target is not None and target in header else None
+            rows = []
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise UserError(f"{path}:{reader.line_num}: {len(row)} values but the header has "
+                                    f"{len(header)} columns")
+                if drop is not None:  # the label column of the training CSV
+                    del row[drop]
+                rows.append(row)
+                if len(rows) == batch:
+                    yield arrays(rows)
+                    rows = []
+            if rows:
+                yield arrays(rows)
+    except FileNotFoundError:
+        raise UserError(f"input file not found: {path}") from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"{path} is not a readable CSV file ({err})") from None
 
 
 def _read_inputs(path: Path, expect: Expect, target: str | None) -> list:
@@ -396,23 +475,7 @@ def _read_inputs(path: Path, expect: Expect, target: str | None) -> list:
             raise UserError(f"{path} needs an array 'x' (one input) or one array per input ({', '.join(names)}); "
                             f"it has: {', '.join(arrays)}")
         return [match_input(x, i, expect, str(path)) for i, x in enumerate(xs)]
-    if suffix != ".csv":
-        raise UserError(f"--input {path}: expected a .csv or .npz file")
-    header, rows = read_csv(path)
-    if target is not None and target in header:  # the label column of the training CSV, if present
-        t = header.index(target)
-        rows = [[v for i, v in enumerate(r) if i != t] for r in rows]
-        header = [h for i, h in enumerate(header) if i != t]
-    if len(expect.inputs) != 1:
-        raise UserError(f"{path}: a CSV file feeds one input but the model has {len(expect.inputs)}",
-                        help="give an .npz file with one array per input name")
-    try:
-        x = np.array(rows, dtype=np.float32)
-    except ValueError:
-        raise UserError(f"{path}: every column must be numeric") from None
-    if expect.inputs[0][2] == "int":
-        x = x.astype(np.int64)
-    return [match_input(x, 0, expect, str(path))]
+    raise UserError(f"--input {path}: expected a .csv or .npz file")  # CSV files stream: _csv_batches
 
 
 def _prediction_table(probs, checked) -> tuple[list[str], list[list]]:
