@@ -161,6 +161,19 @@ PADDED_SPECS = {
     concat(a, b, c) -> Dense(2) -> softmax
   }
 }""",
+    "windows_over_time": """model W {
+  input tokens: int[?]
+  layers {
+    Embedding(vocab=30, dim=6, padding_idx=0)
+    Conv1D(5, 3, stride=2, padding=1)
+    MaxPool1D(2)
+    Upsample(3, mode=linear)
+    AvgPool1D(3, stride=1, padding=same)
+    MaxPool1D(3, stride=1, padding=same)
+    Conv1D(4, 3, padding=same)
+    LSTM(3)
+  }
+}""",
     "attention": """model A {
   input tokens: int[?]
   layers {
@@ -212,6 +225,20 @@ def test_sequence_batchnorm_learns_statistics_from_real_steps_only():
     torch.testing.assert_close(model.batch_norm_1.running_var, reference.running_var)
     torch.testing.assert_close(out[0], expected_steps[:3].mean(0))
     torch.testing.assert_close(out[1], expected_steps[3:].mean(0))
+
+
+@pytest.mark.parametrize("name", list(PADDED_SPECS))
+def test_padded_training_step_has_finite_gradients(name):
+    torch.manual_seed(0)
+    model = build_model(checked_text(PADDED_SPECS[name])).train()
+    batch = torch.randint(1, 30, (3, 9))
+    batch[1, 6:] = 0
+    batch[2, 1:] = 0  # a single real step
+    y = model(batch)
+    (y * torch.randn_like(y)).sum().backward()
+    assert torch.isfinite(y).all()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
 
 
 @pytest.mark.cuda

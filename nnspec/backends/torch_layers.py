@@ -120,8 +120,11 @@ class SeqConv1d(nn.Conv1d):
     """Conv1d over time of [N, T, F]."""
 
     mask_mode = "resize"
+    takes_mask = True
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        if mask is not None:  # padded steps read as zeros, like the convolution's own padding
+            x = x.masked_fill(~mask[:, :, None], 0.0)
         return _to_channels_first(super().forward(_to_channels_first(x)))
 
     def resize_mask(self, mask: Tensor) -> Tensor:
@@ -158,8 +161,13 @@ class Pool(nn.Module):
     """Max or average pooling over time ([N, T, F]) or space ([N, C, H, W]).
 
     padding=same gives ceil(L / stride) outputs: max pools pad with -inf, average pools
-    exclude the padding from the mean (as Keras does). Integer padding also excludes it.
+    exclude the padding from the mean (as Keras does). Integer padding also excludes it. On a
+    padded sequence, padded steps count as padding too. (With padding=same and stride > 1 the
+    windows' alignment depends on the length, as in Keras, so a padded batch can differ from
+    the sequences run alone there; with stride 1, valid or integer padding it cannot.)
     """
+
+    takes_mask = True  # with mask_mode "resize": reads the mask, and hands on a resized one
 
     def __init__(self, kind: str, rank: int, size: int, stride: int | None, padding):
         super().__init__()
@@ -170,32 +178,44 @@ class Pool(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.kind}, size={self.size}, stride={self.stride}, padding={self.padding}"
 
-    def forward(self, x: Tensor) -> Tensor:
-        if self.rank == 2:
-            return _to_channels_first(self._pool(_to_channels_first(x), 1))
-        return self._pool(x, 2)
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        if self.rank == 3:
+            return self._pool(x, 2, None)
+        y = self._pool(_to_channels_first(x), 1, None if mask is None else mask[:, None, :])
+        if mask is not None:  # windows holding no real step
+            y = y.masked_fill(~self.resize_mask(mask)[:, None, :], 0.0)
+        return _to_channels_first(y)
 
-    def _pool(self, x: Tensor, dims: int) -> Tensor:
-        k, s = (self.size,) * dims, (self.stride,) * dims
-        if self.padding == "same":
-            return self._pool_same(x, dims)
-        pad = 0 if self.padding == "valid" else self.padding
-        if self.kind == "max":
-            return (F.max_pool1d if dims == 1 else F.max_pool2d)(x, k, s, pad)
-        return (F.avg_pool1d if dims == 1 else F.avg_pool2d)(x, k, s, pad, count_include_pad=False)
-
-    def _pool_same(self, x: Tensor, dims: int) -> Tensor:
+    def _pads(self, shape, dims: int) -> list[int]:
+        """F.pad's list (last axis first) for this layer's padding."""
+        if self.padding == "valid":
+            return []
+        if self.padding != "same":
+            return [self.padding] * (2 * dims)
         pads: list[int] = []
-        for length in reversed(x.shape[-dims:]):  # F.pad lists the last axis first
+        for length in reversed(shape[-dims:]):
             out = -(-length // self.stride)
             total = max((out - 1) * self.stride + self.size - length, 0)
             pads += [total // 2, total - total // 2]
+        return pads
+
+    def _pool(self, x: Tensor, dims: int, m: Tensor | None) -> Tensor:
         k, s = (self.size,) * dims, (self.stride,) * dims
+        pads = self._pads(x.shape, dims)
         if self.kind == "max":
-            return (F.max_pool1d if dims == 1 else F.max_pool2d)(F.pad(x, pads, value=-math.inf), k, s)
+            if m is not None:
+                x = x.masked_fill(~m, -math.inf)
+            return (F.max_pool1d if dims == 1 else F.max_pool2d)(F.pad(x, pads, value=-math.inf) if pads else x, k, s)
         avg = F.avg_pool1d if dims == 1 else F.avg_pool2d
-        ones = torch.ones((1, 1) + tuple(x.shape[-dims:]), dtype=x.dtype, device=x.device)
-        return avg(F.pad(x, pads), k, s) / avg(F.pad(ones, pads), k, s)
+        if m is None and not pads:
+            return avg(x, k, s)
+        # mean over the real elements of each window: (window mean of x) / (window mean of 1s)
+        if m is None:
+            w = torch.ones((1, 1) + tuple(x.shape[-dims:]), dtype=x.dtype, device=x.device)
+        else:
+            w, x = m.to(x.dtype), x.masked_fill(~m, 0.0)
+        den = avg(F.pad(w, pads) if pads else w, k, s).clamp_min(1e-12)  # 0 only where all is padding
+        return avg(F.pad(x, pads) if pads else x, k, s) / den
 
     def resize_mask(self, mask: Tensor) -> Tensor:
         lengths = conv_lengths(mask.sum(1), self.size, self.stride, self.padding)
@@ -253,9 +273,16 @@ class Upsample(nn.Module):
     def extra_repr(self) -> str:
         return f"scale={self.scale}, mode={self.mode}"
 
-    def forward(self, x: Tensor) -> Tensor:
+    takes_mask = True
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         corners = False if self.mode in ("linear", "bilinear") else None
         if self.rank == 2:
+            if mask is not None and self.mode == "linear":
+                # interpolate up to the real end only: padded steps repeat the last real one
+                last = (mask.sum(1, keepdim=True) - 1).clamp(min=0)
+                idx = torch.minimum(torch.arange(x.shape[1], device=x.device)[None, :], last)
+                x = x.gather(1, idx[:, :, None].expand(-1, -1, x.shape[2]))
             y = F.interpolate(_to_channels_first(x), scale_factor=self.scale, mode=self.mode, align_corners=corners)
             return _to_channels_first(y)
         return F.interpolate(x, scale_factor=self.scale, mode=self.mode, align_corners=corners)

@@ -164,7 +164,7 @@ def _layer(g: fx.Graph, node: Node, module: nn.Module, x: fx.Node, mask: fx.Node
     if mode in ("use", "consume"):
         out = g.call_module(node.name, (x, mask))
         return out, (mask if mode == "use" else None)
-    out = g.call_module(node.name, (x,))
+    out = g.call_module(node.name, (x, mask) if getattr(module, "takes_mask", False) else (x,))
     if mode == "resize":
         return out, g.call_method("resize_mask", (g.get_attr(node.name), mask))
     if mode == "drop":
