@@ -4,13 +4,25 @@ A checkpoint holds only tensors and plain containers of numbers and strings, so
 `torch.load(weights_only=True)` reads it without unpickling any code. It carries the spec's
 source and the hash of its canonical IR (`nnspec compile --emit json`, keys sorted, no spaces):
 loading one into a different spec is refused before any tensor is copied.
+
+Surviving a crash (kill -9, power loss, a full disk): files are written to a temporary file,
+fsync'ed and renamed over the old one, so a reader sees the old or the new file, never half of
+one. Each checkpoint stores a SHA-256 of its own content (`checksum`), verified on load, so a
+truncated or corrupted file is refused with a message instead of being trained on. Before
+last.pt is replaced, the previous one is kept as last.prev.pt: `--resume` falls back to it when
+last.pt is damaged. NNSPEC_TEST_PAUSE_IN_SAVE=SECONDS (tests only) pauses halfway through writing
+a checkpoint that replaces an existing one, so a test can kill the process at exactly that point.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,25 +41,129 @@ def ir_hash(checked) -> str:
 
 
 def atomic_write(path: str | Path, write) -> None:
-    """Write via `write(tmp_path)` into a temporary file beside `path`, then rename over it."""
+    """Write via `write(tmp_path)` into a temporary file beside `path`, then rename over it.
+
+    An OSError (read-only folder, full disk, a file where a folder should be) becomes a
+    UserError naming the path; the old file, if any, is left untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        make_dir(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(tmp)
+        _fsync(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise _write_error(path, err) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def make_dir(path: str | Path) -> Path:
+    """Create a run folder (and its parents), or say clearly why it cannot be."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _write_error(path, err) from None
+    return path
+
+
+def _write_error(path: Path, err: OSError) -> UserError:
+    why = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+           errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+           errno.EPERM: "permission denied", errno.ENOTDIR: "a part of the path is a file, not a folder",
+           errno.EEXIST: "a file of that name is in the way"}.get(err.errno, err.strerror or str(err))
+    return UserError(f"cannot write {path}: {why}",
+                     help="choose a writable output folder with --out DIR (with free space); "
+                          "checkpoints already written are kept intact")
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
+PREVIOUS = {"last.pt": "last.prev.pt"}  # checkpoints whose previous version is kept for --resume
+
+
 def save(path: str | Path, payload: Mapping[str, Any]) -> None:
-    atomic_write(path, lambda tmp: torch.save(dict(payload, format=FORMAT), tmp))
+    payload = dict(payload, format=FORMAT)
+    payload["checksum"] = content_checksum(payload)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    data = buf.getvalue()
+    path = Path(path)
+    if path.name in PREVIOUS and path.is_file():
+        _keep_previous(path, path.with_name(PREVIOUS[path.name]))
+    atomic_write(path, lambda tmp: _write_bytes(tmp, data, path.name))
+
+
+def _keep_previous(path: Path, previous: Path) -> None:
+    """previous <- path, atomically, while path stays in place (a hard link, or a copy)."""
+    link = previous.with_name(f".{previous.name}.link")
+    try:
+        link.unlink(missing_ok=True)
+        try:
+            os.link(path, link)
+        except OSError:  # no hard links on this file system
+            atomic_write(link, lambda tmp: Path(tmp).write_bytes(path.read_bytes()))
+        os.replace(link, previous)
+    except OSError as err:
+        raise _write_error(previous, err) from None
+
+
+def _write_bytes(tmp: str, data: bytes, name: str) -> None:
+    pause = os.environ.get("NNSPEC_TEST_PAUSE_IN_SAVE") if os.path.exists(Path(tmp).parent / name) else None
+    with open(tmp, "wb") as f:
+        if not pause:
+            f.write(data)
+            return
+        f.write(data[: len(data) // 2])  # a test kills the process here: half a file on disk
+        f.flush()
+        os.fsync(f.fileno())
+        print(f"nnspec-test: pausing in the middle of writing {name}", file=sys.stderr, flush=True)
+        time.sleep(float(pause))
+        f.write(data[len(data) // 2:])
+
+
+def content_checksum(payload: Mapping[str, Any]) -> str:
+    """SHA-256 over every value of a checkpoint (tensors by dtype, shape and bytes), `checksum` excluded."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in payload.items() if k != "checksum"})
+    return h.hexdigest()
+
+
+def _feed(h, value) -> None:
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(value, Mapping):
+        h.update(b"{")
+        for k in sorted(value, key=repr):
+            h.update(repr(k).encode())
+            _feed(h, value[k])
+        h.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        h.update(b"[")
+        for v in value:
+            _feed(h, v)
+        h.update(b"]")
+    else:
+        h.update(repr(value).encode())
 
 
 def load(path: str | Path, expected_hash: str | None = None, spec_name: str | None = None) -> dict[str, Any]:
@@ -58,17 +174,42 @@ def load(path: str | Path, expected_hash: str | None = None, spec_name: str | No
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # a corrupt or foreign file: say so, never a traceback
-        raise UserError(f"{p} is not a readable nnspec checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})",
+        raise UserError(f"{p} is truncated or corrupt: it cannot be read as a checkpoint "
+                        f"({type(err).__name__}: {(str(err).splitlines() or [''])[0]})",
                         help="give the last.pt or best.pt of a `nnspec train` run") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "ir_hash" not in ckpt:
         raise UserError(f"{p} is not an nnspec checkpoint (no model state or IR hash)",
                         help="give the last.pt or best.pt of a `nnspec train` run")
+    if "checksum" in ckpt and content_checksum(ckpt) != ckpt["checksum"]:
+        raise UserError(f"{p} is corrupt: its content does not match the checksum stored in it",
+                        help="the file was damaged after it was written; use last.prev.pt or best.pt of the run")
     if expected_hash is not None and ckpt["ir_hash"] != expected_hash:
         made_from = ckpt.get("spec_name", "another model")
         raise UserError(f"{p} was trained from a different spec ({made_from}, IR hash {ckpt['ir_hash'][:12]}) "
                         f"than {spec_name or 'this one'} (IR hash {expected_hash[:12]})",
                         help="use the checkpoint of a run of this spec; its spec.nn is saved beside it")
     return ckpt
+
+
+def load_for_resume(run_dir: Path, expected_hash: str, spec_name: str) -> tuple[dict[str, Any], list[str]]:
+    """last.pt of a run, or last.prev.pt when last.pt is missing, truncated or corrupt (said in a note).
+
+    A damaged last.pt is moved aside as last.pt.corrupt and the good one put in its place, so
+    the run folder is whole again before training continues."""
+    last, previous = run_dir / "last.pt", run_dir / PREVIOUS["last.pt"]
+    for stale in run_dir.glob(".*.tmp"):  # left by a process killed while writing
+        stale.unlink(missing_ok=True)
+    try:
+        return load(last, expected_hash, spec_name), []
+    except UserError as damaged:
+        if not previous.is_file() or "different spec" in damaged.message:
+            raise
+        state = load(previous, expected_hash, spec_name)
+        if last.exists():
+            os.replace(last, last.with_name("last.pt.corrupt"))
+        atomic_write(last, lambda tmp: Path(tmp).write_bytes(previous.read_bytes()))
+        return state, [f"{damaged.message}; resumed from the previous checkpoint {previous.name} "
+                       f"(epoch {state.get('epoch')}) instead"]
 
 
 def rng_state(generator: torch.Generator | None) -> dict[str, Any]:
