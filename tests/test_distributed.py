@@ -208,6 +208,7 @@ def test_iris_on_two_workers_equals_one_process_and_resumes(tmp_path):
     runs = sorted(p.name for p in (tmp_path / "runs" / "IrisMLP").iterdir())
     assert runs == ["1"]  # rank 1 did not pick a run folder of its own
     assert first.stdout.count("training IrisMLP") == 1 and first.stdout.count("epoch 2/2") == 1
+    assert "data-parallel: 2 workers (gloo)" in first.stdout
 
     run_dir = tmp_path / "runs" / "IrisMLP" / "1"
     resumed = nnspec_cmd("train", str(spec), "--epochs", "4", "--batch-size", "17", "--nproc-per-node", "2",
@@ -241,6 +242,22 @@ def test_mnist_convnet_started_by_torchrun_equals_one_process(tmp_path):
     reference = single_process(spec, tmp_path / "single")
     assert max_weight_diff(load_checkpoint(out / "last.pt")["model"], reference["model"]) < 1e-5
     assert [r["epoch"] for r in history(out / "history.csv")] == ["1", "2"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_one_gpu_ddp_run_uses_nccl_and_equals_one_gpu_process(tmp_path):
+    spec = ROOT / "specs" / "iris_mlp.nn"
+    done = nnspec_cmd("train", str(spec), "--epochs", "3", "--nproc-per-node", "1", "--device", "cuda",
+                      "--out", str(tmp_path / "ddp"), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "data-parallel: 1 worker (nccl), rank 0 on cuda:0" in done.stdout
+    from nnspec.pipeline import check_file
+    from nnspec.train.run import train_spec
+
+    train_spec(check_file(str(spec)), out_dir=tmp_path / "single", device="cuda", epochs=3)
+    reference = load_checkpoint(tmp_path / "single" / "last.pt")
+    assert max_weight_diff(load_checkpoint(tmp_path / "ddp" / "last.pt")["model"], reference["model"]) < 1e-5
 
 
 # ---- failures --------------------------------------------------------------------------------

@@ -155,6 +155,9 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
     dev = D.device_for(worker, device) if worker else resolve_device(device)
     if worker:
         D.start(worker, dev)
+        workers = f"{worker.world_size} worker{'s' if worker.world_size > 1 else ''}"
+        notes.append(f"data-parallel: {workers} ({D.backend_for(dev)}), rank 0 on {dev}; "
+                     "the batch size is the global batch")
     autocast_dtype = amp_dtype(amp, dev)
 
     dataset = load_data(checked, result.filename, data, seed=seed)
@@ -187,13 +190,12 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
         run_dir = Path(out_dir) if out_dir else next_run_dir(name)
     run_dir = Path(D.broadcast(str(run_dir)))  # rank 0's choice on every rank; only rank 0 writes in it
     if D.is_main():
-        ckpt_io.make_dir(run_dir)  # a read-only or misplaced --out is a clear error, not a traceback
+        run_dir.mkdir(parents=True, exist_ok=True)
     digest = ckpt_io.ir_hash(checked)
     generator = torch.Generator().manual_seed(seed)
     progress = Progress()
     if resume:
-        state, resume_notes = ckpt_io.load_for_resume(run_dir, digest, name)  # last.pt, or last.prev.pt if damaged
-        notes.extend(resume_notes)
+        state = ckpt_io.load(run_dir / "last.pt", digest, name)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -221,7 +223,7 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
         if improved:
             ckpt_io.save(run_dir / "best.pt", state)
         write_history(run_dir / "history.csv", progress.history, keys)
-        write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev, finished=False)
+        write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev)
         if on_epoch is not None:
             on_epoch(epoch, dict(row))
 
@@ -234,7 +236,6 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
                         help="give more --epochs to continue a resumed run")
     if D.is_main():
         write_curves(run_dir / "curves.png", progress.history, name)
-        write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev, finished=True)  # the run is complete
     best = _best_row(progress)
     return RunSummary(run_dir, progress.history, dict(progress.history[-1]), best, monitor, notes)
 
@@ -264,10 +265,9 @@ def _json_safe(row: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
 
 
-def write_metrics(path: Path, progress, monitor: str, dataset: Data, device, finished: bool = True) -> None:
+def write_metrics(path: Path, progress, monitor: str, dataset: Data, device) -> None:
     best = _best_row(progress)
-    # finished is false while the run is under way (or after it was killed): `--resume` completes it
-    report = {"finished": finished, "final": _json_safe(progress.history[-1]), "best": _json_safe(best), "monitor": monitor,
+    report = {"final": _json_safe(progress.history[-1]), "best": _json_safe(best), "monitor": monitor,
               "best_epoch": progress.best_epoch, "epochs": progress.epoch, "steps": progress.steps,
               "data": dataset.origin, "train_samples": len(dataset.train),
               "validation_samples": len(dataset.val) if dataset.val is not None else 0, "device": str(device)}
