@@ -21,7 +21,7 @@ from nnspec.backends import onnx_export as ox
 from nnspec.backends import torch_layers as tl
 from nnspec.cli import main
 from nnspec.diagnostics import UserError
-from nnspec.pipeline import load_checked
+from nnspec.pipeline import check_text, load_checked
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.nn"))
@@ -114,6 +114,45 @@ def test_export_friendly_recurrence_equals_pytorch_packed_sequences(kind, bidire
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
     torch.testing.assert_close(unmasked, m(x), rtol=0, atol=1e-6)
     assert "forward" not in m.__dict__  # the patch is gone after the block
+
+
+PADDED_ATTENTION = """
+model PaddedAttention {
+    input tokens: int[?]
+    layers {
+        Embedding(vocab=50, dim=8, padding_idx=0)
+        MultiHeadAttention(heads=2)
+        GRU(6, return_sequences=true, bidirectional=true)
+        TransformerEncoder(heads=2, ff=16, layers=1)
+        GlobalMaxPool()
+        Dense(3) -> softmax
+    }
+    loss categorical_crossentropy
+}
+"""
+
+
+def test_padded_tokens_through_attention_rnn_and_transformer_export(tmp_path):
+    """Padding masks into self-attention, a bidirectional GRU and PyTorch's encoder layers, run at
+    other batch sizes and lengths than the traced ones (export() verifies it, and so do we)."""
+    checked = check_text(PADDED_ATTENTION, "padded.nn").checked
+    model = _distinct_weights(ox.build_eval_model(checked))
+    info = ox.export(checked, PADDED_ATTENTION, tmp_path / "p.onnx", model=model)
+    assert max(info["max_abs_diff"].values()) <= 1e-5
+    session = ort.InferenceSession(str(tmp_path / "p.onnx"), providers=["CPUExecutionProvider"])
+    xs = ox.example_inputs(checked, batch=5, steps=13, seed=7)
+    assert (xs[0] == 0).any()  # some rows are padded
+    with torch.no_grad():
+        expected = model(*xs).numpy()
+    assert np.abs(session.run(None, {"tokens": xs[0].numpy()})[0] - expected).max() <= 1e-5
+
+
+def test_a_padded_sequence_shortened_by_conv1d_is_a_clear_error(tmp_path):
+    text = PADDED_ATTENTION.replace("MultiHeadAttention(heads=2)", "Conv1D(8, 3, stride=2)")
+    checked = check_text(text, "c.nn").checked
+    with pytest.raises(UserError) as err:
+        ox.export(checked, text, tmp_path / "c.onnx")
+    assert "'conv1d_1' (Conv1D) changes the length of a padded sequence" in err.value.message
 
 
 def test_a_layer_that_cannot_be_exported_is_named(tmp_path):

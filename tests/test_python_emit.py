@@ -105,6 +105,34 @@ def test_layers_without_an_example_spec_are_reproduced(tmp_path):
     assert _same_outputs(result.checked, python_source(result.checked, "zoo.nn"), tmp_path) <= 1e-6
 
 
+PADDED_ZOO = """
+model PaddedZoo {
+    input tokens: int[?]
+    layers {
+        Embedding(vocab=50, dim=8, padding_idx=0)
+        Conv1D(8, 3, stride=2, padding=1) -> relu
+        MaxPool1D(2)
+        MultiHeadAttention(heads=2)
+        GRU(6, return_sequences=true, bidirectional=true)
+        Upsample(2)
+        AvgPool1D(2, padding=same)
+        TransformerEncoder(heads=2, ff=16, layers=1)
+        LSTM(5)
+        Dense(3) -> softmax
+    }
+    loss categorical_crossentropy
+}
+"""
+
+
+def test_padding_masks_are_reproduced_through_resizing_layers(tmp_path):
+    result = check_text(PADDED_ZOO, "padded.nn")
+    assert result.ok, result.render()
+    text = python_source(result.checked, "padded.nn")
+    assert "pack_padded_sequence" in text and "tokens != 0" in text
+    assert _same_outputs(result.checked, text, tmp_path) <= 1e-6
+
+
 def test_emitted_default_path_is_beside_the_spec(tmp_path):
     spec = tmp_path / "iris.nn"
     spec.write_text((ROOT / "specs" / "iris_mlp.nn").read_text())

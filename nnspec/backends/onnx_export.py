@@ -44,11 +44,18 @@ class ExportMismatch(AssertionError):
 
 
 # ---------------------------------------------------------------- export-friendly recurrences
-def _reverse_within_length(x, lengths):
+def _positions(mask):
+    """[[0, 1, ..., T-1]] for a [N, T] mask, from the mask itself: a cumulative sum, not an arange
+    over a traced length, which the exporter may freeze."""
+    import torch
+
+    return torch.cumsum(torch.ones_like(mask[:1], dtype=torch.long), dim=1) - 1
+
+
+def _reverse_within_length(x, lengths, t):
     """x[n, t] -> x[n, L_n - 1 - t] for t < L_n (steps past the length stay where they are)."""
     import torch
 
-    t = torch.arange(x.shape[1], device=x.device)[None, :]
     idx = torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
     return torch.gather(x, 1, idx[:, :, None].expand(-1, -1, x.shape[2]))
 
@@ -62,7 +69,7 @@ def _run_direction(module, x, layer: int, suffix: str):
     if module.bias:
         names += [f"bias_ih_l{layer}{suffix}", f"bias_hh_l{layer}{suffix}"]
     weights = [getattr(module, n) for n in names]
-    h0 = x.new_zeros((1, x.shape[0], module.hidden_size))
+    h0 = torch.zeros_like(x[None, :, 0, :1]).repeat(1, 1, module.hidden_size)  # [1, N, H], N from the data
     if module.mode == "LSTM":
         out, _, _ = _VF.lstm(x, (h0, h0), weights, module.bias, 1, 0.0, False, False, True)
     elif module.mode == "GRU":
@@ -80,7 +87,8 @@ def _masked_recurrent_forward(self, x, mask=None):
     if mask is None:
         return type(self).forward(self, x)
     lengths = mask.sum(1).clamp(min=1)  # as the packed forward: an all-padding row runs one step
-    valid = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+    t = _positions(mask)
+    valid = (t < lengths[:, None]).unsqueeze(-1)
     last = (lengths - 1)[:, None, None]
     h = x
     finals = []
@@ -88,28 +96,94 @@ def _masked_recurrent_forward(self, x, mask=None):
         fwd = _run_direction(self, h, layer, "")
         outs, finals = [fwd], [torch.gather(fwd, 1, last.expand(-1, 1, fwd.shape[2])).squeeze(1)]
         if self.bidirectional:
-            rev = _run_direction(self, _reverse_within_length(h, lengths), layer, "_reverse")
+            rev = _run_direction(self, _reverse_within_length(h, lengths, t), layer, "_reverse")
             finals.append(torch.gather(rev, 1, last.expand(-1, 1, rev.shape[2])).squeeze(1))
-            outs.append(_reverse_within_length(rev, lengths))
+            outs.append(_reverse_within_length(rev, lengths, t))
         h = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
     if self.return_sequences:
         return h.masked_fill(~valid, 0.0)  # pad_packed_sequence pads with zeros
     return torch.cat(finals, dim=1) if len(finals) > 1 else finals[0]
 
 
+def _attend(mha, x, key_padding=None):
+    """Batch-first multi-head self-attention of nn.MultiheadAttention `mha` (eval mode), written
+    out: PyTorch's own forward bakes the traced batch size into a reshape when a padding mask is
+    given; this one reshapes per head only. key_padding: bool [N, T] (True = padding) or an
+    additive float mask (0 / -inf), as PyTorch accepts."""
+    import torch
+    import torch.nn.functional as F
+
+    q, k, v = F.linear(x, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
+    heads = mha.num_heads
+    # [N, T, H*d] -> [N, H, T, d] and back by chunk/stack and cat: no sizes taken from the trace
+    q, k, v = (torch.stack(t.chunk(heads, dim=-1), dim=1) for t in (q, k, v))
+    scores = torch.matmul(q, k.transpose(-2, -1)) / float(q.shape[-1]) ** 0.5
+    if key_padding is not None:
+        if key_padding.dtype == torch.bool:
+            scores = scores.masked_fill(key_padding[:, None, None, :], float("-inf"))
+        else:
+            scores = scores + key_padding[:, None, None, :].to(scores.dtype)
+    out = torch.cat(torch.matmul(torch.softmax(scores, dim=-1), v).unbind(1), dim=-1)
+    return mha.out_proj(out)
+
+
+def _attention_forward(self, x, mask=None):
+    """nnspec's SelfAttention (mask: True = a real step)."""
+    return _attend(self, x, None if mask is None else ~mask)
+
+
+def _mha_forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
+                 average_attn_weights=True, is_causal=False):
+    """nn.MultiheadAttention as a TransformerEncoderLayer calls it: self-attention, batch first."""
+    if attn_mask is not None or is_causal or not (self.batch_first and self._qkv_same_embed_dim):
+        return type(self).forward(self, query, key, value, key_padding_mask=key_padding_mask,
+                                  need_weights=need_weights, attn_mask=attn_mask,
+                                  average_attn_weights=average_attn_weights, is_causal=is_causal)
+    return _attend(self, query, key_padding_mask), None
+
+
 @contextlib.contextmanager
 def export_friendly(model):
-    """Within the block, recurrent layers given a padding mask use the gather-based forward."""
+    """Within the block, recurrent layers given a padding mask use the gather-based forward and
+    self-attention layers a batch-size-free one."""
+    import torch
+
     from . import torch_layers as tl
 
-    patched = [m for m in model.modules() if isinstance(m, tl._Recurrent)]
-    for m in patched:
-        m.forward = types.MethodType(_masked_recurrent_forward, m)
+    patched = []
+    for name, m in model.named_modules():
+        if hasattr(m, "resize_mask"):
+            m.resize_mask = types.MethodType(_mask_resize_unsupported(name), m)
+            patched.append(m)
+        if isinstance(m, tl._Recurrent):
+            m.forward = types.MethodType(_masked_recurrent_forward, m)
+            patched.append(m)
+        elif isinstance(m, tl.SelfAttention):
+            m.forward = types.MethodType(_attention_forward, m)
+            patched.append(m)
+        elif isinstance(m, torch.nn.MultiheadAttention):  # inside a TransformerEncoderLayer
+            m.forward = types.MethodType(_mha_forward, m)
+            patched.append(m)
     try:
         yield model
     finally:
         for m in patched:
-            del m.forward
+            for attr in ("forward", "resize_mask"):
+                m.__dict__.pop(attr, None)
+
+
+class MaskNotExportable(Exception):
+    def __init__(self, layer: str):
+        super().__init__(layer)
+        self.layer = layer
+
+
+def _mask_resize_unsupported(layer: str):
+    """A padding mask whose length a layer changes (Conv1D, 1-D pooling, Upsample over a
+    padded sequence) is computed with Python integers, which a trace would freeze."""
+    def resize_mask(self, mask):
+        raise MaskNotExportable(layer)
+    return resize_mask
 
 
 # ---------------------------------------------------------------- inputs
@@ -195,6 +269,11 @@ def export(checked, source: str, path: str | Path, model=None) -> dict[str, Any]
             failure = exc
         else:
             failure = None
+    if isinstance(failure, MaskNotExportable):
+        node = checked.graph.node(failure.layer)
+        raise UserError(f"layer '{node.name}' ({node.kind}) changes the length of a padded sequence; its "
+                        "padding mask cannot be exported to ONNX yet", where=f"line {node.span.line}",
+                        help="give the input a fixed length (no padding_idx), or use --emit python")
     if failure is not None:
         raise _unsupported(checked, failure, log.read()) from None
     proto = onnx.load_from_string(buffer.getvalue())
@@ -225,7 +304,10 @@ def verify(checked, model, path: Path) -> dict[int, float]:
         xs = example_inputs(checked, batch=batch, steps=5 + batch, seed=batch)
         with torch.no_grad():
             expected = model(*xs).numpy()
-        got = session.run(None, {n: x.numpy() for n, x in zip(model.input_names, xs)})[0]
+        try:
+            got = session.run(None, {n: x.numpy() for n, x in zip(model.input_names, xs)})[0]
+        except Exception as exc:  # e.g. a size the trace froze: say which batch broke it
+            raise ExportMismatch(f"onnxruntime cannot run the export at batch {batch}: {exc}") from None
         if got.shape != expected.shape:
             raise ExportMismatch(f"ONNX output shape {got.shape} != PyTorch's {expected.shape} at batch {batch}")
         diffs[batch] = float(np.abs(got - expected).max()) if expected.size else 0.0

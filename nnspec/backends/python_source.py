@@ -185,15 +185,6 @@ def _function_name(fn) -> str:
 
 
 # ---------------------------------------------------------------- layers
-def _no_mask(kind):
-    def check(w: Writer, node: Node, mask: str | None):
-        if mask is not None:
-            raise UserError(f"layer '{node.name}' ({kind}) receives a padding mask, which --emit python "
-                            "does not write yet", where=f"line {node.span.line}",
-                            help="use nnspec compile --emit onnx, or give the sequence a fixed length")
-    return check
-
-
 def w_dense(w, node, m, x, out, mask):
     w.declare(node, f"nn.Linear({m.in_features}, {m.out_features}, bias={m.bias is not None})")
     w.emit(f"{out} = self.{node.name}({x})")
@@ -241,11 +232,30 @@ def _conv_args(m) -> str:
             f"dilation={_py(tuple(m.dilation))}, groups={m.groups}, bias={m.bias is not None}")
 
 
+def _resized_mask(w, out: str, mask: str | None, kernel: int, stride: int, padding, dilation: int = 1) -> str | None:
+    """The padding mask after a convolution or pooling over time: each row's valid length
+    goes through the layer's length formula; steps past it are padding."""
+    if mask is None:
+        return None
+    def plus(n: int) -> str:
+        return f" + {n}" if n > 0 else (f" - {-n}" if n < 0 else "")
+
+    if padding == "same":
+        length = f"torch.div({mask}.sum(1){plus(stride - 1)}, {stride}, rounding_mode='floor')"
+    else:
+        pad = 0 if padding == "valid" else padding
+        length = (f"(torch.div({mask}.sum(1){plus(2 * pad - dilation * (kernel - 1) - 1)}, {stride}, "
+                  "rounding_mode='floor') + 1)")
+    w.emit(f"{out}_mask = torch.arange({out}.shape[1], device={out}.device)[None, :] < "
+           f"{length}.clamp(min=0)[:, None]  # valid steps after {out}")
+    return f"{out}_mask"
+
+
 def w_conv1d(w, node, m, x, out, mask):
-    _no_mask("Conv1D")(w, node, mask)
     w.declare(node, f"nn.Conv1d({m.in_channels}, {m.out_channels}, {_conv_args(m)})")
     w.emit(f"{out} = self.{node.name}({x}.transpose(1, 2)).transpose(1, 2)  # over time: [N, T, F] <-> [N, F, T]")
-    return None
+    pad = m.padding if isinstance(m.padding, str) else m.padding[0]
+    return _resized_mask(w, out, mask, m.kernel_size[0], m.stride[0], pad, m.dilation[0])
 
 
 def w_conv2d(w, node, m, x, out, mask):
@@ -263,36 +273,37 @@ def w_convt2d(w, node, m, x, out, mask):
 
 
 def w_pool(w, node, m, x, out, mask):
-    if m.rank == 2:
-        _no_mask(node.kind)(w, node, mask)
     dims = 1 if m.rank == 2 else 2
     fn = f"F.{m.kind}_pool{dims}d"
-    src = f"{x}.transpose(1, 2)" if m.rank == 2 else x
+    src = x
+    if m.rank == 2:  # pooling over time: [N, T, F] -> [N, F, T]
+        src = f"{out}_in"
+        w.emit(f"{src} = {x}.transpose(1, 2)")
     k, s = _py((m.size,) * dims), _py((m.stride,) * dims)
     if m.padding == "same":
-        w.emit(f"# {node.name}: {node.kind}(size={m.size}, stride={m.stride}, padding=same): "
-               f"ceil(L / {m.stride}) outputs")
-        pad_expr = _same_pads_text(src, m, dims)
+        w.emit(f"# {node.name}: {node.kind}(size={m.size}, stride={m.stride}, padding=same) gives ceil(L / {m.stride}) "
+               "outputs per axis" + ("; the mean is over real cells only" if m.kind == "avg" else ""))
+        pads = []
+        for axis in range(-1, -dims - 1, -1):  # F.pad lists the last axis first
+            p = f"{out}_pad{-axis}"
+            w.emit(f"{p} = max((-(-{src}.shape[{axis}] // {m.stride}) - 1) * {m.stride} + {m.size} - "
+                   f"{src}.shape[{axis}], 0)")
+            pads += [f"{p} // 2", f"{p} - {p} // 2"]
+        pad_list = "[" + ", ".join(pads) + "]"
         if m.kind == "max":
-            call = f"{fn}(F.pad({src}, {pad_expr}, value=float('-inf')), {k}, {s})"
-        else:  # the mean over real cells only, as Keras
-            ones = f"torch.ones((1, 1) + tuple({src}.shape[-{dims}:]), dtype={x}.dtype, device={x}.device)"
-            call = f"{fn}(F.pad({src}, {pad_expr}), {k}, {s}) / {fn}(F.pad({ones}, {pad_expr}), {k}, {s})"
+            w.emit(f"{out} = {fn}(F.pad({src}, {pad_list}, value=float('-inf')), {k}, {s})")
+        else:
+            w.emit(f"{out}_ones = torch.ones((1, 1) + tuple({src}.shape[-{dims}:]), dtype={src}.dtype, "
+                   f"device={src}.device)")
+            w.emit(f"{out} = {fn}(F.pad({src}, {pad_list}), {k}, {s}) / {fn}(F.pad({out}_ones, {pad_list}), {k}, {s})")
     else:
         pad = 0 if m.padding == "valid" else m.padding
         extra = ", count_include_pad=False" if m.kind == "avg" else ""
-        call = f"{fn}({src}, {k}, {s}, {pad}{extra})"
-    w.emit(f"{out} = {call}" + (".transpose(1, 2)" if m.rank == 2 else ""))
-    return mask if m.rank != 2 else None
-
-
-def _same_pads_text(src: str, m, dims: int) -> str:
-    """F.pad's list (last axis first) for `same` pooling, computed from the input's size."""
-    parts = []
-    for axis in range(-1, -dims - 1, -1):
-        total = f"max((-(-{src}.shape[{axis}] // {m.stride}) - 1) * {m.stride} + {m.size} - {src}.shape[{axis}], 0)"
-        parts += [f"{total} // 2", f"{total} - {total} // 2"]
-    return "[" + ", ".join(parts) + "]"
+        w.emit(f"{out} = {fn}({src}, {k}, {s}, {pad}{extra})")
+    if m.rank != 2:
+        return mask
+    w.emit(f"{out} = {out}.transpose(1, 2)")
+    return _resized_mask(w, out, mask, m.size, m.stride, m.padding)
 
 
 def w_global(w, node, m, x, out, mask):
