@@ -310,6 +310,7 @@ def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resu
     launch = (nproc_per_node, nnodes, node_rank, master_addr, master_port)
     worker = D.worker_from_env()  # set when torchrun (or the launch below) started this process
     if worker is None and any(v is not None for v in launch):  # start the workers, each runs this command
+        D.check_launch(result.checked, device, nproc_per_node or 1)
         argv = D.argv_from_click(click.get_current_context(), skip=D.LAUNCH_PARAMS)
         D.launch(argv, nproc_per_node or 1, nnodes or 1, node_rank or 0, master_addr, master_port)
         return

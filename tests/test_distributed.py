@@ -85,6 +85,30 @@ def test_launch_flags_are_stripped_and_translated_for_torchrun():
         D.torchrun_args(["train"], 2, nnodes=2, node_rank=2, master_addr="h")
 
 
+def test_the_root_cause_is_named_first_when_several_workers_failed():
+    from types import SimpleNamespace as NS
+
+    def failure(pid, exitcode, signal=None):
+        return NS(pid=pid, exitcode=exitcode, timestamp=100, signal_name=lambda: signal)
+
+    stopped, lost, killed = failure(10, -15, "SIGTERM"), failure(11, 1), failure(12, -9, "SIGKILL")
+    text = D.describe_failure(NS(failures={0: stopped, 1: lost, 2: killed}))
+    assert text == ("the distributed run failed: worker rank 2 (pid 12) was killed by SIGKILL "
+                    "(then rank 1 exited with code 1, rank 0 was killed by SIGTERM)")
+    assert "worker rank 1 (pid 11) exited with code 1 (then rank 0" in D.describe_failure(
+        NS(failures={0: stopped, 1: lost}))
+
+
+def test_a_run_every_worker_would_refuse_is_refused_before_launching():
+    from nnspec.pipeline import check_file
+
+    with pytest.raises(UserError, match="Perceptron rule is not a gradient method"):
+        D.check_launch(check_file(str(ROOT / "specs" / "perceptron.nn")).checked, "cpu", 2)
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA GPU"):
+            D.check_launch(check_file(str(ROOT / "specs" / "iris_mlp.nn")).checked, "cuda", 2)
+
+
 # ---- real process groups (gloo) ------------------------------------------------------------------
 
 WORKER = textwrap.dedent("""

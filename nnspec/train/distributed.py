@@ -367,6 +367,14 @@ def argv_from_click(ctx, skip: Sequence[str] = ()) -> list[str]:
     return argv
 
 
+def check_launch(checked, device: str, nproc_per_node: int) -> None:
+    """What would make every worker fail, said once before any worker starts."""
+    if checked.optimizer is not None and checked.optimizer[0] == "Perceptron":
+        raise UserError("the Perceptron rule is not a gradient method, so it cannot be trained data-parallel",
+                        help="train it in one process (drop --nproc-per-node), or use SGD")
+    device_for(Worker(0, nproc_per_node, nproc_per_node - 1), device)  # enough GPUs for every local rank?
+
+
 def torchrun_args(worker_argv: Sequence[str], nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
                   master_addr: str | None = None, master_port: int | None = None) -> list[str]:
     """The torch.distributed.run command line that starts `python -m nnspec <worker_argv>` workers."""
@@ -424,9 +432,10 @@ def describe_failure(err) -> str:
             return f"was killed by {failure.signal_name()}"
         return f"exited with code {failure.exitcode}"
 
-    def cause_first(item):
+    def cause_first(item):  # killed by a signal > exited with an error > stopped by the launcher (SIGTERM)
         failure = item[1]
-        return (not (failure.exitcode < 0 and failure.signal_name() != "SIGTERM"), failure.timestamp, item[0])
+        stopped = failure.exitcode < 0 and failure.signal_name() == "SIGTERM"
+        return (2 if stopped else 0 if failure.exitcode < 0 else 1, failure.timestamp, item[0])
 
     ordered = sorted(failures.items(), key=cause_first)
     rank_, first = ordered[0]
