@@ -171,7 +171,8 @@ class Diagram:
         head = box.members[0]
         if head.op == "input":
             return _html([(head.name, "b"), (f"input {shape_text(head.out)}", "")])
-        rows = [(f"{head.name.split('.')[-1]}\t{_type_text(head)}", "head")]
+        alias = next((m.alias for m in reversed(box.members) if m.alias), None)  # `a = ...` in the spec
+        rows = [(f"{head.name.split('.')[-1]}\t{_type_text(head)}" + (f"  = {alias}" if alias else ""), "head")]
         for line in _wrap(_arg_items(head, self.detail)):
             rows.append((line, "i"))
         for act in box.members[1:]:

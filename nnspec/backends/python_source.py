@@ -349,13 +349,15 @@ def w_rnn(w, node, m, x, out, mask):
     extra = ", nonlinearity='relu'" if m.mode == "RNN_RELU" else ""
     w.declare(node, f"nn.{cls}({m.input_size}, {m.hidden_size}, num_layers={m.num_layers}, bias={m.bias}, "
                     f"batch_first=True, dropout={_py(float(m.dropout))}, bidirectional={m.bidirectional}{extra})")
+    seqs = out if m.return_sequences else "_"
     if mask is None:
-        w.emit(f"{out}, {out}_state = self.{node.name}({x})")
+        w.emit(f"{seqs}, {out}_state = self.{node.name}({x})")
     else:  # the real steps only: packed by length (padding at the end of each row)
         w.emit(f"{out}_packed = nn.utils.rnn.pack_padded_sequence({x}, {mask}.sum(1).clamp(min=1).cpu(), "
                "batch_first=True, enforce_sorted=False)")
-        w.emit(f"{out}, {out}_state = self.{node.name}({out}_packed)")
-        w.emit(f"{out}, _ = nn.utils.rnn.pad_packed_sequence({out}, batch_first=True, total_length={x}.shape[1])")
+        w.emit(f"{seqs}, {out}_state = self.{node.name}({out}_packed)")
+        if m.return_sequences:
+            w.emit(f"{out}, _ = nn.utils.rnn.pad_packed_sequence({out}, batch_first=True, total_length={x}.shape[1])")
     if m.return_sequences:
         return mask
     h = f"{out}_state[0]" if cls == "LSTM" else f"{out}_state"  # LSTM's state is (h, c)
