@@ -280,26 +280,51 @@ def _csv(path: Path, target: str | None, delimiter: str, expect: Expect) -> Arra
     t = header.index(target)
     features = [c for i, c in enumerate(header) if i != t]
     x = _numeric([[r[i] for i in range(len(header)) if i != t] for r in rows], path, features)
+    _require_finite(x, str(path), features, first_line=2)
     shape = _single_vector_input(expect, str(path), x.shape[1])
     if expect.inputs[0][2] == "int":
         x = x.astype(np.int64)
+    empty = next((i for i, r in enumerate(rows, start=2) if not r[t].strip()), None)
+    if empty is not None:
+        raise UserError(f"{path}:{empty}: the label column '{target}' is empty", help="every row needs a label")
     raw = np.array([r[t] for r in rows])
     try:
         y = raw.astype(np.float64)
     except ValueError:
         y = raw
+    if y.dtype.kind == "f":
+        _require_finite(y.reshape(len(y), 1), str(path), [target], first_line=2)
     y = labels_from_array(y, expect, str(path))
     return Arrays([x.reshape(len(x), *shape)], y, str(path), tabular=len(shape) == 1, target=target)
 
 
+def _require_finite(x: np.ndarray, origin: str, columns: list[str] | None = None, first_line: int | None = None,
+                    array: str | None = None) -> None:
+    """NaN or infinite values would turn the loss into NaN after an epoch of wasted time: refuse them
+    here, naming the file, the row and the column (CSV) or the array and the index (NPZ)."""
+    if x.dtype.kind != "f" or np.isfinite(x).all():
+        return
+    where = np.argwhere(~np.isfinite(x))[0]
+    value = x[tuple(where)]
+    if columns is not None:
+        place = f"{origin}:{int(where[0]) + (first_line or 0)}: column '{columns[int(where[1])]}' holds {value}"
+    else:
+        place = f"{origin}: array '{array}' holds {value} at index {tuple(int(i) for i in where)}"
+    count = int((~np.isfinite(x)).sum())
+    raise UserError(f"{place}, not a finite number ({count} such value{'s' if count != 1 else ''} in all)",
+                    help="remove or fill in the missing values (NaN) and infinities before training")
+
+
 def read_csv(path: Path, delimiter: str = ",") -> tuple[list[str], list[list[str]]]:
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a BOM is not part of the first column's name
             table = [row for row in csv.reader(f, delimiter=delimiter) if row]
     except FileNotFoundError:
         raise UserError(f"data file not found: {path}", help="paths in a spec are relative to the spec file") from None
     except (UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"{path} is not a readable CSV file ({err})") from None
+    except OSError as err:  # a folder, no permission...
+        raise UserError(f"cannot read the data file {path}: {err.strerror or err}") from None
     if len(table) < 2:
         raise UserError(f"{path} has no data rows", help="a CSV file needs a header line and at least one row")
     header, rows = table[0], table[1:]
@@ -325,12 +350,22 @@ def _numeric(rows: list[list[str]], path: Path, names: list[str]) -> np.ndarray:
 
 def _npz(path: Path, expect: Expect) -> Arrays:
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        if not magic.startswith((b"PK", b"\x93NUMPY")):
+            raise UserError(f"{path} is not an .npz file (not a zip archive of arrays)",
+                            help="save with numpy.savez(path, x=features, y=labels)")
+        loaded = np.load(path, allow_pickle=False)  # never unpickle: object arrays are refused
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise UserError(f"{path} holds a single array (.npy), not an .npz archive of named arrays",
+                            help="save with numpy.savez(path, x=features, y=labels)")
+        with loaded as f:
             arrays = {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise UserError(f"data file not found: {path}", help="paths in a spec are relative to the spec file") from None
-    except (ValueError, OSError) as err:
-        raise UserError(f"{path} is not a readable .npz file ({err})") from None
+    except (ValueError, OSError, EOFError) as err:
+        raise UserError(f"{path} is not a readable .npz file ({str(err).splitlines()[0] if str(err) else type(err).__name__})",
+                        help="save with numpy.savez(path, x=features, y=labels); object arrays (pickles) are refused") from None
     if "y" not in arrays:
         raise UserError(f"{path} has no array 'y' (labels); it has: {', '.join(arrays) or 'nothing'}")
     names = [n for n, _, _ in expect.inputs]
@@ -342,6 +377,12 @@ def _npz(path: Path, expect: Expect) -> Arrays:
         raise UserError(f"{path} needs an array 'x' (one input) or one array per input ({', '.join(names)}); "
                         f"it has: {', '.join(arrays)}")
     inputs = [_match_array(x, i, expect, str(path)) for i, x in enumerate(xs)]
+    for x, key in zip(inputs, names if all(n in arrays for n in names) else ["x"]):
+        _require_finite(x, str(path), array=key)
+    if arrays["y"].dtype.kind == "f":
+        _require_finite(arrays["y"], str(path), array="y")
+    if len(arrays["y"]) == 0:
+        raise UserError(f"{path} has no rows: array 'y' is empty", help="give at least one sample")
     y = labels_from_array(arrays["y"], expect, str(path))
     if any(len(x) != len(y) for x in inputs):
         raise UserError(f"{path}: {len(y)} labels but the inputs have {[len(x) for x in inputs]} rows")
@@ -493,7 +534,10 @@ def load_data(checked, spec_path: str | Path, override: str | tuple | None = Non
 
 def _source(checked, override) -> tuple[str, dict[str, Any]]:
     if isinstance(override, str):
-        return parse_source(override)
+        name, args = parse_source(override)
+        if "path" in args:  # typed on the command line: relative to the current folder, not to the spec
+            args["path"] = str(Path(args["path"]).absolute())
+        return name, args
     if override is not None:
         return override
     source = checked.train.get("data")
