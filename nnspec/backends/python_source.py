@@ -34,6 +34,8 @@ def _py(v) -> str:
 
 
 class Writer:
+    filename = "<spec>"  # the spec's file name, for the module docstring
+
     def __init__(self, checked, model):
         self.checked, self.model = checked, model
         self.graph = checked.graph
@@ -57,9 +59,6 @@ class Writer:
             self.used_names.add(name)
             self.vars[node_name] = name
         return self.vars[node_name]
-
-    def attr(self, node_name: str) -> str:
-        return "self." + node_name
 
     def declare(self, node: Node, ctor: str) -> None:
         """`self.<name> = <ctor>`, creating plain containers for block instances first."""
@@ -149,8 +148,6 @@ class Writer:
             "",
         ]
         return "\n".join(lines)
-
-    filename = "<spec>"
 
 
 # ---------------------------------------------------------------- activations
