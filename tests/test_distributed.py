@@ -221,10 +221,11 @@ def history(path):
 
 
 @pytest.mark.slow
-def test_iris_on_two_workers_equals_one_process_and_resumes(tmp_path):
+def test_iris_on_two_workers_equals_one_process_and_resumes_on_two_nodes(tmp_path):
     """Two gloo workers, global batch 17 (chunks of 9 and 8, and a last global batch of 1 that one
-    worker sits out with weight 0), 2 epochs, then --resume to 4: the weights equal a 4-epoch
-    single-process run to 1e-5, validation metrics are the whole set's, and one run folder exists."""
+    worker sits out with weight 0), 2 epochs, then --resume to 4 as two 'machines' of one worker:
+    the weights equal a 4-epoch single-process run to 1e-5, validation metrics are the whole set's,
+    and one run folder exists."""
     spec = ROOT / "specs" / "iris_mlp.nn"
     first = nnspec_cmd("train", str(spec), "--epochs", "2", "--batch-size", "17", "--nproc-per-node", "2",
                        cwd=tmp_path)
@@ -234,11 +235,21 @@ def test_iris_on_two_workers_equals_one_process_and_resumes(tmp_path):
     assert first.stdout.count("training IrisMLP") == 1 and first.stdout.count("epoch 2/2") == 1
     assert "data-parallel: 2 workers (gloo)" in first.stdout
 
+    # resumed as if on two machines (static rendezvous on this one): --nnodes 2, one worker each
     run_dir = tmp_path / "runs" / "IrisMLP" / "1"
-    resumed = nnspec_cmd("train", str(spec), "--epochs", "4", "--batch-size", "17", "--nproc-per-node", "2",
-                         "--resume", "--out", str(run_dir), cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "resumed from" in resumed.stdout
+    port = str(free_port())
+    node_1 = subprocess.Popen([sys.executable, "-m", "nnspec", "train", str(spec), "--epochs", "4", "--batch-size",
+                               "17", "--resume", "--out", str(run_dir), "--nnodes", "2", "--node-rank", "1",
+                               "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", port],
+                              cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    resumed = nnspec_cmd("train", str(spec), "--epochs", "4", "--batch-size", "17", "--resume", "--out", str(run_dir),
+                         "--nnodes", "2", "--node-rank", "0", "--nproc-per-node", "1", "--master-addr", "127.0.0.1",
+                         "--master-port", port, cwd=tmp_path)
+    out_1, err_1 = node_1.communicate(timeout=120)
+    assert resumed.returncode == 0 and node_1.returncode == 0, resumed.stdout + resumed.stderr + err_1
+    assert "resumed from" in resumed.stdout and "data-parallel: 2 workers" in resumed.stdout
+    assert out_1 == ""  # the second machine's worker is rank 1: silent
 
     reference_dir = tmp_path / "single"
     reference = single_process(spec, reference_dir, epochs=4, batch_size=17)
