@@ -13,6 +13,10 @@ hand-written loop accumulates the loss on the device (no `.item()` per batch): t
 simple baseline. The first epoch of each run (warm-up) is not counted; samples/s is the median
 over the remaining epochs of all repeats; the two sides alternate to share any drift in machine load.
 
+Keras 3 (`--keras`, when `import keras` works; `--keras-path DIR` adds a separate install to the
+path): `model.fit` on the torch backend, same architecture, data, batch size and optimizer, its
+epoch times taken from a callback, in a subprocess with KERAS_BACKEND=torch.
+
 Peak memory: each side runs once more in a fresh subprocess and reports its peak RSS (CPU) or
 torch.cuda.max_memory_allocated (CUDA); the ratio is printed.
 """
@@ -129,6 +133,55 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def keras_model(case: str):
+    import keras
+    from keras import layers
+
+    if case == "mnist_convnet":
+        net = [keras.Input((1, 28, 28)), layers.Conv2D(32, 3, activation="relu", data_format="channels_first"),
+               layers.MaxPooling2D(2, data_format="channels_first"),
+               layers.Conv2D(64, 3, activation="relu", data_format="channels_first"),
+               layers.MaxPooling2D(2, data_format="channels_first"), layers.Flatten(), layers.Dropout(0.5),
+               layers.Dense(10, activation="softmax")]
+    else:
+        net = [keras.Input((32,)), layers.Dense(64, activation="relu"), layers.Dense(64, activation="relu"),
+               layers.Dense(10, activation="softmax")]
+    model = keras.Sequential(net)
+    model.compile(optimizer=keras.optimizers.Adam(0.001), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def keras_worker(case: str, epochs: int, device: str) -> None:
+    import keras
+
+    dev = torch.device(device)
+    x, y, _ = data_for(case, dev)
+    x, y = x.cpu().numpy(), y.cpu().numpy()
+    stamps: list[float] = []
+    model = keras_model(case)
+    cb = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: stamps.append(time.perf_counter()))
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=CASES[case]["batch"], epochs=epochs, shuffle=True, verbose=0, callbacks=[cb])
+    times = [b - a for a, b in zip([start, *stamps], stamps)]
+    print(json.dumps({"rates": [len(x) / t for t in times[1:]], "keras": keras.__version__}))
+
+
+def run_keras(case: str, args) -> tuple[list[float], str]:
+    import os
+
+    env = dict(os.environ, KERAS_BACKEND="torch")
+    cmd = [sys.executable, __file__, "--keras-worker", "--case", case, "--epochs", str(args.epochs),
+           "--device", args.device]
+    if args.keras_path:
+        cmd += ["--keras-path", args.keras_path]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "keras worker failed")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return out["rates"], out["keras"]
+
+
 def memory_worker(side: str, case: str, epochs: int, device: str, amp: bool, compile_: bool) -> None:
     dev = torch.device(device)
     (run_nnspec if side == "nnspec" else run_hand)(case, epochs, dev, amp, compile_)
@@ -154,8 +207,16 @@ def main() -> None:
     p.add_argument("--case", choices=sorted(CASES), action="append")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--memory-worker", choices=("nnspec", "hand"))
+    p.add_argument("--keras", action="store_true", help="also time Keras 3 fit on the torch backend")
+    p.add_argument("--keras-path", help="a folder holding a separate Keras install (appended to sys.path)")
+    p.add_argument("--keras-worker", action="store_true")
     args = p.parse_args()
     cases = args.case or list(CASES)
+    if args.keras_path:
+        sys.path.append(args.keras_path)
+    if args.keras_worker:
+        keras_worker(cases[0], args.epochs, args.device)
+        return
     if args.memory_worker:
         memory_worker(args.memory_worker, cases[0], args.epochs, args.device, args.amp, args.compile)
         return
@@ -164,12 +225,18 @@ def main() -> None:
           f", torch {torch.__version__}, amp={args.amp}, compile={args.compile}, repeats={args.repeats}, "
           f"epochs/run={args.epochs} (first is warm-up)")
     for case in cases:
-        ours, hand = [], []
+        ours, hand, kr = [], [], []
         for _ in range(args.repeats):
             ours += run_nnspec(case, args.epochs, device, args.amp, args.compile)
             hand += run_hand(case, args.epochs, device, args.amp, args.compile)
+            if args.keras:
+                rates, version = run_keras(case, args)
+                kr += rates
         a, b = statistics.median(ours), statistics.median(hand)
         line = f"{case:<14} batch {CASES[case]['batch']:>3}: nnspec {a:>10,.0f} samples/s   hand-written {b:>10,.0f} samples/s   ratio {a / b:.3f}"
+        if kr:
+            k = statistics.median(kr)
+            line += f"   keras {version} fit {k:,.0f} samples/s, nnspec/keras {a / k:.2f}"
         if not args.no_memory:
             m_ours, m_hand = peak_memory("nnspec", case, args), peak_memory("hand", case, args)
             kind = "cuda max allocated" if device.type == "cuda" else "peak RSS"
