@@ -905,17 +905,25 @@ def _check_training_memory(train: dict, graph: ir.Graph, spec: ir.Spec, sink: Si
     """
     batch = train.get("batch_size")
     batch = batch if isinstance(batch, int) and not isinstance(batch, bool) else 1
+    problem = training_memory_problem(graph, batch)
+    if problem is not None:
+        st = spec.train_setting("batch_size")
+        sink.error("E307", problem, st.span if st else header_span(spec),
+                   help=f"more than any single device holds ({memory_text(MAX_TRAIN_BYTES)} is the limit here): "
+                        "reduce the input and layer sizes or the batch_size")
+
+
+def training_memory_problem(graph: ir.Graph, batch: int) -> str | None:
+    """Why one training step of `batch` examples cannot fit in memory, or None; `nnspec train`
+    asks again when --batch-size (or batch_size full) changes the batch."""
     per_example = sum(n.out.numel or 0 for n in graph.nodes if n.out is not None)
     activations = 2 * 4 * batch * per_example
     weights = 4 * 4 * graph.total_params
-    if activations + weights > MAX_TRAIN_BYTES:
-        st = spec.train_setting("batch_size")
-        sink.error("E307", f"training one batch of {batch} would need at least {memory_text(activations + weights)} "
-                   f"of memory ({memory_text(activations)} for activations and their gradients, "
-                   f"{memory_text(weights)} for weights, gradients and optimizer state)",
-                   st.span if st else header_span(spec),
-                   help=f"more than any single device holds ({memory_text(MAX_TRAIN_BYTES)} is the limit here): "
-                        "reduce the input and layer sizes or the batch_size")
+    if activations + weights <= MAX_TRAIN_BYTES:
+        return None
+    return (f"training one batch of {batch} would need at least {memory_text(activations + weights)} "
+            f"of memory ({memory_text(activations)} for activations and their gradients, "
+            f"{memory_text(weights)} for weights, gradients and optimizer state)")
 
 
 def count_text(n: int) -> str:

@@ -138,6 +138,32 @@ def test_nnspec_train_refuses_an_absurd_spec_before_building_anything(tmp_path: 
     assert not (tmp_path / "run").exists(), "nothing was started"
 
 
+WIDE_HIDDEN = """model WideHidden {
+    input x: [4]
+    layers {
+        Dense(10000000) -> relu
+        Dense(3) -> softmax
+    }
+    loss categorical_crossentropy
+    optimizer Adam
+    train {
+        data synthetic(n=4096)
+        batch_size 32
+    }
+}
+"""
+
+
+def test_nnspec_train_checks_the_memory_again_for_the_batch_size_given_on_the_command_line(tmp_path: Path):
+    spec = tmp_path / "wide.nn"
+    spec.write_text(WIDE_HIDDEN)
+    assert check_text(WIDE_HIDDEN).ok, "batches of 32 fit (32 x 2 x 10^7 values x 8 bytes = 5 GB)"
+    result = CliRunner().invoke(main, ["train", str(spec), "--batch-size", "2048", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.output
+    assert "E307" in result.output and "training one batch of 2048" in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
 # ---------------------------------------------------------------- checkpoints
 torch = pytest.importorskip("torch")
 from nnspec.diagnostics import UserError  # noqa: E402

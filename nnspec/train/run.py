@@ -161,6 +161,7 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
     autocast_dtype = amp_dtype(amp, dev)
 
     dataset = load_data(checked, result.filename, data, seed=seed)
+    _refuse_absurd_memory(checked, min(batch or len(dataset.train), len(dataset.train)))  # the loop's batch
     dataset.train, dataset.val = dataset.train.to(dev), dataset.val.to(dev) if dataset.val is not None else None
     torch.manual_seed(seed)
     model = build_model(checked).to(dev)
@@ -190,12 +191,13 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
         run_dir = Path(out_dir) if out_dir else next_run_dir(name)
     run_dir = Path(D.broadcast(str(run_dir)))  # rank 0's choice on every rank; only rank 0 writes in it
     if D.is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_io.make_dir(run_dir)  # a read-only or misplaced --out is a clear error, not a traceback
     digest = ckpt_io.ir_hash(checked)
     generator = torch.Generator().manual_seed(seed)
     progress = Progress()
     if resume:
-        state = ckpt_io.load(run_dir / "last.pt", digest, name)
+        state, resume_notes = ckpt_io.load_for_resume(run_dir, digest, name)  # last.pt, or last.prev.pt if damaged
+        notes.extend(resume_notes)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -223,7 +225,7 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
         if improved:
             ckpt_io.save(run_dir / "best.pt", state)
         write_history(run_dir / "history.csv", progress.history, keys)
-        write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev)
+        write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev, finished=False)
         if on_epoch is not None:
             on_epoch(epoch, dict(row))
 
@@ -236,8 +238,19 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
                         help="give more --epochs to continue a resumed run")
     if D.is_main():
         write_curves(run_dir / "curves.png", progress.history, name)
+        write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev, finished=True)  # the run is complete
     best = _best_row(progress)
     return RunSummary(run_dir, progress.history, dict(progress.history[-1]), best, monitor, notes)
+
+
+def _refuse_absurd_memory(checked, batch: int) -> None:
+    """The checker's E307 estimate again, for the batch this run really uses (--batch-size, full)."""
+    from ..check import MAX_TRAIN_BYTES, memory_text, training_memory_problem
+
+    problem = training_memory_problem(checked.graph, batch)
+    if problem is not None:
+        raise UserError(problem, code="E307", help=f"more than any single device holds ({memory_text(MAX_TRAIN_BYTES)} "
+                        "is the limit here): use a smaller --batch-size")
 
 
 def _best_row(progress) -> dict:
@@ -265,9 +278,10 @@ def _json_safe(row: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
 
 
-def write_metrics(path: Path, progress, monitor: str, dataset: Data, device) -> None:
+def write_metrics(path: Path, progress, monitor: str, dataset: Data, device, finished: bool = True) -> None:
     best = _best_row(progress)
-    report = {"final": _json_safe(progress.history[-1]), "best": _json_safe(best), "monitor": monitor,
+    # finished is false while the run is under way (or after it was killed): `--resume` completes it
+    report = {"finished": finished, "final": _json_safe(progress.history[-1]), "best": _json_safe(best), "monitor": monitor,
               "best_epoch": progress.best_epoch, "epochs": progress.epoch, "steps": progress.steps,
               "data": dataset.origin, "train_samples": len(dataset.train),
               "validation_samples": len(dataset.val) if dataset.val is not None else 0, "device": str(device)}
