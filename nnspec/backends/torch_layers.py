@@ -11,7 +11,8 @@ A module's `mask_mode` says what it does with it:
 - "use": forward(x, mask) and the mask passes on (RNN with return_sequences, attention);
 - "consume": forward(x, mask) and no mask follows (global pools, RNN returning the last step);
 - "resize": the time axis changes length; `resize_mask(mask)` gives the new mask
-  (Conv1D, 1-D pools, Upsample on sequences); the layer itself ignores the mask.
+  (Conv1D, 1-D pools, Upsample on sequences); with `takes_mask` the layer also reads it, so
+  that padded steps act as the layer's own padding (zeros for Conv1D, excluded from pools).
 - "drop": the time axis disappears without a mask being needed (Flatten, Reshape of a known T).
 
 Parameters are created in construction order with PyTorch's default initialisation, so a
