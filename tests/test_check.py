@@ -37,8 +37,25 @@ def test_every_example_spec_checks_cleanly(path: Path):
     assert all(n.out is not None for n in result.checked.graph.nodes)
 
 
+CONTRACT = ("perceptron", "iris_mlp", "mnist_convnet", "digits_cnn", "tiny_resnet", "two_tower",
+            "sentiment_lstm", "forecast_gru", "segment", "tune_mlp", "tiny_transformer")
+LANGUAGE_MD = Path(__file__).resolve().parents[1].parent / "shared" / "LANGUAGE.md"
+
+
 def test_the_eleven_examples_of_the_language_contract_are_all_there():
-    assert len(SPECS) == 11
+    names = {p.stem for p in SPECS}
+    assert set(CONTRACT) <= names
+
+
+@pytest.mark.skipif(not LANGUAGE_MD.exists(), reason="the shared contract is not beside this checkout")
+def test_contract_specs_are_exactly_as_written_in_language_md():
+    import re
+
+    text = LANGUAGE_MD.read_text(encoding="utf-8")
+    blocks = dict(re.findall(r"\(`specs/([a-z_]+)\.nn`\)[^\n]*\n```\n(.*?)```", text, re.S))
+    assert set(blocks) == set(CONTRACT)
+    for name, body in blocks.items():
+        assert (SPECS[0].parent / f"{name}.nn").read_text(encoding="utf-8") == body, name
 
 
 def test_mnist_convnet_matches_the_published_keras_summary():
