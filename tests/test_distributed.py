@@ -72,6 +72,14 @@ def test_worker_from_env_reads_torchrun_variables_and_rejects_nonsense():
         D.worker_from_env({"RANK": "x", "WORLD_SIZE": "4"})
 
 
+def test_the_collective_timeout_comes_from_the_environment():
+    assert D.timeout_from_env({}) == D.DEFAULT_TIMEOUT_S
+    assert D.timeout_from_env({"NNSPEC_DIST_TIMEOUT": "45"}) == 45.0
+    for bad in ("soon", "0", "-3"):
+        with pytest.raises(UserError, match="NNSPEC_DIST_TIMEOUT must be a number of seconds"):
+            D.timeout_from_env({"NNSPEC_DIST_TIMEOUT": bad})
+
+
 def test_launch_flags_are_stripped_and_translated_for_torchrun():
     argv = ["train", "m.nn", "--nproc-per-node", "2", "--master_port=5", "--epochs", "3", "--node-rank", "0"]
     assert D.strip_launch_flags(argv) == ["train", "m.nn", "--epochs", "3"]

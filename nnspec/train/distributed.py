@@ -32,8 +32,22 @@ from typing import Any, Sequence
 from ..diagnostics import UserError
 
 # A peer that stops answering for this long ends the run (seconds). Long enough for a slow epoch's
-# validation on rank 0, short enough that a dead node is noticed.
-DEFAULT_TIMEOUT_S = float(os.environ.get("NNSPEC_DIST_TIMEOUT", "300"))
+# validation on rank 0, short enough that a dead node is noticed. NNSPEC_DIST_TIMEOUT overrides it.
+DEFAULT_TIMEOUT_S = 300.0
+
+
+def timeout_from_env(env=None) -> float:
+    env = os.environ if env is None else env
+    text = env.get("NNSPEC_DIST_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UserError(f"NNSPEC_DIST_TIMEOUT must be a number of seconds above 0; received '{text}'")
+    return value
 
 
 @dataclass(frozen=True)
@@ -95,13 +109,14 @@ def backend_for(device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
 
-def start(worker: Worker, device, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+def start(worker: Worker, device, timeout_s: float | None = None) -> None:
     """Join the process group torchrun set up (MASTER_ADDR/PORT in the environment)."""
     import torch
     import torch.distributed as dist
 
     if dist.is_initialized():
         return
+    timeout_s = timeout_from_env() if timeout_s is None else timeout_s
     if device.type == "cuda":
         torch.cuda.set_device(device)
     kwargs: dict[str, Any] = {}
@@ -117,12 +132,13 @@ def start(worker: Worker, device, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
 
 
 @contextlib.contextmanager
-def session(worker: Worker | None, device, timeout_s: float = DEFAULT_TIMEOUT_S):
+def session(worker: Worker | None, device, timeout_s: float | None = None):
     """The process group for the duration of a run when started by torchrun; nothing otherwise.
     A peer that died or stopped answering surfaces as a UserError naming this rank, not a traceback."""
     if worker is None:
         yield None
         return
+    timeout_s = timeout_from_env() if timeout_s is None else timeout_s
     start(worker, device, timeout_s)
     try:
         with peer_errors(worker.rank, timeout_s):
@@ -132,7 +148,7 @@ def session(worker: Worker | None, device, timeout_s: float = DEFAULT_TIMEOUT_S)
 
 
 @contextlib.contextmanager
-def peer_errors(rank_: int, timeout_s: float = DEFAULT_TIMEOUT_S):
+def peer_errors(rank_: int, timeout_s: float | None = None):
     """A failed collective becomes a UserError naming this rank (not 'internal error' + traceback)."""
     try:
         yield
@@ -142,7 +158,8 @@ def peer_errors(rank_: int, timeout_s: float = DEFAULT_TIMEOUT_S):
         raise UserError(f"worker rank {rank_} lost contact with the other workers of the run: "
                         f"{_first_line(err)}",
                         help="another worker died or stopped answering (its own message says why); "
-                             f"the collective timeout is {timeout_s:g} s (NNSPEC_DIST_TIMEOUT)") from None
+                             f"the collective timeout is {timeout_s or timeout_from_env():g} s "
+                             "(NNSPEC_DIST_TIMEOUT)") from None
 
 
 def is_peer_failure(err: BaseException) -> bool:
