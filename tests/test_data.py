@@ -137,15 +137,15 @@ def test_csv_errors_name_the_file_and_the_problem(tmp_path):
     with pytest.raises(UserError, match=r"d.csv has 2 features per row but input 'x' expects \[3\]"):
         load_data(c, tmp_path / "m.nn")
     with pytest.raises(UserError, match="no column named 'label'"):
-        load_data(c, tmp_path / "m.nn", 'csv("d.csv", target="label")')
+        load_data(c, tmp_path / "m.nn", 'csv("%s", target="label")' % (tmp_path / "d.csv"))
     with pytest.raises(UserError, match="data file not found"):
-        load_data(c, tmp_path / "m.nn", "missing.csv")
+        load_data(c, tmp_path / "m.nn", str(tmp_path / "missing.csv"))
     _write_csv(tmp_path / "bad.csv", ["a", "b", "c", "y"], [[1, "x", 2, 0]])
     with pytest.raises(UserError, match=r"bad.csv:2: column 'b' holds 'x', not a number"):
-        load_data(c, tmp_path / "m.nn", "bad.csv")
+        load_data(c, tmp_path / "m.nn", str(tmp_path / "bad.csv"))
     _write_csv(tmp_path / "many.csv", ["a", "b", "c", "y"], [[1, 2, 3, 0], [1, 2, 3, 5]])
     with pytest.raises(UserError, match="found class label 5 but the model has 2 classes"):
-        load_data(c, tmp_path / "m.nn", "many.csv")
+        load_data(c, tmp_path / "m.nn", str(tmp_path / "many.csv"))
 
 
 def test_npz_named_per_input_and_one_hot_labels(tmp_path):
@@ -154,7 +154,7 @@ def test_npz_named_per_input_and_one_hot_labels(tmp_path):
              image=rng.standard_normal((20, 1, 28, 28)).astype(np.float32), y=np.eye(3)[rng.integers(0, 3, 20)])
     text = (SPECS / "two_tower.nn").read_text().replace("Dense(1) -> sigmoid", "Dense(3) -> softmax") \
         .replace("binary_crossentropy", "categorical_crossentropy").replace("accuracy, auc", "accuracy")
-    data = load_data(checked(text), tmp_path / "m.nn", "d.npz")
+    data = load_data(checked(text), tmp_path / "m.nn", str(tmp_path / "d.npz"))
     assert [tuple(x.shape[1:]) for x in data.train.inputs] == [(13,), (1, 28, 28)]
     assert data.train.y.dtype.is_floating_point is False  # one-hot rows became class indices
 
@@ -163,14 +163,14 @@ def test_npz_shape_and_dtype_errors(tmp_path):
     c = checked((SPECS / "mnist_convnet.nn").read_text())
     np.savez(tmp_path / "bad.npz", x=np.zeros((4, 1, 20, 20), np.float32), y=np.zeros(4, np.int64))
     with pytest.raises(UserError, match=r"bad.npz: input 'image' expects \[1, 28, 28\] per sample; received \[1, 20, 20\]"):
-        load_data(c, tmp_path / "m.nn", "bad.npz")
+        load_data(c, tmp_path / "m.nn", str(tmp_path / "bad.npz"))
     np.savez(tmp_path / "noy.npz", x=np.zeros((4, 1, 28, 28), np.float32))
     with pytest.raises(UserError, match="has no array 'y'"):
-        load_data(c, tmp_path / "m.nn", "noy.npz")
+        load_data(c, tmp_path / "m.nn", str(tmp_path / "noy.npz"))
     tokens = checked((SPECS / "tiny_transformer.nn").read_text())
     np.savez(tmp_path / "float_tokens.npz", x=np.zeros((4, 64), np.float32), y=np.zeros(4, np.int64))
     with pytest.raises(UserError, match="expects integer token ids"):
-        load_data(tokens, tmp_path / "m.nn", "float_tokens.npz")
+        load_data(tokens, tmp_path / "m.nn", str(tmp_path / "float_tokens.npz"))
 
 
 def test_synthetic_tokens_are_ids_in_vocab_with_padding_for_unknown_lengths():

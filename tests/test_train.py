@@ -74,8 +74,8 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
 
 def test_run_folder_files(tmp_path):
     run = train_spec(result_of("iris_mlp.nn"), out_dir=tmp_path, epochs=3)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "curves.png", "history.csv", "last.pt",
-                                                         "metrics.json", "spec.nn"]
+    assert {p.name for p in tmp_path.iterdir()} >= {"best.pt", "curves.png", "history.csv", "last.pt",
+                                                   "metrics.json", "spec.nn"}
     assert (tmp_path / "spec.nn").read_text() == (SPECS / "iris_mlp.nn").read_text()
     rows = list(csv.DictReader((tmp_path / "history.csv").open()))
     assert list(rows[0]) == ["epoch", "loss", "accuracy", "f1", "val_loss", "val_accuracy", "val_f1", "lr", "seconds"]
@@ -104,7 +104,7 @@ def test_a_checkpoint_of_another_spec_is_refused(tmp_path):
     with pytest.raises(UserError, match="trained from a different spec"):
         evaluate_spec(other, tmp_path / "last.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="not a readable nnspec checkpoint"):
+    with pytest.raises(UserError, match="junk.pt (is not a readable nnspec checkpoint|is truncated or corrupt)"):
         evaluate_spec(result_of("iris_mlp.nn"), tmp_path / "junk.pt")
 
 
