@@ -133,6 +133,33 @@ def test_padding_masks_are_reproduced_through_resizing_layers(tmp_path):
     assert _same_outputs(result.checked, text, tmp_path) <= 1e-6
 
 
+PADDED_WINDOWS = """
+model PaddedWindows {
+    input tokens: int[?]
+    layers {
+        Embedding(vocab=50, dim=6, padding_idx=0)
+        Dense(6) -> tanh
+        Conv1D(6, 3, padding=same)
+        MaxPool1D(3, stride=1, padding=1)
+        AvgPool1D(2, stride=1)
+        Upsample(2, mode=linear)
+        AvgPool1D(3, padding=same)
+        GlobalAvgPool()
+        Dense(2)
+    }
+    loss mse
+}
+"""
+
+
+def test_padded_steps_read_as_padding_in_windows(tmp_path):
+    """A Dense with a bias makes padded steps non-zero, so every windowed layer must mask them."""
+    result = check_text(PADDED_WINDOWS, "windows.nn")
+    assert result.ok, result.render()
+    text = python_source(result.checked, "windows.nn")
+    assert _same_outputs(result.checked, text, tmp_path) <= 1e-6
+
+
 def test_emitted_default_path_is_beside_the_spec(tmp_path):
     spec = tmp_path / "iris.nn"
     spec.write_text((ROOT / "specs" / "iris_mlp.nn").read_text())

@@ -229,7 +229,8 @@ def _conv_args(m) -> str:
             f"dilation={_py(tuple(m.dilation))}, groups={m.groups}, bias={m.bias is not None}")
 
 
-def _resized_mask(w, out: str, mask: str | None, kernel: int, stride: int, padding, dilation: int = 1) -> str | None:
+def _resized_mask(w, out: str, mask: str | None, kernel: int, stride: int, padding, dilation: int = 1,
+                  length_of: str | None = None) -> str | None:
     """The padding mask after a convolution or pooling over time: each row's valid length
     goes through the layer's length formula; steps past it are padding."""
     if mask is None:
@@ -243,13 +244,16 @@ def _resized_mask(w, out: str, mask: str | None, kernel: int, stride: int, paddi
         pad = 0 if padding == "valid" else padding
         length = (f"(torch.div({mask}.sum(1){plus(2 * pad - dilation * (kernel - 1) - 1)}, {stride}, "
                   "rounding_mode='floor') + 1)")
-    w.emit(f"{out}_mask = torch.arange({out}.shape[1], device={out}.device)[None, :] < "
+    w.emit(f"{out}_mask = torch.arange({length_of or out + '.shape[1]'}, device={out}.device)[None, :] < "
            f"{length}.clamp(min=0)[:, None]  # valid steps after {out}")
     return f"{out}_mask"
 
 
 def w_conv1d(w, node, m, x, out, mask):
     w.declare(node, f"nn.Conv1d({m.in_channels}, {m.out_channels}, {_conv_args(m)})")
+    if mask is not None:  # padded steps read as zeros, like the convolution's own padding
+        w.emit(f"{out}_in = {x}.masked_fill(~{mask}[:, :, None], 0.0)")
+        x = f"{out}_in"
     w.emit(f"{out} = self.{node.name}({x}.transpose(1, 2)).transpose(1, 2)  # over time: [N, T, F] <-> [N, F, T]")
     pad = m.padding if isinstance(m.padding, str) else m.padding[0]
     return _resized_mask(w, out, mask, m.kernel_size[0], m.stride[0], pad, m.dilation[0])
@@ -277,30 +281,48 @@ def w_pool(w, node, m, x, out, mask):
         src = f"{out}_in"
         w.emit(f"{src} = {x}.transpose(1, 2)")
     k, s = _py((m.size,) * dims), _py((m.stride,) * dims)
-    if m.padding == "same":
-        w.emit(f"# {node.name}: {node.kind}(size={m.size}, stride={m.stride}, padding=same) gives ceil(L / {m.stride}) "
-               "outputs per axis" + ("; the mean is over real cells only" if m.kind == "avg" else ""))
-        pads = []
-        for axis in range(-1, -dims - 1, -1):  # F.pad lists the last axis first
-            p = f"{out}_pad{-axis}"
-            w.emit(f"{p} = max((-(-{src}.shape[{axis}] // {m.stride}) - 1) * {m.stride} + {m.size} - "
-                   f"{src}.shape[{axis}], 0)")
-            pads += [f"{p} // 2", f"{p} - {p} // 2"]
-        pad_list = "[" + ", ".join(pads) + "]"
-        if m.kind == "max":
-            w.emit(f"{out} = {fn}(F.pad({src}, {pad_list}, value=float('-inf')), {k}, {s})")
-        else:
-            w.emit(f"{out}_ones = torch.ones((1, 1) + tuple({src}.shape[-{dims}:]), dtype={src}.dtype, "
+    pads = _pool_pads(w, node, m, out, src, dims)
+    pad = (lambda t, value="": f"F.pad({t}, {pads}{value})") if pads else (lambda t, value="": t)
+    real = f"{mask}[:, None, :]" if mask is not None else None
+    if m.kind == "max":
+        if real is not None:  # padded steps never win the max
+            w.emit(f"{src} = {src}.masked_fill(~{real}, float('-inf'))")
+        padded = pad(src, ", value=float('-inf')")
+        w.emit(f"{out} = {fn}({padded}, {k}, {s})")
+    elif real is None and not pads:
+        w.emit(f"{out} = {fn}({src}, {k}, {s})")
+    else:  # the mean over the real cells of each window: (window mean of x) / (window mean of 1s)
+        if real is None:
+            w.emit(f"{out}_real = torch.ones((1, 1) + tuple({src}.shape[-{dims}:]), dtype={src}.dtype, "
                    f"device={src}.device)")
-            w.emit(f"{out} = {fn}(F.pad({src}, {pad_list}), {k}, {s}) / {fn}(F.pad({out}_ones, {pad_list}), {k}, {s})")
-    else:
-        pad = 0 if m.padding == "valid" else m.padding
-        extra = ", count_include_pad=False" if m.kind == "avg" else ""
-        w.emit(f"{out} = {fn}({src}, {k}, {s}, {pad}{extra})")
+        else:
+            w.emit(f"{out}_real = {real}.to({src}.dtype)")
+            w.emit(f"{src} = {src}.masked_fill(~{real}, 0.0)")
+        w.emit(f"{out} = {fn}({pad(src)}, {k}, {s}) / {fn}({pad(out + '_real')}, {k}, {s}).clamp_min(1e-12)")
     if m.rank != 2:
         return mask
+    new_mask = _resized_mask(w, out, mask, m.size, m.stride, m.padding, length_of=f"{out}.shape[2]")
+    if new_mask is not None:  # a window holding no real step gives 0
+        w.emit(f"{out} = {out}.masked_fill(~{new_mask}[:, None, :], 0.0)")
     w.emit(f"{out} = {out}.transpose(1, 2)")
-    return _resized_mask(w, out, mask, m.size, m.stride, m.padding)
+    return new_mask
+
+
+def _pool_pads(w, node, m, out: str, src: str, dims: int) -> str | None:
+    """F.pad's list (last axis first) for the pooling's padding, as text; None for valid."""
+    if m.padding == "valid":
+        return None
+    if m.padding != "same":
+        return _py([m.padding] * (2 * dims))
+    w.emit(f"# {node.name}: {node.kind}(size={m.size}, stride={m.stride}, padding=same) gives "
+           f"ceil(L / {m.stride}) outputs per axis")
+    pads = []
+    for axis in range(-1, -dims - 1, -1):
+        p = f"{out}_pad{-axis}"
+        w.emit(f"{p} = max((-(-{src}.shape[{axis}] // {m.stride}) - 1) * {m.stride} + {m.size} - "
+               f"{src}.shape[{axis}], 0)")
+        pads += [f"{p} // 2", f"{p} - {p} // 2"]
+    return "[" + ", ".join(pads) + "]"
 
 
 def w_global(w, node, m, x, out, mask):
@@ -321,6 +343,11 @@ def w_global(w, node, m, x, out, mask):
 def w_upsample(w, node, m, x, out, mask):
     corners = ", align_corners=False" if m.mode in ("linear", "bilinear") else ""
     if m.rank == 2:
+        if mask is not None and m.mode == "linear":  # interpolate up to the real end only
+            w.emit(f"{out}_last = ({mask}.sum(1, keepdim=True) - 1).clamp(min=0)")
+            w.emit(f"{out}_steps = torch.minimum(torch.arange({x}.shape[1], device={x}.device)[None, :], {out}_last)")
+            w.emit(f"{out}_in = {x}.gather(1, {out}_steps[:, :, None].expand(-1, -1, {x}.shape[2]))")
+            x = f"{out}_in"
         w.emit(f"{out} = F.interpolate({x}.transpose(1, 2), scale_factor={m.scale}, mode={m.mode!r}{corners})"
                ".transpose(1, 2)")
         if mask is not None:
