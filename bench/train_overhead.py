@@ -90,9 +90,9 @@ def run_nnspec(case: str, epochs: int, device: torch.device, amp: bool, compile_
     _, _, source = data_for(case, device)
     stamps: list[float] = []
     with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
+        start = CLOCK()
         train_spec(result_for(case), out_dir=out, epochs=epochs, data=source, device=str(device), amp=amp,
-                   compile=compile_, on_epoch=lambda e, logs: (_sync(device), stamps.append(time.perf_counter())))
+                   compile=compile_, on_epoch=lambda e, logs: (_sync(device), stamps.append(CLOCK())))
     n = CASES[case]["n_cuda" if device.type == "cuda" else "n_cpu"]
     times = [b - a for a, b in zip([start, *stamps], stamps)]
     return [n / t for t in times[1:]]
@@ -109,7 +109,7 @@ def run_hand(case: str, epochs: int, device: torch.device, amp: bool, compile_: 
     gen = torch.Generator().manual_seed(0)
     rates = []
     for epoch in range(epochs):
-        start = time.perf_counter()
+        start = CLOCK()
         model.train()
         perm = torch.randperm(len(x), generator=gen).to(device)
         total = torch.zeros((), device=device)
@@ -124,8 +124,11 @@ def run_hand(case: str, epochs: int, device: torch.device, amp: bool, compile_: 
         float(total)  # the epoch's loss, read once (as nnspec does)
         _sync(device)
         if epoch:
-            rates.append(len(x) / (time.perf_counter() - start))
+            rates.append(len(x) / (CLOCK() - start))
     return rates
+
+
+CLOCK = time.perf_counter  # --cpu-time: time.process_time (this process's CPU seconds)
 
 
 def _sync(device: torch.device) -> None:
@@ -160,8 +163,8 @@ def keras_worker(case: str, epochs: int, device: str) -> None:
     x, y = x.cpu().numpy(), y.cpu().numpy()
     stamps: list[float] = []
     model = keras_model(case)
-    cb = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: stamps.append(time.perf_counter()))
-    start = time.perf_counter()
+    cb = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: stamps.append(CLOCK()))
+    start = CLOCK()
     model.fit(x, y, batch_size=CASES[case]["batch"], epochs=epochs, shuffle=True, verbose=0, callbacks=[cb])
     times = [b - a for a, b in zip([start, *stamps], stamps)]
     print(json.dumps({"rates": [len(x) / t for t in times[1:]], "keras": keras.__version__}))
@@ -172,7 +175,8 @@ def run_keras(case: str, args) -> tuple[list[float], str]:
 
     env = dict(os.environ, KERAS_BACKEND="torch")
     cmd = [sys.executable, __file__, "--keras-worker", "--case", case, "--epochs", str(args.epochs),
-           "--device", args.device]
+           "--device", args.device] + (["--cpu-time"] if args.cpu_time else []) + \
+        (["--threads", str(args.threads)] if args.threads else [])
     if args.keras_path:
         cmd += ["--keras-path", args.keras_path]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -210,7 +214,15 @@ def main() -> None:
     p.add_argument("--keras", action="store_true", help="also time Keras 3 fit on the torch backend")
     p.add_argument("--keras-path", help="a folder holding a separate Keras install (appended to sys.path)")
     p.add_argument("--keras-worker", action="store_true")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time with this process's CPU seconds instead of the wall clock (for a loaded machine)")
     args = p.parse_args()
+    global CLOCK
+    if args.cpu_time:
+        CLOCK = time.process_time
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cases = args.case or list(CASES)
     if args.keras_path:
         sys.path.append(args.keras_path)
@@ -222,7 +234,7 @@ def main() -> None:
         return
     device = torch.device(args.device)
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'})"
-          f", torch {torch.__version__}, amp={args.amp}, compile={args.compile}, repeats={args.repeats}, "
+          f", torch {torch.__version__}, clock={'cpu' if args.cpu_time else 'wall'}, amp={args.amp}, compile={args.compile}, repeats={args.repeats}, "
           f"epochs/run={args.epochs} (first is warm-up)")
     for case in cases:
         ours, hand, kr = [], [], []

@@ -96,6 +96,7 @@ def fit(model, loss_fn, optimizer, schedule: Schedule, data: Data, cfg: FitConfi
                             help="train it in one process (drop --nproc-per-node), or use SGD")
         forward_train = D.ddp_forward(model, device, cfg.compile)
     step = _step_fn(model, forward_train, loss_fn, optimizer, cfg)
+    distributed = D.active()
 
     for epoch in range(progress.epoch, cfg.epochs):
         if cfg.steps is not None and progress.steps >= cfg.steps:
@@ -110,13 +111,16 @@ def fit(model, loss_fn, optimizer, schedule: Schedule, data: Data, cfg: FitConfi
         for start in range(0, len(train), batch):
             index = order[start:start + batch]
             seen += len(index)
-            index, weight = D.shard(index)  # this rank's chunk of the global batch (all of it in one process)
+            weight, counted = 1.0, len(index)
+            if distributed:  # this rank's chunk of the global batch
+                index, weight = D.shard(index)
+                counted = len(index) if weight else 0
             xb, yb = train.batch(index)
             loss, out = step(xb, yb, weight)
-            counted = len(index) if weight else 0
             loss_sum += loss.detach() * counted
-            outputs.append(out.detach()[:counted])
-            taken.append(index[:counted])
+            # In one process every row counts: no slicing (per-batch overhead matters for small models).
+            outputs.append(out.detach()[:counted] if distributed else out.detach())
+            taken.append(index[:counted] if distributed else index)
             progress.steps += 1
             if on_batch is not None:
                 on_batch(seen, len(train))
