@@ -54,9 +54,9 @@ MLP_SPEC = """model SmallMLP {
 """
 
 CASES = {
-    "mnist_convnet": {"spec": (ROOT / "specs" / "mnist_convnet.nn").read_text(), "batch": 128, "n_cpu": 1024,
+    "mnist_convnet": {"spec": (ROOT / "specs" / "mnist_convnet.nn").read_text(), "batch": 128, "n_cpu": 4096,
                       "n_cuda": 16384},
-    "mlp_batch32": {"spec": MLP_SPEC, "batch": 32, "n_cpu": 4096, "n_cuda": 16384},
+    "mlp_batch32": {"spec": MLP_SPEC, "batch": 32, "n_cpu": 16384, "n_cuda": 16384},
 }
 
 
