@@ -23,8 +23,10 @@ graphviz:
 demo: $(STAMP) graphviz
 	$(BIN)/nnspec check specs/digits_cnn.nn
 	$(BIN)/nnspec summary specs/digits_cnn.nn
+	rm -rf runs/demo/digits_cnn
 	$(BIN)/nnspec train specs/digits_cnn.nn --out runs/demo/digits_cnn
-	@echo "run: runs/demo/digits_cnn (history.csv, metrics.json, best.pt); curves: runs/demo/digits_cnn/curves.png"
+	$(BIN)/nnspec viz specs/digits_cnn.nn -o runs/demo/digits_cnn/digits_cnn.svg
+	@echo "run: runs/demo/digits_cnn (history.csv, metrics.json, best.pt); curves: runs/demo/digits_cnn/curves.png; diagram: runs/demo/digits_cnn/digits_cnn.svg"
 
 # pytest exits 5 when it collects no test: that is a failure of the set-up, not a pass.
 test: $(STAMP) graphviz
@@ -40,6 +42,11 @@ fuzz: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m "not slow" tests
+
+# Speed against hand-written PyTorch, measured in one run (ratios printed; see bench/README.md).
+bench: $(STAMP)
+	$(BIN)/python bench/check_speed.py
+	$(BIN)/python bench/train_overhead.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

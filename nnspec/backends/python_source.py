@@ -161,7 +161,7 @@ def activation_text(node: Node, x: str) -> str:
         return x
     fn, kwargs = call
     if fn is tl.step:
-        return f"({x} >= 0).to({x}.dtype)  # step (Heaviside)"
+        return f"(torch.sign({x}) + 1 + ({x} == 0).to({x}.dtype)) / 2  # step (Heaviside), zero gradient"
     if fn is tl.scaled_tanh:
         a, b = kwargs["a"], kwargs["b"]
         return f"torch.tanh({x}) * {_py((b - a) / 2)} + {_py((a + b) / 2)}  # scaled_tanh onto [{a}, {b}]"

@@ -166,6 +166,14 @@ def _feed(h, value) -> None:
         h.update(repr(value).encode())
 
 
+def _load_failure(err: Exception) -> str:
+    """Why torch could not read a file, without torch's advice to load it unsafely."""
+    text = (str(err).splitlines() or [""])[0]
+    if "weights only load failed" in text.lower() or "weights_only" in text:
+        return "it holds objects other than tensors and plain values, which nnspec never unpickles"
+    return f"{type(err).__name__}: {text}"
+
+
 def load(path: str | Path, expected_hash: str | None = None, spec_name: str | None = None) -> dict[str, Any]:
     """Read a checkpoint safely; refuse one made from another spec (its IR hash differs)."""
     p = Path(path)
@@ -174,8 +182,7 @@ def load(path: str | Path, expected_hash: str | None = None, spec_name: str | No
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # a corrupt or foreign file: say so, never a traceback
-        raise UserError(f"{p} is truncated or corrupt: it cannot be read as a checkpoint "
-                        f"({type(err).__name__}: {(str(err).splitlines() or [''])[0]})",
+        raise UserError(f"{p} is truncated or corrupt: it cannot be read as a checkpoint ({_load_failure(err)})",
                         help="give the last.pt or best.pt of a `nnspec train` run") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "ir_hash" not in ckpt:
         raise UserError(f"{p} is not an nnspec checkpoint (no model state or IR hash)",
