@@ -348,6 +348,16 @@ def _numeric(rows: list[list[str]], path: Path, names: list[str]) -> np.ndarray:
         raise
 
 
+def npz_input_arrays(arrays: dict, names: list[str], path) -> list:
+    """The arrays of an .npz that feed the inputs: one per input name, or `x` for a single input."""
+    if all(n in arrays for n in names):
+        return [arrays[n] for n in names]
+    if "x" in arrays and len(names) == 1:
+        return [arrays["x"]]
+    raise UserError(f"{path} needs an array 'x' (one input) or one array per input ({', '.join(names)}); "
+                    f"it has: {', '.join(arrays)}")
+
+
 def _npz(path: Path, expect: Expect) -> Arrays:
     try:
         with open(path, "rb") as f:
@@ -369,13 +379,7 @@ def _npz(path: Path, expect: Expect) -> Arrays:
     if "y" not in arrays:
         raise UserError(f"{path} has no array 'y' (labels); it has: {', '.join(arrays) or 'nothing'}")
     names = [n for n, _, _ in expect.inputs]
-    if all(n in arrays for n in names):
-        xs = [arrays[n] for n in names]
-    elif "x" in arrays and len(names) == 1:
-        xs = [arrays["x"]]
-    else:
-        raise UserError(f"{path} needs an array 'x' (one input) or one array per input ({', '.join(names)}); "
-                        f"it has: {', '.join(arrays)}")
+    xs = npz_input_arrays(arrays, names, path)
     inputs = [_match_array(x, i, expect, str(path)) for i, x in enumerate(xs)]
     for x, key in zip(inputs, names if all(n in arrays for n in names) else ["x"]):
         _require_finite(x, str(path), array=key)

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from ..diagnostics import UserError
 from . import checkpoint as ckpt_io
 from . import distributed as D
-from .data import Data, Expect, load_data, match_input
+from .data import Data, Expect, load_data, match_input, npz_input_arrays
 
 RUNS_DIR = Path("runs")
 
@@ -480,14 +480,7 @@ def _read_inputs(path: Path, expect: Expect, target: str | None) -> list:
             raise UserError(f"input file not found: {path}") from None
         except (ValueError, OSError) as err:
             raise UserError(f"{path} is not a readable .npz file ({err})") from None
-        names = [n for n, _, _ in expect.inputs]
-        if all(n in arrays for n in names):
-            xs = [arrays[n] for n in names]
-        elif "x" in arrays and len(names) == 1:
-            xs = [arrays["x"]]
-        else:
-            raise UserError(f"{path} needs an array 'x' (one input) or one array per input ({', '.join(names)}); "
-                            f"it has: {', '.join(arrays)}")
+        xs = npz_input_arrays(arrays, [n for n, _, _ in expect.inputs], path)
         return [match_input(x, i, expect, str(path)) for i, x in enumerate(xs)]
     raise UserError(f"--input {path}: expected a .csv or .npz file")  # CSV files stream: _csv_batches
 
