@@ -54,3 +54,13 @@ def test_a_checkpoint_holding_code_objects_is_refused_without_unsafe_advice(tmp_
         assert "weights_only=False" not in err.render()
     else:
         raise AssertionError("an unsafe checkpoint was loaded")
+
+
+def test_run_files_get_the_usual_mode_not_mkstemps_0600(tmp_path):
+    import os
+
+    target = tmp_path / "history.csv"
+    checkpoint.write_text(target, "epoch,loss\n")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -40,6 +40,15 @@ def ir_hash(checked) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write(path: str | Path, write) -> None:
     """Write via `write(tmp_path)` into a temporary file beside `path`, then rename over it.
 
@@ -52,6 +61,7 @@ def atomic_write(path: str | Path, write) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a run's files get the usual mode
         _fsync(tmp)
         os.replace(tmp, path)
     except OSError as err:
