@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
+import sqlalchemy.exc  # noqa: E402  (installed with optuna)
 
 from nnspec import tune as tune_mod  # noqa: E402
 from nnspec.cli import main  # noqa: E402
@@ -148,6 +149,8 @@ def test_a_killed_tune_resumes_and_the_killed_trial_does_not_count(tmp_path, mon
                 try:
                     trials = stored(url, "k")
                 except KeyError:  # the study is not created yet
+                    continue
+                except sqlalchemy.exc.OperationalError:  # the tune is creating the tables right now
                     continue
                 states = [t.state for t in trials]
                 if TrialState.COMPLETE in states and TrialState.RUNNING in states:
