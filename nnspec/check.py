@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from . import catalog, ir
 from .catalog.base import ShapeError, feature_axis
@@ -633,7 +633,7 @@ class Elaborator:
     def _bind_block_args(self, block: ir.Block, call: ir.Call, scope: _Scope) -> dict[str, ir.Expr] | None:
         params = tuple(Param(p, "any") for p in block.params)
         sink = Sink()
-        bound = bind(params, call, f"block {block.name}", sink, lambda e: self._resolve(e, scope))
+        bind(params, call, f"block {block.name}", sink, lambda e: self._resolve(e, scope))
         for d in sink.items:
             self.sink.add(replace(d, code="E203", message=d.message.replace(" (any)", ""))
                           if d.code in ("E106", "E110") else d)
@@ -967,5 +967,3 @@ def _without_cascades(diags: list[Diagnostic]) -> tuple[Diagnostic, ...]:
             (inner.end_line, inner.end_col) <= (outer.end_line, outer.end_col)
     return tuple(d for d in diags if not (d.code in ("E107", "E108", "E109") and any(covers(d.span, b) for b in bad)))
 
-
-Loader = Callable[[str], ir.Spec]

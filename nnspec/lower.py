@@ -7,7 +7,7 @@ from typing import Iterable
 from lark import Token, Tree
 
 from . import ir
-from .diagnostics import Sink, Span, suggest
+from .diagnostics import Sink, Span
 
 SECTION_NAMES = ("input", "block", "layers", "loss", "optimizer", "metrics", "train", "search")
 SINGLE_SECTIONS = ("layers", "loss", "optimizer", "metrics", "train", "search")
@@ -164,7 +164,7 @@ class Lowerer:
                     weight, body = float(num.value), other
             call = self.as_call(body, "loss", "E012")
             if call is not None:
-                out.append(ir.LossTerm(weight, call, ir_span(term)))
+                out.append(ir.LossTerm(weight, call, term.span))
         return tuple(out)
 
     def metric_calls(self, expr: ir.Expr) -> tuple[ir.Call, ...]:
@@ -178,7 +178,7 @@ class Lowerer:
         if isinstance(expr, ir.Ident):
             return ir.Call(expr.name, (), expr.span, expr.span)
         if isinstance(expr, ir.Space):
-            self.sink.error(code, f"a search space cannot choose the {what}", ir_span(expr),
+            self.sink.error(code, f"a search space cannot choose the {what}", expr.span,
                             help=f"search over the {what}'s arguments instead, e.g. " + {
                                 "loss": "focal(gamma=uniform(1.0, 3.0))", "metric": "top_k_accuracy(k=choice(3, 5))",
                                 "optimizer": "Adam(lr=loguniform(0.0001, 0.1))"}[what])
@@ -186,7 +186,7 @@ class Lowerer:
         hint = {"loss": "write a loss name, a call like focal(gamma=2.0), or a weighted sum like 0.5 * mse + 0.5 * mae",
                 "metric": "write a metric name or a call, e.g. [accuracy, top_k_accuracy(k=3)]",
                 "optimizer": "write an optimizer call, e.g. Adam(lr=0.001)"}[what]
-        self.sink.error(code, f"expected {'an' if what[0] in 'aeiou' else 'a'} {what} here", ir_span(expr), help=hint)
+        self.sink.error(code, f"expected {'an' if what[0] in 'aeiou' else 'a'} {what} here", expr.span, help=hint)
         return None
 
     # ------------------------------------------------------------ expressions
@@ -229,8 +229,8 @@ class Lowerer:
         acc = self.expr(parts[0], context)
         for right in parts[1:]:
             rhs = self.expr(right, f"{_head_name(acc)}.repeat" if context == "layer" else context)
-            acc = ir.Mul(acc, rhs, Span(ir_span(acc).line, ir_span(acc).col,
-                                        ir_span(rhs).end_line, ir_span(rhs).end_col))
+            acc = ir.Mul(acc, rhs, Span(acc.span.line, acc.span.col,
+                                        rhs.span.end_line, rhs.span.end_col))
         return acc
 
     def _call(self, node: Tree, context: str) -> ir.Expr:
@@ -315,9 +315,6 @@ def _abbrev(text: str) -> str:
     return text if len(text) <= 20 else f"{text[:10]}...{text[-4:]} ({len(text)} digits)"
 
 
-def ir_span(expr) -> Span:
-    return expr.span
-
 
 def _label_base(context: str, options: tuple[ir.Expr, ...]) -> str:
     """A readable dimension name: `Dense.units`, `Adam.lr`, `train.batch_size`, `Dense.repeat`."""
@@ -354,6 +351,3 @@ def _unquote(text: str) -> str:
 def lower(tree: Tree, sink: Sink) -> ir.Spec:
     return Lowerer(sink).spec(tree)
 
-
-def suggest_section(name: str) -> str | None:
-    return suggest(name, SECTION_NAMES)

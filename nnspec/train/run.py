@@ -122,7 +122,7 @@ def class_weight_tensor(setting, data: Data, kind: str, classes: int | None):
     weights = [float(w) for w in setting]
     if len(weights) != n_classes:
         raise UserError(f"class_weights has {len(weights)} value(s) but the model has {n_classes} classes",
-                        help=f"give one weight per class, or `class_weights balanced`")
+                        help="give one weight per class, or `class_weights balanced`")
     return weights
 
 
@@ -317,8 +317,6 @@ def write_curves(path: Path, history: list[dict], title: str) -> None:
 
 
 def _load_for(result, checkpoint: str, device: str):
-    import torch
-
     from ..backends.torch_model import build_model
 
     result, _ = concrete(result, defaults=True)
