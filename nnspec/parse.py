@@ -11,6 +11,7 @@ from pathlib import Path
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from . import fastparse
 from .diagnostics import Diagnostic, Span, SpecError, error, suggest
 
 GRAMMAR_PATH = Path(__file__).with_name("nnspec.lark")
@@ -32,6 +33,11 @@ TERMINAL_WORDS = {
 
 
 MAX_NESTING = 256  # brackets or signs nested deeper than this are refused (E004), not a RecursionError
+
+# The hand-written fast path (nnspec/fastparse.py) builds the same tree as Lark for a spec that
+# parses; anything else goes to Lark, which also words every syntax error. NNSPEC_LARK_ONLY=1
+# (or setting this flag to False) parses everything with Lark, for comparisons and benchmarks.
+FAST_PATH = os.environ.get("NNSPEC_LARK_ONLY", "") in ("", "0")
 
 
 class TooDeep(Exception):
@@ -138,6 +144,10 @@ def parse_text(text: str) -> Parsed:
                                for line in text.splitlines()):
         raise SpecError([error("E002", "the file is empty: expected a `model Name { ... }`",
                                Span.point(1, 1), help="start with: model MyNet { input x: [4] ... }")])
+    if FAST_PATH:
+        fast = fastparse.parse(text)
+        if fast is not None:
+            return Parsed(*fast)
     comments: list[Token] = []
     try:
         tree = _lark_parse(text, comments)

@@ -1,0 +1,451 @@
+"""A fast path for the parser: the same Lark tree, built by hand-written code.
+
+grammar/nnspec.lark stays the definition of the language and Lark stays the reporter of every
+syntax error. This module is an optimisation for the common case, a spec that parses: one
+compiled regular expression lexes with Lark's terminals, in the order Lark's basic lexer tries
+them; the newline rules of `parse._NewlinePostLexer` are applied in the same pass; a
+recursive-descent parser for the grammar builds exactly the tree Lark builds (the same rule
+names after `?rule` inlining and aliases, the same Token objects with their positions, the same
+`meta` that `propagate_positions` computes). Anything it does not accept -- a syntax error,
+nesting past MAX_NESTING, anything unexpected -- makes `parse()` return None, and the caller
+parses with Lark, so error messages are Lark's.
+
+Why it matches Lark (tests/test_fastparse.py checks it against Lark on every spec, every
+diagnostics case, random valid specs and random mutations):
+- Lexing. Lark's basic lexer tries its terminals as one alternation in a fixed order (printed by
+  test_terminal_order_is_larks) and turns a NAME that spells a keyword into that keyword.
+  WS is ignored and no other terminal starts with a blank, so skipping blanks before each
+  token (`[ \\t\\f\\r]*+`) is the same as lexing them as WS tokens.
+- Parsing. The grammar is LALR(1) with one conflict, resolved by shifting: `NAME (` is always a
+  call. Every other choice is made on the next token, as below, so recursive descent with one
+  token of lookahead accepts the same language and builds the same tree.
+- Positions. With propagate_positions, a tree's meta spans every token its rule consumed,
+  filtered ones included (`(`, `)`, `->`, separators), and container_* equal the plain fields
+  (no `?rule` here inlines a child that is surrounded by filtered tokens).
+"""
+from __future__ import annotations
+
+import re
+import sys
+
+from lark import Token, Tree
+from lark.tree import Meta
+
+MAX_NESTING = 256  # the same bound as parse.MAX_NESTING (kept equal by a test; no import cycle)
+
+# Lark's terminals in the order its scanner tries them (WS left out: skipped before each token).
+TERMINALS = (
+    ("NUMBER", r"([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][+-]?[0-9]+)?"),
+    ("NAME", r"[A-Za-z_][A-Za-z_0-9]*"),
+    ("STRING", r'"([^"\\\n]|\\.)*"'),
+    ("COMMENT", r"#[^\n]*"),
+    ("_NL", r"(\r?\n)+"),
+    ("__ANON_0", r"\->"),
+    ("COLON", ":"), ("COMMA", ","), ("DOT", r"\."), ("EQUAL", "="), ("LBRACE", r"\{"),
+    ("LPAR", r"\("), ("LSQB", r"\["), ("MINUS", r"\-"), ("PLUS", r"\+"), ("QMARK", r"\?"),
+    ("RBRACE", r"\}"), ("RPAR", r"\)"), ("RSQB", r"\]"), ("SEMICOLON", ";"), ("STAR", r"\*"),
+)
+WS_PATTERN = r"[ \t\f\r]+"
+
+
+def _master() -> re.Pattern:
+    """One alternative per terminal, capturing only the terminal itself (group i+1), after blanks."""
+    plain = re.compile(r"(?<!\\)[(](?![?])")  # an unescaped '(' that opens a capturing group
+    inner = "|".join("(" + plain.sub("(?:", pattern) + ")" for _, pattern in TERMINALS)
+    return re.compile(r"[ \t\f\r]*+(?:" + inner + ")")
+
+
+_MASTER = _master()
+_TRAILING_BLANKS = re.compile(WS_PATTERN)
+
+# Token kinds: the group number of each terminal in _MASTER, then the keywords.
+(NUMBER, NAME, STRING, COMMENT, NL, ARROW, COLON, COMMA, DOT, EQUAL, LBRACE, LPAR, LSQB, MINUS,
+ PLUS, QMARK, RBRACE, RPAR, RSQB, SEMICOLON, STAR) = range(1, len(TERMINALS) + 1)
+KEYWORDS = {"int": "INT_KW", "model": "MODEL", "input": "INPUT", "block": "BLOCK", "layers": "LAYERS",
+            "loss": "LOSS", "optimizer": "OPTIMIZER", "metrics": "METRICS", "train": "TRAIN",
+            "search": "SEARCH", "true": "TRUE", "false": "FALSE"}
+_KIND_OF_KEYWORD = {word: 100 + i for i, word in enumerate(KEYWORDS)}
+(INT_KW, MODEL, INPUT, BLOCK, LAYERS, LOSS, OPTIMIZER, METRICS, TRAIN, SEARCH, TRUE,
+ FALSE) = _KIND_OF_KEYWORD.values()
+END = 0
+TYPE_OF = {i + 1: name for i, (name, _) in enumerate(TERMINALS)}
+TYPE_OF.update({kind: KEYWORDS[word] for word, kind in _KIND_OF_KEYWORD.items()})
+
+SEPARATORS = frozenset((NL, SEMICOLON))
+EXPR_START = frozenset((NAME, NUMBER, STRING, TRUE, FALSE, LSQB, LPAR, MINUS))
+KEY_KINDS = frozenset((NAME, INT_KW, MODEL, INPUT, BLOCK, LAYERS, LOSS, OPTIMIZER, METRICS, TRAIN, SEARCH))
+
+
+class Reject(Exception):
+    """The fast path does not accept this input; Lark decides (and explains) instead."""
+
+
+# ---------------------------------------------------------------- lexer and newline rules
+# A lexed token is a tuple (kind, value, start_pos, end_pos, line, column, end_line, end_column).
+
+def lex(text: str) -> tuple[list[tuple], list[Token]]:
+    """Tokens as `_NewlinePostLexer` passes them to the parser, ending with an END token,
+    and the comments as Lark's lexer makes them. Raises Reject where Lark would fail to lex
+    or the post-lexer would refuse the nesting."""
+    toks: list[tuple] = []
+    comments: list[Token] = []
+    append = toks.append
+    line, line_start = 1, 0
+    depth = signs = 0
+    pending = None
+    end = 0
+    match = _MASTER.scanner(text).match
+    while (m := match()) is not None:
+        kind = m.lastindex
+        start, end = m.span(kind)
+        value = m.group(kind)
+        if kind == NAME:
+            kind = _KIND_OF_KEYWORD.get(value, NAME)
+        elif kind == COMMENT:
+            col = start - line_start + 1
+            comments.append(Token("COMMENT", value, start, line, col, line, col + end - start, end))
+            continue
+        elif kind == NL:
+            signs = 0
+            first_line, col = line, start - line_start + 1
+            line += value.count("\n")
+            line_start = start + value.rindex("\n") + 1
+            if depth == 0 and pending is None:
+                pending = (NL, value, start, end, first_line, col, line, end - line_start + 1)
+            continue
+        if kind == MINUS:
+            signs += 1
+            if signs > MAX_NESTING:
+                raise Reject("signs nested too deep")
+        else:
+            signs = 0
+        if pending is not None:
+            if kind != ARROW and kind != LBRACE:  # `->` or `{` on the next line continue the line
+                append(pending)
+            pending = None
+        if kind == LPAR or kind == LSQB:
+            if depth >= MAX_NESTING:
+                raise Reject("brackets nested too deep")
+            depth += 1
+        elif (kind == RPAR or kind == RSQB) and depth > 0:
+            depth -= 1
+        col = start - line_start + 1
+        append((kind, value, start, end, line, col, line, col + end - start))
+    if end != len(text) and not _TRAILING_BLANKS.fullmatch(text, end):
+        raise Reject("a character no terminal matches")
+    if pending is not None:
+        append(pending)
+    col = len(text) - line_start + 1
+    append((END, "", len(text), len(text), line, col, line, col))
+    return toks, comments
+
+
+# ---------------------------------------------------------------- tree building
+_new = object.__new__
+
+
+def _meta(first: tuple, last: tuple) -> Meta:
+    """What propagate_positions gives a rule that consumed the tokens first..last."""
+    meta = _new(Meta)
+    meta.__dict__ = {
+        "empty": False, "line": first[4], "column": first[5], "start_pos": first[2],
+        "container_line": first[4], "container_column": first[5], "container_start_pos": first[2],
+        "end_line": last[6], "end_column": last[7], "end_pos": last[3],
+        "container_end_line": last[6], "container_end_column": last[7], "container_end_pos": last[3],
+    }
+    return meta
+
+
+def _tree(data: str, children: list, first: tuple, last: tuple) -> Tree:
+    tree = _new(Tree)
+    tree.data = data
+    tree.children = children
+    tree._meta = _meta(first, last)
+    return tree
+
+
+def _token(t: tuple) -> Token:
+    return Token(TYPE_OF[t[0]], t[1], t[2], t[4], t[5], t[6], t[7], t[3])
+
+
+# ---------------------------------------------------------------- recursive descent
+class _Parser:
+    """One method per rule of grammar/nnspec.lark; each takes the index of its first token and
+    returns (tree, index after its last token)."""
+
+    def __init__(self, toks: list[tuple]):
+        self.toks = toks
+        self.kinds = [t[0] for t in toks]
+
+    def expect(self, i: int, kind: int) -> int:
+        if self.kinds[i] != kind:
+            raise Reject(f"expected {TYPE_OF.get(kind)} at token {i}")
+        return i + 1
+
+    # start: _sep* model _sep*
+    def start(self) -> Tree:
+        kinds, i = self.kinds, 0
+        while kinds[i] in SEPARATORS:
+            i += 1
+        model, i = self.model(i)
+        while kinds[i] in SEPARATORS:
+            i += 1
+        self.expect(i, END)
+        return _tree("start", [model], self.toks[0], self.toks[i - 1])
+
+    # model: MODEL NAME "{" _lines{_item} "}"
+    def model(self, i0: int):
+        self.expect(i0, MODEL)
+        self.expect(i0 + 1, NAME)
+        i = self.expect(i0 + 2, LBRACE)
+        children = [_token(self.toks[i0]), _token(self.toks[i0 + 1])]
+        i = self.lines(i, self.item, ITEM_START, children)
+        return _tree("model", children, self.toks[i0], self.toks[i]), i + 1
+
+    def lines(self, i: int, rule, starts: frozenset, out: list) -> int:
+        """_lines{item}: (_sep | item _sep)* item?, then the closing '}' (its index is returned)."""
+        kinds = self.kinds
+        while True:
+            kind = kinds[i]
+            if kind in SEPARATORS:
+                i += 1
+            elif kind == RBRACE:
+                return i
+            elif kind in starts:
+                node, i = rule(i)
+                out.append(node)
+                if kinds[i] in SEPARATORS:
+                    i += 1
+                elif kinds[i] != RBRACE:
+                    raise Reject(f"expected a separator at token {i}")
+            else:
+                raise Reject(f"unexpected token {i}")
+
+    def item(self, i: int):
+        kind = self.kinds[i]
+        if kind == INPUT:
+            return self.input_decl(i)
+        if kind == BLOCK:
+            return self.block_def(i)
+        if kind == LAYERS:
+            return self.braced("layers_sec", i, self.stmt, EXPR_START)
+        if kind == TRAIN or kind == SEARCH:
+            return self.braced("setting_sec", i, self.setting, NAME_ONLY)
+        node, j = self.expr(i + 1)  # section: (LOSS | OPTIMIZER | METRICS) expr
+        return _tree("section", [_token(self.toks[i]), node], self.toks[i], self.toks[j - 1]), j
+
+    # input_decl: INPUT NAME ":" tensor_type
+    def input_decl(self, i0: int):
+        self.expect(i0 + 1, NAME)
+        i = self.expect(i0 + 2, COLON)
+        ttype, i = self.tensor_type(i)
+        toks = self.toks
+        return _tree("input_decl", [_token(toks[i0]), _token(toks[i0 + 1]), ttype], toks[i0], toks[i - 1]), i
+
+    # tensor_type: INT_KW? "[" [dim ("," dim)*] "]" ; ?dim: NUMBER -> dim_int | "?" -> dim_any
+    def tensor_type(self, i0: int):
+        kinds, toks = self.kinds, self.toks
+        children: list = []
+        i = i0
+        if kinds[i] == INT_KW:
+            children.append(_token(toks[i]))
+            i += 1
+        i = self.expect(i, LSQB)
+        if kinds[i] != RSQB:
+            while True:
+                if kinds[i] == NUMBER:
+                    children.append(_tree("dim_int", [_token(toks[i])], toks[i], toks[i]))
+                elif kinds[i] == QMARK:
+                    children.append(_tree("dim_any", [], toks[i], toks[i]))
+                else:
+                    raise Reject(f"expected a dimension at token {i}")
+                i += 1
+                if kinds[i] != COMMA:
+                    break
+                i += 1
+        i = self.expect(i, RSQB)
+        return _tree("tensor_type", children, toks[i0], toks[i - 1]), i
+
+    # block_def: BLOCK NAME "(" [NAME ("," NAME)*] ")" "{" _lines{stmt} "}"
+    def block_def(self, i0: int):
+        kinds, toks = self.kinds, self.toks
+        self.expect(i0 + 1, NAME)
+        i = self.expect(i0 + 2, LPAR)
+        children = [_token(toks[i0]), _token(toks[i0 + 1])]
+        if kinds[i] != RPAR:
+            while True:
+                self.expect(i, NAME)
+                children.append(_token(toks[i]))
+                i += 1
+                if kinds[i] != COMMA:
+                    break
+                i += 1
+        i = self.expect(i, RPAR)
+        i = self.expect(i, LBRACE)
+        i = self.lines(i, self.stmt, EXPR_START, children)
+        return _tree("block_def", children, toks[i0], toks[i]), i + 1
+
+    # layers_sec: LAYERS "{" _lines{stmt} "}" ; setting_sec: (TRAIN | SEARCH) "{" _lines{setting} "}"
+    def braced(self, data: str, i0: int, rule, starts: frozenset):
+        i = self.expect(i0 + 1, LBRACE)
+        children = [_token(self.toks[i0])]
+        i = self.lines(i, rule, starts, children)
+        return _tree(data, children, self.toks[i0], self.toks[i]), i + 1
+
+    # ?stmt: NAME "=" chain -> assign | chain -> expr_stmt
+    def stmt(self, i0: int):
+        toks = self.toks
+        if self.kinds[i0] == NAME and self.kinds[i0 + 1] == EQUAL:
+            node, i = self.expr(i0 + 2)
+            return _tree("assign", [_token(toks[i0]), node], toks[i0], toks[i - 1]), i
+        node, i = self.expr(i0)
+        return _tree("expr_stmt", [node], toks[i0], toks[i - 1]), i
+
+    # setting: NAME expr*
+    def setting(self, i0: int):
+        kinds = self.kinds
+        children = [_token(self.toks[i0])]
+        i = i0 + 1
+        while kinds[i] in EXPR_START:
+            node, i = self.expr(i)
+            children.append(node)
+        return _tree("setting", children, self.toks[i0], self.toks[i - 1]), i
+
+    # ?expr: chain ; ?chain: sum ("->" sum)* ; ?sum: product ("+" product)* ; ?product: unary ("*" unary)*
+    def expr(self, i0: int):
+        """A chain, with its sums, products and signs parsed in loops here: only brackets
+        recurse, so the depth of Python's stack follows the nesting of brackets alone."""
+        kinds, toks = self.kinds, self.toks
+        links: list = []
+        i = i0
+        while True:
+            terms: list = []
+            term_start = i
+            while True:
+                factors: list = []
+                factor_start = i
+                while True:
+                    node, i = self.unary(i)
+                    factors.append(node)
+                    if kinds[i] != STAR:
+                        break
+                    i += 1
+                terms.append(factors[0] if len(factors) == 1
+                             else _tree("product", factors, toks[factor_start], toks[i - 1]))
+                if kinds[i] != PLUS:
+                    break
+                i += 1
+            links.append(terms[0] if len(terms) == 1 else _tree("sum", terms, toks[term_start], toks[i - 1]))
+            if kinds[i] != ARROW:
+                break
+            i += 1
+        if len(links) == 1:
+            return links[0], i
+        return _tree("chain", links, toks[i0], toks[i - 1]), i
+
+    # ?unary: "-" unary -> neg | atom
+    def unary(self, i0: int):
+        kinds, toks = self.kinds, self.toks
+        i = i0
+        while kinds[i] == MINUS:
+            i += 1
+        node, end = self.atom(i)
+        last = toks[end - 1]
+        for sign in range(i - 1, i0 - 1, -1):  # innermost sign first
+            node = _tree("neg", [node], toks[sign], last)
+        return node, end
+
+    def atom(self, i: int):
+        kind = self.kinds[i]
+        tok = self.toks[i]
+        if kind == NAME:
+            following = self.kinds[i + 1]
+            if following == LPAR:
+                return self.call(i)
+            if following == DOT:
+                return self.dotted(i)
+            return _tree("name", [_token(tok)], tok, tok), i + 1
+        if kind == NUMBER:
+            return _tree("number", [_token(tok)], tok, tok), i + 1
+        if kind == LSQB:
+            return self.list_(i)
+        if kind == LPAR:  # "(" chain ")" -> group
+            node, j = self.expr(i + 1)
+            j = self.expect(j, RPAR)
+            return _tree("group", [node], tok, self.toks[j - 1]), j
+        if kind == STRING:
+            return _tree("string", [_token(tok)], tok, tok), i + 1
+        if kind == TRUE:
+            return _tree("true", [], tok, tok), i + 1
+        if kind == FALSE:
+            return _tree("false", [], tok, tok), i + 1
+        raise Reject(f"expected a value at token {i}")
+
+    # NAME ("." NAME)+ -> dotted
+    def dotted(self, i0: int):
+        kinds, toks = self.kinds, self.toks
+        children = [_token(toks[i0])]
+        i = i0 + 1
+        while kinds[i] == DOT:
+            self.expect(i + 1, NAME)
+            children.append(_token(toks[i + 1]))
+            i += 2
+        return _tree("dotted", children, toks[i0], toks[i - 1]), i
+
+    # NAME "(" [arg ("," arg)*] ")" -> call ; ?arg: _key "=" expr -> kwarg | expr
+    def call(self, i0: int):
+        kinds, toks = self.kinds, self.toks
+        children = [_token(toks[i0])]
+        i = i0 + 2
+        if kinds[i] != RPAR:
+            while True:
+                if kinds[i] in KEY_KINDS and kinds[i + 1] == EQUAL:
+                    node, j = self.expr(i + 2)
+                    children.append(_tree("kwarg", [_token(toks[i]), node], toks[i], toks[j - 1]))
+                else:
+                    node, j = self.expr(i)
+                    children.append(node)
+                i = j
+                if kinds[i] != COMMA:
+                    break
+                i += 1
+        i = self.expect(i, RPAR)
+        return _tree("call", children, toks[i0], toks[i - 1]), i
+
+    # "[" [expr ("," expr)*] "]" -> list
+    def list_(self, i0: int):
+        kinds = self.kinds
+        children: list = []
+        i = i0 + 1
+        if kinds[i] != RSQB:
+            while True:
+                node, i = self.expr(i)
+                children.append(node)
+                if kinds[i] != COMMA:
+                    break
+                i += 1
+        i = self.expect(i, RSQB)
+        return _tree("list", children, self.toks[i0], self.toks[i - 1]), i
+
+
+ITEM_START = frozenset((INPUT, BLOCK, LAYERS, LOSS, OPTIMIZER, METRICS, TRAIN, SEARCH))
+NAME_ONLY = frozenset((NAME,))
+
+# Brackets nest at most MAX_NESTING deep (the lexer refuses more), two frames a level; pure
+# Python calls do not use the C stack in Python 3.11, so a higher limit is safe.
+_STACK_LIMIT = 20_000
+
+
+def parse(text: str) -> tuple[Tree, tuple[Token, ...]] | None:
+    """The tree and comments Lark would produce for `text`, or None where the fast path does
+    not accept the text (then Lark must parse it, to accept it or to explain why not)."""
+    old_limit = sys.getrecursionlimit()
+    try:
+        toks, comments = lex(text)
+        sys.setrecursionlimit(max(old_limit, _STACK_LIMIT))
+        return _Parser(toks).start(), tuple(comments)
+    except (Reject, IndexError, RecursionError):
+        return None
+    finally:
+        sys.setrecursionlimit(old_limit)
+
