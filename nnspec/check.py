@@ -888,6 +888,11 @@ def _check_cross(checked_task: Task | None, train: dict, graph: ir.Graph, spec: 
         st = spec.train_setting("class_weights")
         sink.error("E017", f"class_weights has {len(weights)} weights for {checked_task.classes} classes",
                    st.span if st else spec.span)
+    if train.get("folds") and train.get("validation"):
+        st = spec.train_setting("folds")
+        sink.error("E020", f"`folds {train['folds']}` and `validation {train['validation']}` both choose the "
+                   "validation rows", st.span if st else spec.span,
+                   help=f"keep one: with folds, each of the {train['folds']} runs validates on its own fold")
     params_bytes = graph.total_params * 4
     if params_bytes > MAX_PARAM_BYTES:
         sink.error("E307", f"the model has {count_text(graph.total_params)} parameters: it would need "

@@ -287,6 +287,8 @@ def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, s
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only where the run is.")
 @click.option("--defaults", is_flag=True, help="Train a spec with search spaces at each space's default value.")
+@click.option("--folds", type=click.IntRange(min=2), help="k-fold cross-validation: K runs, run k validated on fold k "
+              "(as the train setting `folds`; replaces `validation`).")
 @click.option("--nproc-per-node", type=click.IntRange(min=1), help="Data-parallel: worker processes on this machine "
               "(one per GPU); --batch-size is then the global batch. See docs/distributed.md.")
 @click.option("--nnodes", type=click.IntRange(min=1), help="Data-parallel: number of machines (default 1).")
@@ -295,9 +297,9 @@ def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, s
 @click.option("--master-port", type=click.IntRange(min=1, max=65535), help="Data-parallel: TCP port on that machine.")
 @guarded
 def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resume, amp, compile_, quiet, defaults,
-          nproc_per_node, nnodes, node_rank, master_addr, master_port):
+          folds, nproc_per_node, nnodes, node_rank, master_addr, master_port):
     """Train a spec; writes history.csv, metrics.json, checkpoints and curves.png to the run folder."""
-    from .train.cli_view import train_command
+    from .train.cli_view import cross_validate_command, train_command
 
     if batch_size is not None and batch_size != "full":
         if not batch_size.isdigit() or int(batch_size) < 1:
@@ -308,6 +310,14 @@ def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resu
     from .train import distributed as D
 
     launch = (nproc_per_node, nnodes, node_rank, master_addr, master_port)
+    if folds or result.checked.train.get("folds"):
+        if any(v is not None for v in launch):
+            raise click.UsageError("cross-validation trains its folds one after another in one process; "
+                                   "drop --nproc-per-node/--nnodes, or train without folds")
+        cross_validate_command(result, _console(), folds=folds, device=device, epochs=epochs, batch_size=batch_size,
+                               lr=lr, seed=seed, data=data_source, out_dir=out_dir, resume=resume, amp=amp,
+                               compile=compile_, quiet=quiet, defaults=defaults)
+        return
     worker = D.worker_from_env()  # set when torchrun (or the launch below) started this process
     if worker is None and any(v is not None for v in launch):  # start the workers, each runs this command
         D.check_launch(result.checked, device, nproc_per_node or 1)

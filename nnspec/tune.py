@@ -75,6 +75,10 @@ def check_objective(result: Result, metric: str) -> None:
     """The objective must be a value the training run logs every epoch."""
     from .train.metrics import metric_key
 
+    folds = result.checked.train.get("folds")
+    if folds:  # a trial per fold set would multiply the search's cost by `folds`; not offered yet
+        raise UserError(f"tune does not cross-validate: this spec has `folds {folds}`",
+                        help="tune with `validation 0.2` instead, then cross-validate the best.nn it writes")
     names = ["loss", *(metric_key(n, a) for n, a in result.checked.metrics)]
     has_val = (result.checked.train.get("validation") or 0) > 0
     logged = names + ([f"val_{n}" for n in names] if has_val else [])

@@ -112,7 +112,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     # The learning rate grows 1000x per epoch: fine in epoch 1, divergent soon after.
     edit = lambda t: t.replace("Adam(lr=0.01)", "SGD(lr=0.001)").replace("early_stopping 30", "schedule exponential(gamma=1000)")
     with pytest.raises(TrainingDiverged, match=r"the loss became (nan|inf) in epoch (\d+)") as err:
-        train_spec(result_of("diabetes_mlp.nn", edit), out_dir=tmp_path, epochs=10)
+        train_spec(result_of("diabetes_mlp.nn", edit), out_dir=tmp_path, epochs=10, fold=(0, 5))
     failed_epoch = int(err.value.message.split("epoch ")[1].split(";")[0])
     assert failed_epoch >= 2
     last = torch.load(tmp_path / "last.pt", weights_only=True)

@@ -26,6 +26,8 @@ def small_data(result):
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in ALL])
 def test_every_spec_trains_one_epoch(tmp_path, name):
     result = check_file(SPECS / name)
-    run = train_spec(result, out_dir=tmp_path, epochs=1, data=small_data(result), defaults=True)
+    folds = result.checked.train["folds"]  # a cross-validated spec: its first fold
+    run = train_spec(result, out_dir=tmp_path, epochs=1, data=small_data(result), defaults=True,
+                     fold=(0, folds) if folds else None)
     assert len(run.history) == 1 and math.isfinite(run.history[0]["loss"])
     assert (tmp_path / "last.pt").is_file() and (tmp_path / "curves.png").is_file()

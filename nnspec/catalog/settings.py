@@ -14,6 +14,7 @@ TRAIN_SETTINGS: tuple[Param, ...] = (
     Param("batch_size", "int|enum", 32, min=1, choices=("full",),
           doc="1 = stochastic GD, full = batch GD, otherwise mini-batch"),
     Param("validation", "float", 0.0, min=0.0, max=0.9, doc="fraction held out for validation (stratified)"),
+    Param("folds", "int", None, min=2, doc="k-fold cross-validation: k runs, each validated on its own 1/k of the data"),
     Param("seed", "int", 0, min=0, doc="seed for initialization, shuffling and splits"),
     Param("shuffle", "bool", True, doc="reshuffle the training data every epoch"),
     Param("standardize", "bool", True, doc="standardize tabular features (fitted on the training split)"),

@@ -69,6 +69,36 @@ def train_command(result, console, *, quiet: bool, **options) -> RunSummary:
     return summary
 
 
+def cross_validate_command(result, console, *, quiet: bool, folds: int | None, **options):
+    """Every fold as `nnspec train` shows one run, then a table of the folds with their mean and spread."""
+    from rich.table import Table
+
+    from .crossval import cross_validate, replaced_validation
+
+    def on_fold(k: int, count: int, fold_dir: Path) -> None:
+        console.rule(f"fold {k + 1} of {count}")
+
+    def run_fold(result, **kw):
+        return train_command(result, console, quiet=quiet, **kw)
+
+    note = replaced_validation(result, folds)
+    if note:
+        console.print(note)
+    cv = cross_validate(result, folds=folds, run_fold=run_fold, on_fold=on_fold, **options)
+    stats = cv.mean_std("best")
+    table = Table(title=f"{len(cv.runs)}-fold cross-validation, best epoch of each fold by {cv.monitor}")
+    for column in ("fold", "epoch", *stats):
+        table.add_column(column, justify="right")
+    for i, row in enumerate(cv.best_rows):
+        table.add_row(str(i + 1), str(row["epoch"]), *(_fmt(row.get(k)) for k in stats))
+    table.add_row("mean ± std", "", *(f"{_fmt(m)} ± {_fmt(s)}" for m, s in stats.values()), style="bold")
+    console.print(table)
+    final = "  ".join(f"{k} {_fmt(m)} ± {_fmt(s)}" for k, (m, s) in cv.mean_std("final").items())
+    console.print(f"last epoch of each fold: {final}")
+    console.print(f"run folder: {cv.out_dir}  (cv.json, and fold_1 … fold_{len(cv.runs)}: one run folder each)")
+    return cv
+
+
 def evaluate_command(result, console, checkpoint: str, data, device: str, output: str | None) -> dict:
     values = evaluate_spec(result, checkpoint, data=data, device=device)
     console.print(f"{values['data']} ({values['split']}, {values['samples']} samples), checkpoint {checkpoint} "

@@ -494,20 +494,43 @@ def split_indices(y: np.ndarray, fraction: float, seed: int, stratify: bool) -> 
     return np.sort(train), np.sort(val)
 
 
+def fold_indices(y: np.ndarray, fold: tuple[int, int], seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Fold k of K (k from 0): its rows validate, the others train. Seeded and shuffled, stratified
+    by class when every class has at least K rows, so the K validation folds partition the data."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    k, folds = fold
+    n = len(y)
+    if folds > n:
+        raise UserError(f"folds {folds} needs at least {folds} rows; the data has {n}",
+                        help=f"use at most `folds {max(n, 2)}`, or give more data")
+    strata = None
+    if stratify and y.ndim == 1:
+        counts = np.bincount(y)
+        if counts[counts > 0].min() >= folds:
+            strata = y
+    splitter = (StratifiedKFold if strata is not None else KFold)(folds, shuffle=True, random_state=seed)
+    train, val = list(splitter.split(np.zeros(n), strata))[k]
+    return np.sort(train), np.sort(val)
+
+
 def fit_stats(x: np.ndarray) -> dict[str, np.ndarray]:
     mean = x.mean(0)
     std = x.std(0)
     return {"mean": mean.astype(np.float32), "std": np.where(std > 1e-12, std, 1.0).astype(np.float32)}
 
 
-def prepare(arrays: Arrays, expect: Expect, validation: float, seed: int, standardize: bool) -> Data:
+def prepare(arrays: Arrays, expect: Expect, validation: float, seed: int, standardize: bool,
+            fold: tuple[int, int] | None = None) -> Data:
     import torch
 
     stratify = expect.kind == "multiclass" or (expect.kind == "binary" and arrays.y.ndim == 2 and arrays.y.shape[1] == 1)
     strata_y = arrays.y if arrays.y.ndim == 1 else arrays.y.reshape(len(arrays.y), -1)[:, 0].astype(np.int64)
     if arrays.y.dtype != np.int64 and not stratify:
         strata_y = arrays.y.reshape(len(arrays.y), -1)[:, 0]
-    train_idx, val_idx = split_indices(strata_y, validation, seed, stratify and strata_y.dtype == np.int64)
+    stratify = stratify and strata_y.dtype == np.int64
+    train_idx, val_idx = (fold_indices(strata_y, fold, seed, stratify) if fold is not None
+                          else split_indices(strata_y, validation, seed, stratify))
     stats = {}
     inputs = list(arrays.inputs)
     if standardize and arrays.tabular:
@@ -525,15 +548,16 @@ def prepare(arrays: Arrays, expect: Expect, validation: float, seed: int, standa
 
 
 def load_data(checked, spec_path: str | Path, override: str | tuple | None = None, *, validation: float | None = None,
-              seed: int | None = None) -> Data:
-    """The spec's data (or `override`), checked against its inputs and task, split and standardised."""
+              seed: int | None = None, fold: tuple[int, int] | None = None) -> Data:
+    """The spec's data (or `override`), checked against its inputs and task, split (by `validation`,
+    or into cross-validation fold (k, K)) and standardised."""
     source = _source(checked, override)
     expect = Expect.of(checked)
     base = Path(spec_path).parent if spec_path else Path(".")
     arrays = load_arrays(source, expect, base)
     train = checked.train
     return prepare(arrays, expect, train["validation"] if validation is None else validation,
-                   train["seed"] if seed is None else seed, train["standardize"])
+                   train["seed"] if seed is None else seed, train["standardize"], fold)
 
 
 def _source(checked, override) -> tuple[str, dict[str, Any]]:

@@ -131,7 +131,9 @@ def class_weight_tensor(setting, data: Data, kind: str, classes: int | None):
 
 def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed=None, device="auto", data=None,
                quiet=True, on_epoch: Callable[[int, dict], None] | None = None, defaults=False, resume=False,
-               amp=False, compile=False, on_batch=None, on_start=None) -> RunSummary:
+               amp=False, compile=False, on_batch=None, on_start=None, fold: tuple[int, int] | None = None) -> RunSummary:
+    """One training run. A spec with `folds K` is cross-validated by `crossval.cross_validate`, which
+    calls this once per fold with fold=(k, K)."""
     import torch
 
     from ..backends.torch_model import build_model
@@ -144,6 +146,9 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
     result, notes = concrete(result, defaults)
     checked = result.checked
     settings = dict(checked.train)
+    if settings["folds"] and fold is None:
+        raise UserError(f"{checked.spec.name} is cross-validated (`folds {settings['folds']}`): each fold is a run",
+                        help="`nnspec train` runs every fold; in Python use nnspec.train.crossval.cross_validate")
     seed = settings["seed"] if seed is None else int(seed)
     epochs = settings["epochs"] if epochs is None else int(epochs)
     batch = settings["batch_size"] if batch_size is None else batch_size
@@ -160,7 +165,7 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
                      "the batch size is the global batch")
     autocast_dtype = amp_dtype(amp, dev)
 
-    dataset = load_data(checked, result.filename, data, seed=seed)
+    dataset = load_data(checked, result.filename, data, seed=seed, fold=fold)
     _refuse_absurd_memory(checked, min(batch or len(dataset.train), len(dataset.train)))  # the loop's batch
     dataset.train, dataset.val = dataset.train.to(dev), dataset.val.to(dev) if dataset.val is not None else None
     torch.manual_seed(seed)
@@ -215,7 +220,8 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
                 "rng": ckpt_io.rng_state(generator), "progress": progress.state_dict(), "epoch": progress.epoch,
                 "spec_source": result.source, "spec_name": name, "ir_hash": digest,
                 "data_origin": dataset.origin, "data_target": dataset.target,
-                "data_stats": {k: dict(v) for k, v in dataset.stats.items()}, "seed": seed, "monitor": monitor}
+                "data_stats": {k: dict(v) for k, v in dataset.stats.items()}, "seed": seed, "monitor": monitor,
+                "fold": list(fold) if fold is not None else None}
 
     def epoch_done(epoch: int, row: dict, improved: bool, progress: Progress) -> None:
         if not D.is_main():  # one run folder, written by rank 0

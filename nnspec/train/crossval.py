@@ -1,0 +1,107 @@
+"""k-fold cross-validation: `folds K` (or `nnspec train --folds K`) trains K runs, run k validated
+on fold k, and reports the mean and spread of their metrics.
+
+One split of a small data set is a noisy measure: on scikit-learn's diabetes set, R² of the same
+model on a 25 % hold-out ranges from 0.35 to 0.59 with the seed of the split alone. K folds use
+every row for validation exactly once, which is the usual way to report a small-data model.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..diagnostics import UserError
+from . import checkpoint as ckpt_io
+from .run import RunSummary, _json_safe, next_run_dir, train_spec
+
+NOT_METRICS = ("epoch", "lr", "seconds")
+
+
+@dataclass
+class CrossValidation:
+    out_dir: Path
+    runs: list[RunSummary]
+    monitor: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def best_rows(self) -> list[dict]:
+        return [run.best for run in self.runs]
+
+    @property
+    def final_rows(self) -> list[dict]:
+        return [run.final for run in self.runs]
+
+    def mean_std(self, which: str = "best") -> dict[str, tuple[float, float]]:
+        """Each metric's mean and (population) standard deviation over the folds."""
+        rows = self.best_rows if which == "best" else self.final_rows
+        keys = [k for k in rows[0] if k not in NOT_METRICS]
+        return {k: _mean_std([float(row[k]) for row in rows if k in row]) for k in keys}
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+
+
+def fold_count(result, folds: int | None) -> int:
+    """The number of folds: --folds, else the spec's `folds`; refused when neither asks for them."""
+    count = folds if folds is not None else result.checked.train.get("folds")
+    if not count:
+        raise UserError(f"{result.checked.spec.name} is not cross-validated",
+                        help="add `folds 5` to its train section, or pass --folds 5")
+    if count < 2:
+        raise UserError(f"--folds {count}: cross-validation needs at least 2 folds", help="e.g. --folds 5")
+    return int(count)
+
+
+def replaced_validation(result, folds: int | None) -> str | None:
+    validation = result.checked.train.get("validation")
+    if folds is not None and validation:
+        return f"--folds {folds} replaces the spec's `validation {validation}`"
+    return None
+
+
+def cross_validate(result, *, folds: int | None = None, out_dir=None, resume: bool = False,
+                   run_fold: Callable[..., RunSummary] | None = None,
+                   on_fold: Callable[[int, int, Path], None] | None = None, **options: Any) -> CrossValidation:
+    """Train one run per fold into `out_dir/fold_<k>/` and write `cv.json` beside them. `run_fold`
+    (default train_spec) trains one fold; `nnspec train` passes one that draws progress."""
+    from . import distributed as D
+
+    count = fold_count(result, folds)
+    if resume:
+        raise UserError("--resume does not apply to a cross-validated run",
+                        help="start it again, or resume one fold's run: it is an ordinary run folder")
+    if D.worker_from_env() is not None:
+        raise UserError("cross-validation runs its folds one after another in one process",
+                        help="drop --nproc-per-node (or torchrun), or train without folds")
+    notes = [note] if (note := replaced_validation(result, folds)) else []
+    name = result.checked.spec.name
+    run_dir = Path(out_dir) if out_dir else next_run_dir(name)
+    ckpt_io.make_dir(run_dir)
+    ckpt_io.write_text(run_dir / "spec.nn", result.source)
+    run_fold = run_fold or train_spec
+    runs = []
+    for k in range(count):
+        fold_dir = run_dir / f"fold_{k + 1}"
+        if on_fold is not None:
+            on_fold(k, count, fold_dir)
+        runs.append(run_fold(result, out_dir=fold_dir, fold=(k, count), **options))
+    cv = CrossValidation(run_dir, runs, runs[0].monitor, notes)
+    write_summary(run_dir / "cv.json", cv)
+    return cv
+
+
+def write_summary(path: Path, cv: CrossValidation) -> None:
+    summary = {
+        "folds": len(cv.runs), "monitor": cv.monitor,
+        "best": {k: _json_safe({"mean": m, "std": s}) for k, (m, s) in cv.mean_std("best").items()},
+        "final": {k: _json_safe({"mean": m, "std": s}) for k, (m, s) in cv.mean_std("final").items()},
+        "runs": [{"fold": i + 1, "folder": str(run.out_dir), "best": _json_safe(run.best),
+                  "final": _json_safe(run.final)} for i, run in enumerate(cv.runs)],
+    }
+    ckpt_io.write_text(path, json.dumps(summary, indent=2) + "\n")
