@@ -33,26 +33,28 @@ from lark.tree import Meta
 
 MAX_NESTING = 256  # the same bound as parse.MAX_NESTING (kept equal by a test; no import cycle)
 
-# Lark's terminals in the order its scanner tries them (WS left out: skipped before each token).
+# Lark's terminals in the order its scanner tries them (WS left out: skipped before each token),
+# written as Lark writes them (real newlines, not `\\n`), so that a test can compare the two.
 TERMINALS = (
-    ("NUMBER", r"([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][+-]?[0-9]+)?"),
-    ("NAME", r"[A-Za-z_][A-Za-z_0-9]*"),
-    ("STRING", r'"([^"\\\n]|\\.)*"'),
-    ("COMMENT", r"#[^\n]*"),
-    ("_NL", r"(\r?\n)+"),
-    ("__ANON_0", r"\->"),
-    ("COLON", ":"), ("COMMA", ","), ("DOT", r"\."), ("EQUAL", "="), ("LBRACE", r"\{"),
-    ("LPAR", r"\("), ("LSQB", r"\["), ("MINUS", r"\-"), ("PLUS", r"\+"), ("QMARK", r"\?"),
-    ("RBRACE", r"\}"), ("RPAR", r"\)"), ("RSQB", r"\]"), ("SEMICOLON", ";"), ("STAR", r"\*"),
+    ("NUMBER", "([0-9]+\\.[0-9]*|\\.[0-9]+|[0-9]+)([eE][+-]?[0-9]+)?"),
+    ("NAME", "[A-Za-z_][A-Za-z_0-9]*"),
+    ("STRING", '"([^"\\\\\n]|\\\\.)*"'),
+    ("COMMENT", "#[^\n]*"),
+    ("_NL", "(\r?\n)+"),
+    ("__ANON_0", "\\->"),
+    ("COLON", ":"), ("COMMA", ","), ("DOT", "\\."), ("EQUAL", "="), ("LBRACE", "\\{"),
+    ("LPAR", "\\("), ("LSQB", "\\["), ("MINUS", "\\-"), ("PLUS", "\\+"), ("QMARK", "\\?"),
+    ("RBRACE", "\\}"), ("RPAR", "\\)"), ("RSQB", "\\]"), ("SEMICOLON", ";"), ("STAR", "\\*"),
 )
-WS_PATTERN = r"[ \t\f\r]+"
+WS_PATTERN = "[ \t\f\r]+"
 
 
 def _master() -> re.Pattern:
     """One alternative per terminal, capturing only the terminal itself (group i+1), after blanks."""
     plain = re.compile(r"(?<!\\)[(](?![?])")  # an unescaped '(' that opens a capturing group
     inner = "|".join("(" + plain.sub("(?:", pattern) + ")" for _, pattern in TERMINALS)
-    return re.compile(r"[ \t\f\r]*+(?:" + inner + ")")
+    blanks = WS_PATTERN.removesuffix("+") + "*+"  # possessive: blanks are never given back
+    return re.compile(blanks + "(?:" + inner + ")")
 
 
 _MASTER = _master()
