@@ -6,6 +6,7 @@ diagnostics in one pass; it never stops at the first problem and never imports t
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
@@ -58,6 +59,7 @@ def header_span(spec: ir.Spec) -> Span:
     return Span(sp.line, sp.col, sp.line, sp.col + len("model ") + len(spec.name))
 
 
+@functools.lru_cache(maxsize=1024)  # a few dozen kinds (and block names), asked for once per node
 def snake(name: str) -> str:
     return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()
 
@@ -185,8 +187,12 @@ class Elaborator:
                 self.sink.warning("W202", f"block '{block.name}' is never used", Span(
                     sp.line, sp.col, sp.line, sp.col + len("block ") + len(block.name)),
                     help="use it in `layers`, or remove it: the body of an unused block is not checked")
-        nodes = tuple(replace(self.nodes[n], alias=self.aliases.get(n)) for n in self.order)
+        nodes = tuple(self._with_alias(self.nodes[n]) for n in self.order)
         return ir.Graph(nodes, tuple(i.name for i in self.spec.inputs if i.name in self.nodes), out)
+
+    def _with_alias(self, node: ir.Node) -> ir.Node:
+        alias = self.aliases.get(node.name)
+        return node if node.alias == alias else replace(node, alias=alias)  # most nodes have none
 
     def _add(self, node: ir.Node, named: bool = False) -> str:
         self.nodes[node.name] = node

@@ -25,6 +25,7 @@ diagnostics case, random valid specs and random mutations):
 """
 from __future__ import annotations
 
+import gc
 import re
 import sys
 
@@ -50,17 +51,18 @@ WS_PATTERN = "[ \t\f\r]+"
 
 
 def _master() -> re.Pattern:
-    """One alternative per terminal, capturing only the terminal itself (group i+1), after blanks."""
+    """Three groups a match: the blanks before a token; the token (any of Lark's terminals,
+    tried in Lark's order, their own groups made non-capturing); or else the one character
+    where no terminal matches. So findall() skips nothing but blanks at the very end."""
     plain = re.compile(r"(?<!\\)[(](?![?])")  # an unescaped '(' that opens a capturing group
-    inner = "|".join("(" + plain.sub("(?:", pattern) + ")" for _, pattern in TERMINALS)
+    tokens = "|".join(plain.sub("(?:", pattern) for _, pattern in TERMINALS)
     blanks = WS_PATTERN.removesuffix("+") + "*+"  # possessive: blanks are never given back
-    return re.compile(blanks + "(?:" + inner + ")")
+    return re.compile(f"({blanks})(?:({tokens})|([\\s\\S]))")
 
 
 _MASTER = _master()
-_TRAILING_BLANKS = re.compile(WS_PATTERN)
 
-# Token kinds: the group number of each terminal in _MASTER, then the keywords.
+# Token kinds: one per terminal (in TERMINALS' order), then the keywords.
 (NUMBER, NAME, STRING, COMMENT, NL, ARROW, COLON, COMMA, DOT, EQUAL, LBRACE, LPAR, LSQB, MINUS,
  PLUS, QMARK, RBRACE, RPAR, RSQB, SEMICOLON, STAR) = range(1, len(TERMINALS) + 1)
 KEYWORDS = {"int": "INT_KW", "model": "MODEL", "input": "INPUT", "block": "BLOCK", "layers": "LAYERS",
@@ -72,6 +74,14 @@ _KIND_OF_KEYWORD = {word: 100 + i for i, word in enumerate(KEYWORDS)}
 END = 0
 TYPE_OF = {i + 1: name for i, (name, _) in enumerate(TERMINALS)}
 TYPE_OF.update({kind: KEYWORDS[word] for word, kind in _KIND_OF_KEYWORD.items()})
+
+# A token's first character tells its terminal, but for '.' (DOT or a NUMBER like .5) and
+# '-' (MINUS or ->), which the token's length settles.
+_KIND_OF_CHAR = {c: NAME for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_"}
+_KIND_OF_CHAR.update({c: NUMBER for c in "0123456789"})
+_KIND_OF_CHAR.update({'"': STRING, "#": COMMENT, "\n": NL, "\r": NL, ":": COLON, ",": COMMA, ".": DOT,
+                      "=": EQUAL, "{": LBRACE, "(": LPAR, "[": LSQB, "-": MINUS, "+": PLUS, "?": QMARK,
+                      "}": RBRACE, ")": RPAR, "]": RSQB, ";": SEMICOLON, "*": STAR})
 
 SEPARATORS = frozenset((NL, SEMICOLON))
 EXPR_START = frozenset((NAME, NUMBER, STRING, TRUE, FALSE, LSQB, LPAR, MINUS))
@@ -92,17 +102,19 @@ def lex(text: str) -> tuple[list[tuple], list[Token]]:
     toks: list[tuple] = []
     comments: list[Token] = []
     append = toks.append
+    kind_of_char, kind_of_keyword = _KIND_OF_CHAR, _KIND_OF_KEYWORD
     line, line_start = 1, 0
     depth = signs = 0
     pending = None
     end = 0
-    match = _MASTER.scanner(text).match
-    while (m := match()) is not None:
-        kind = m.lastindex
-        start, end = m.span(kind)
-        value = m.group(kind)
+    for blanks, value, stray in _MASTER.findall(text):
+        if stray:
+            raise Reject("a character no terminal matches")
+        start = end + len(blanks)
+        end = start + len(value)
+        kind = kind_of_char[value[0]]
         if kind == NAME:
-            kind = _KIND_OF_KEYWORD.get(value, NAME)
+            kind = kind_of_keyword.get(value, NAME)
         elif kind == COMMENT:
             col = start - line_start + 1
             comments.append(Token("COMMENT", value, start, line, col, line, col + end - start, end))
@@ -115,6 +127,10 @@ def lex(text: str) -> tuple[list[tuple], list[Token]]:
             if depth == 0 and pending is None:
                 pending = (NL, value, start, end, first_line, col, line, end - line_start + 1)
             continue
+        elif kind == DOT and len(value) > 1:
+            kind = NUMBER
+        elif kind == MINUS and len(value) > 1:
+            kind = ARROW
         if kind == MINUS:
             signs += 1
             if signs > MAX_NESTING:
@@ -133,8 +149,7 @@ def lex(text: str) -> tuple[list[tuple], list[Token]]:
             depth -= 1
         col = start - line_start + 1
         append((kind, value, start, end, line, col, line, col + end - start))
-    if end != len(text) and not _TRAILING_BLANKS.fullmatch(text, end):
-        raise Reject("a character no terminal matches")
+    assert not text[end:].strip(" \t\f\r")  # only blanks after the last token
     if pending is not None:
         append(pending)
     col = len(text) - line_start + 1
@@ -146,28 +161,35 @@ def lex(text: str) -> tuple[list[tuple], list[Token]]:
 _new = object.__new__
 
 
-def _meta(first: tuple, last: tuple) -> Meta:
-    """What propagate_positions gives a rule that consumed the tokens first..last."""
-    meta = _new(Meta)
-    meta.__dict__ = {
-        "empty": False, "line": first[4], "column": first[5], "start_pos": first[2],
-        "container_line": first[4], "container_column": first[5], "container_start_pos": first[2],
-        "end_line": last[6], "end_column": last[7], "end_pos": last[3],
-        "container_end_line": last[6], "container_end_column": last[7], "container_end_pos": last[3],
-    }
-    return meta
+_new_str = str.__new__
 
 
 def _tree(data: str, children: list, first: tuple, last: tuple) -> Tree:
+    """Tree(data, children) with the meta propagate_positions gives a rule that consumed the
+    tokens first..last (built directly: this runs for every node of every spec)."""
+    _, _, start, _, line, column, _, _ = first
+    _, _, _, end, _, _, end_line, end_column = last
+    meta = _new(Meta)
+    meta.__dict__ = {
+        "empty": False, "line": line, "column": column, "start_pos": start,
+        "container_line": line, "container_column": column, "container_start_pos": start,
+        "end_line": end_line, "end_column": end_column, "end_pos": end,
+        "container_end_line": end_line, "container_end_column": end_column, "container_end_pos": end,
+    }
     tree = _new(Tree)
     tree.data = data
     tree.children = children
-    tree._meta = _meta(first, last)
+    tree._meta = meta
     return tree
 
 
 def _token(t: tuple) -> Token:
-    return Token(TYPE_OF[t[0]], t[1], t[2], t[4], t[5], t[6], t[7], t[3])
+    """Token(type, value, start_pos, line, column, end_line, end_column, end_pos), its slots
+    filled directly (Token's own constructor costs twice as much)."""
+    token = _new_str(Token, t[1])
+    token.type = TYPE_OF[t[0]]
+    token.value, token.start_pos, token.end_pos, token.line, token.column, token.end_line, token.end_column = t[1:]
+    return token
 
 
 # ---------------------------------------------------------------- recursive descent
@@ -327,7 +349,7 @@ class _Parser:
                 factors: list = []
                 factor_start = i
                 while True:
-                    node, i = self.unary(i)
+                    node, i = self.atom(i) if kinds[i] != MINUS else self.unary(i)
                     factors.append(node)
                     if kinds[i] != STAR:
                         break
@@ -441,7 +463,8 @@ _STACK_LIMIT = 20_000
 def parse(text: str) -> tuple[Tree, tuple[Token, ...]] | None:
     """The tree and comments Lark would produce for `text`, or None where the fast path does
     not accept the text (then Lark must parse it, to accept it or to explain why not)."""
-    old_limit = sys.getrecursionlimit()
+    old_limit, collecting = sys.getrecursionlimit(), gc.isenabled()
+    gc.disable()  # a tree only grows while it is built: the collector's passes over it would be waste
     try:
         toks, comments = lex(text)
         sys.setrecursionlimit(max(old_limit, _STACK_LIMIT))
@@ -450,4 +473,6 @@ def parse(text: str) -> tuple[Tree, tuple[Token, ...]] | None:
         return None
     finally:
         sys.setrecursionlimit(old_limit)
+        if collecting:
+            gc.enable()
 

@@ -194,9 +194,11 @@ class Lowerer:
         if isinstance(node, Token):
             return self._token(node)
         kind = node.data
-        sp = span_of(node)
         if kind == "number":
             return self._number(node.children[0])
+        if kind == "call":
+            return self._call(node, context)
+        sp = span_of(node)  # not before: the two above take their spans themselves
         if kind == "string":
             return ir.Str(_unquote(str(node.children[0])), sp)
         if kind in ("true", "false"):
@@ -220,8 +222,6 @@ class Lowerer:
             return ir.Add(tuple(self.expr(c, context) for c in node.children), sp)
         if kind == "product":
             return self._product(node, context)
-        if kind == "call":
-            return self._call(node, context)
         raise AssertionError(f"unhandled tree node {kind}")  # grammar and lowering out of step
 
     def _product(self, node: Tree, context: str) -> ir.Expr:
