@@ -135,9 +135,32 @@ def test_the_switch_sends_every_parse_to_lark(monkeypatch):
 # ---------------------------------------------------------------- generated inputs
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(props.valid_spec().flatmap(lambda text: props.laid_out(text.split("\n"))))
+@given(props.valid_spec())
 def test_random_valid_specs_parse_as_with_lark(text):
     assert assert_same_as_lark(text)
+
+
+EDGES = {
+    "settings of several values": "model M { train { lr a.b .5 -2 (1) x(1) 1..5 } }",
+    "keywords as argument names": "model M { layers { GRU(32, layers=2, int=1, model=true, search=false) } }",
+    "newline before { and ->": "model M\n{\n layers\n {\n  Dense(1)\n  # why\n  -> relu\n }\n}",
+    "comment at the end, no newline": "model M {}\n# last",
+    "blanks after the last token": "model M {}  \t ",
+    "carriage returns": "model M {\r\n  input x: [4]\r\r\n\r\n  layers { Dense(2) }\r\n}\r\n",
+    "separators everywhere": ";\n;model M {;; input x: int[?, 3];\n\n; loss mse;};\n",
+    "lines inside brackets": "model M { layers { Dense(\n 4,\n\n activation=\n relu\n ) -> [\n1\n] } }",
+    "empty calls, lists, blocks": "model M { block B() { }; layers { B() -> [] -> f() } }",
+    "a keyword where a name must be": "model M { layers { loss = Dense(2) } }",
+    "a dotted name called": "model M { layers { a.b(2) } }",
+    "a character no terminal matches": "model M { layers { Dense(2) @ } }",
+    "an unterminated string": 'model M { train { data "x } }',
+    "a stray closer": "model M { layers { Dense(2)) } }",
+}
+
+
+@pytest.mark.parametrize("text", EDGES.values(), ids=EDGES.keys())
+def test_edge_cases_parse_as_with_lark(text):
+    assert_same_as_lark(text)
 
 
 class Sentences:
