@@ -337,12 +337,14 @@ def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resu
 @click.option("--data", "data_source", help="Evaluate on this data instead (whole set); default: the run's validation split.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Where to write the metrics JSON (default: beside the checkpoint).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Rows read and scored at a time: memory grows with it, not with the data's length.")
 @guarded
-def evaluate(file, checkpoint, data_source, device, output):
+def evaluate(file, checkpoint, data_source, device, output, batch_size):
     """Loss and metrics of a trained checkpoint."""
     from .train.cli_view import evaluate_command
 
-    evaluate_command(load_or_exit(file), _console(), checkpoint, data_source, device, output)
+    evaluate_command(load_or_exit(file), _console(), checkpoint, data_source, device, output, batch_size)
 
 
 @main.command()
@@ -351,12 +353,14 @@ def evaluate(file, checkpoint, data_source, device, output):
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False), help="Rows to predict: .csv or .npz.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write predictions as CSV here (default: print).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Rows read and scored at a time: memory grows with it, not with the data's length.")
 @guarded
-def predict(file, checkpoint, input_path, output, device):
+def predict(file, checkpoint, input_path, output, device, batch_size):
     """Predictions of a trained checkpoint: probabilities and the predicted class, or the outputs."""
     from .train.cli_view import predict_command
 
-    predict_command(load_or_exit(file), checkpoint, input_path, output, device)
+    predict_command(load_or_exit(file), checkpoint, input_path, output, device, batch_size)
 
 
 @main.command(name="fmt")

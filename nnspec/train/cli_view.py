@@ -99,8 +99,9 @@ def cross_validate_command(result, console, *, quiet: bool, folds: int | None, *
     return cv
 
 
-def evaluate_command(result, console, checkpoint: str, data, device: str, output: str | None) -> dict:
-    values = evaluate_spec(result, checkpoint, data=data, device=device)
+def evaluate_command(result, console, checkpoint: str, data, device: str, output: str | None,
+                     batch_size: int = 1024) -> dict:
+    values = evaluate_spec(result, checkpoint, data=data, device=device, batch_size=batch_size)
     console.print(f"{values['data']} ({values['split']}, {values['samples']} samples), checkpoint {checkpoint} "
                   f"(epoch {values['epoch']})")
     for k, v in values.items():
@@ -114,8 +115,10 @@ def evaluate_command(result, console, checkpoint: str, data, device: str, output
     return values
 
 
-def predict_command(result, checkpoint: str, input_path: str, output: str | None, device: str) -> None:
-    batches = predict_batches(result, checkpoint, input_path, device=device)  # streamed: never all rows at once
+def predict_command(result, checkpoint: str, input_path: str, output: str | None, device: str,
+                    batch_size: int = 1024) -> None:
+    # streamed: never all rows at once
+    batches = predict_batches(result, checkpoint, input_path, device=device, batch_size=batch_size)
     if output:
         click.echo(f"wrote {write_predictions(batches, output)} predictions to {output}")
         return

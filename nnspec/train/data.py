@@ -299,9 +299,10 @@ def _csv(path: Path, target: str | None, delimiter: str, expect: Expect) -> Arra
 
 
 def _require_finite(x: np.ndarray, origin: str, columns: list[str] | None = None, first_line: int | None = None,
-                    array: str | None = None) -> None:
+                    array: str | None = None, first_row: int = 0, scope: str = "in all") -> None:
     """NaN or infinite values would turn the loss into NaN after an epoch of wasted time: refuse them
-    here, naming the file, the row and the column (CSV) or the array and the index (NPZ)."""
+    here, naming the file, the row and the column (CSV) or the array and the index (NPZ).
+    `first_row`: x is a batch of rows from there on (indices are the whole array's); `scope` words the count."""
     if x.dtype.kind != "f" or np.isfinite(x).all():
         return
     where = np.argwhere(~np.isfinite(x))[0]
@@ -309,9 +310,10 @@ def _require_finite(x: np.ndarray, origin: str, columns: list[str] | None = None
     if columns is not None:
         place = f"{origin}:{int(where[0]) + (first_line or 0)}: column '{columns[int(where[1])]}' holds {value}"
     else:
-        place = f"{origin}: array '{array}' holds {value} at index {tuple(int(i) for i in where)}"
+        index = (int(where[0]) + first_row, *(int(i) for i in where[1:]))
+        place = f"{origin}: array '{array}' holds {value} at index {index}"
     count = int((~np.isfinite(x)).sum())
-    raise UserError(f"{place}, not a finite number ({count} such value{'s' if count != 1 else ''} in all)",
+    raise UserError(f"{place}, not a finite number ({count} such value{'s' if count != 1 else ''} {scope})",
                     help="remove or fill in the missing values (NaN) and infinities before training")
 
 
@@ -398,24 +400,30 @@ def match_input(x: np.ndarray, i: int, expect: Expect, origin: str) -> np.ndarra
     return _match_array(x, i, expect, origin)
 
 
-def _match_array(x: np.ndarray, i: int, expect: Expect, origin: str) -> np.ndarray:
-    """Check one input array against the spec (shape without batch, dtype)."""
-    name, shape, dtype = expect.inputs[i]
-    got = tuple(x.shape[1:])
-    ok = len(got) == len(shape) and all(s is None or s == g for s, g in zip(shape, got))
-    if not ok and None not in shape and x.ndim >= 2 and int(np.prod(got)) == int(np.prod(shape)):
-        x, ok = x.reshape(len(x), *shape), True  # flat rows of a fixed shape
+def input_layout(shape: tuple, dtype: np.dtype, i: int, expect: Expect, origin: str) -> tuple:
+    """Check one input array's shape (with batch) and dtype against the spec -> the per-sample shape
+    its rows take. Needs no data, only the array's header (an .npz member is streamed)."""
+    name, want, kind = expect.inputs[i]
+    got = tuple(shape[1:])
+    ok = len(got) == len(want) and all(s is None or s == g for s, g in zip(want, got))
+    if not ok and None not in want and len(shape) >= 2 and int(np.prod(got)) == int(np.prod(want)):
+        got, ok = tuple(want), True  # flat rows of a fixed shape
     if not ok:
         raise UserError(f"{origin}: input '{name}' expects {expect.shape_text(i)} per sample; "
-                        f"received {list(got)} (array of shape {list(x.shape)})")
-    if dtype == "int":
-        if not np.issubdtype(x.dtype, np.integer):
-            raise UserError(f"{origin}: input '{name}' expects integer token ids ({expect.shape_text(i)}); "
-                            f"received {x.dtype} values")
-        return x.astype(np.int64)
-    if not np.issubdtype(x.dtype, np.number):
-        raise UserError(f"{origin}: input '{name}' expects numbers; received {x.dtype} values")
-    return x.astype(np.float32)
+                        f"received {list(shape[1:])} (array of shape {list(shape)})")
+    if kind == "int" and not np.issubdtype(dtype, np.integer):
+        raise UserError(f"{origin}: input '{name}' expects integer token ids ({expect.shape_text(i)}); "
+                        f"received {dtype} values")
+    if not np.issubdtype(dtype, np.number):
+        raise UserError(f"{origin}: input '{name}' expects numbers; received {dtype} values")
+    return got
+
+
+def _match_array(x: np.ndarray, i: int, expect: Expect, origin: str) -> np.ndarray:
+    """Check one input array against the spec (shape without batch, dtype) -> float32 or int64 rows."""
+    sample = input_layout(x.shape, x.dtype, i, expect, origin)
+    x = x.reshape(len(x), *sample)
+    return x.astype(np.int64 if expect.inputs[i][2] == "int" else np.float32)
 
 
 # ------------------------------------------------------------------ synthetic data

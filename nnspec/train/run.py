@@ -18,7 +18,7 @@ from typing import Any, Callable
 from ..diagnostics import UserError
 from . import checkpoint as ckpt_io
 from . import distributed as D
-from .data import Data, Expect, load_data, match_input, npz_input_arrays
+from .data import Data, Expect, load_data
 
 RUNS_DIR = Path("runs")
 
@@ -336,31 +336,48 @@ def _load_for(result, checkpoint: str, device: str):
 
 def evaluate_spec(result, checkpoint: str, *, data=None, device="auto", batch_size: int = 1024) -> dict[str, Any]:
     """Loss and metrics of a checkpoint: on the validation split of the run's data (re-made with the
-    run's seed), or on the whole of `data` when given; standardised with the run's training stats."""
-    import torch
-
-    from .data import Split, load_arrays, _source
-    from .loop import Task, evaluate
+    run's seed), or on the whole of `data` when given; standardised with the run's training stats.
+    Scored batch by batch into a streaming.EvalStream, which keeps counts and sums, not outputs; a
+    CSV or NPZ `data` file is read batch by batch too, so memory does not grow with its length."""
+    from .data import _resolve, _source, load_arrays
     from .losses import build_loss
+    from .row_files import row_batches
+    from .streaming import EvalStream, score
     from ..catalog.base import feature_axis
 
     result, checked, state, model, dev = _load_for(result, checkpoint, device)
-    task_kind = checked.task.kind if checked.task else "regression"
+    expect = Expect.of(checked)
     out_rank = len(checked.graph.output_node.out.shape)
-    task = Task(task_kind, tuple((n, dict(a)) for n, a in checked.metrics), 1 + feature_axis(out_rank))
+    stream = EvalStream(checked.metrics, expect.kind, 1 + feature_axis(out_rank))
+    which = "whole data set"
     if data is None:
-        dataset = load_data(checked, result.filename, None, seed=state.get("seed"))
-        split, which = (dataset.val, "validation split") if dataset.val is not None else (dataset.train, "whole data set")
-        origin = dataset.origin
+        fold = tuple(state["fold"]) if state.get("fold") else None  # a cross-validation run: its own fold
+        dataset = load_data(checked, result.filename, None, seed=state.get("seed"), fold=fold)
+        split, which = (dataset.val, "validation split") if dataset.val is not None else (dataset.train, which)
+        if fold is not None:
+            which = f"validation fold {fold[0] + 1} of {fold[1]}"
+        batches, origin = _array_batches([x.numpy() for x in split.inputs], split.y.numpy(), batch_size), dataset.origin
     else:
-        arrays = load_arrays(_source(checked, data), Expect.of(checked), Path(result.filename).parent)
-        inputs = _standardize(arrays.inputs, Expect.of(checked), state)
-        split = Split([torch.from_numpy(x) for x in inputs], torch.from_numpy(arrays.y))
-        which, origin = "whole data set", arrays.origin
-    split = split.to(dev)
-    values = evaluate(model, split, build_loss(checked), task, batch=batch_size)
-    return {"data": origin, "split": which, "samples": len(split), "checkpoint": str(checkpoint),
-            "epoch": state.get("epoch"), **_json_safe(values)}
+        name, args = _source(checked, data)
+        if name in ("csv", "npz"):  # files of any length: read as they are scored
+            path = _resolve(args["path"], Path(result.filename).parent)
+            rows = row_batches(path, expect, batch_size, labels=True, target=args.get("target"),
+                               delimiter=args.get("delimiter", ","))
+            batches, origin = ((_standardize(b.inputs, expect, state), b.y) for b in rows), str(path)
+        else:  # bundled and synthetic sets are small: made whole, scored in batches
+            arrays = load_arrays((name, args), expect, Path(result.filename).parent)
+            batches = _array_batches(_standardize(arrays.inputs, expect, state), arrays.y, batch_size)
+            origin = arrays.origin
+    score(model, batches, build_loss(checked), stream, dev)
+    if stream.samples == 0:
+        raise UserError(f"{origin} has no rows to evaluate")
+    return {"data": origin, "split": which, "samples": stream.samples, "checkpoint": str(checkpoint),
+            "epoch": state.get("epoch"), **_json_safe(stream.values())}
+
+
+def _array_batches(inputs: list, y, batch: int):
+    for start in range(0, len(y), batch):
+        yield [x[start:start + batch] for x in inputs], y[start:start + batch]
 
 
 def _standardize(inputs: list, expect: Expect, state: dict) -> list:
@@ -385,18 +402,20 @@ def predict_spec(result, checkpoint: str, input_path: str, *, output=None, devic
 
 
 def predict_batches(result, checkpoint: str, input_path: str, *, device="auto", batch_size: int = 1024):
-    """Yields (header, rows) for each batch of input rows: the predictions, and a CSV's rows, are never
-    all in memory at once, so inputs of any length stream through (an .npz file is read whole)."""
+    """Yields (header, rows) for each batch of input rows: the input rows (CSV, or each array of an
+    .npz) are read batch by batch and the predictions made batch by batch (row_files.py), so inputs
+    of any length stream through."""
     import numpy as np
     import torch
 
     from .loop import predict
+    from .row_files import row_batches
 
     result, checked, state, model, dev = _load_for(result, checkpoint, device)
     expect = Expect.of(checked)
     empty = True
-    for inputs in _input_batches(Path(input_path), expect, state.get("data_target"), batch_size):
-        inputs = _standardize(inputs, expect, state)
+    for rows in row_batches(Path(input_path), expect, batch_size, target=state.get("data_target")):
+        inputs = _standardize(rows.inputs, expect, state)
         probs = predict(model, [torch.from_numpy(np.ascontiguousarray(x)).to(dev) for x in inputs], batch_size)
         empty = False
         yield _prediction_table(probs.float().cpu().numpy(), checked)
@@ -420,73 +439,6 @@ def write_predictions(batches, output) -> int:
 
     ckpt_io.atomic_write(output, write)
     return count
-
-
-def _input_batches(path: Path, expect: Expect, target: str | None, batch: int):
-    """The input arrays, batch rows at a time: a CSV file is read as it goes, an .npz file at once."""
-    if path.suffix.lower() == ".csv":
-        yield from _csv_batches(path, expect, target, batch)
-        return
-    inputs = _read_inputs(path, expect, target)
-    for start in range(0, len(inputs[0]), batch):
-        yield [x[start:start + batch] for x in inputs]
-
-
-def _csv_batches(path: Path, expect: Expect, target: str | None, batch: int):
-    import numpy as np
-
-    if len(expect.inputs) != 1:
-        raise UserError(f"{path}: a CSV file feeds one input but the model has {len(expect.inputs)}",
-                        help="give an .npz file with one array per input name")
-
-    def arrays(rows):
-        try:
-            x = np.array(rows, dtype=np.float32)
-        except ValueError:
-            raise UserError(f"{path}: every column must be numeric") from None
-        return [match_input(x.astype(np.int64) if expect.inputs[0][2] == "int" else x, 0, expect, str(path))]
-
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            header = next((row for row in reader if row), None)
-            drop = header.index(target) if header and target is not None and target in header else None
-            rows = []
-            for row in reader:
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise UserError(f"{path}:{reader.line_num}: {len(row)} values but the header has "
-                                    f"{len(header)} columns")
-                if drop is not None:  # the label column of the training CSV
-                    del row[drop]
-                rows.append(row)
-                if len(rows) == batch:
-                    yield arrays(rows)
-                    rows = []
-            if rows:
-                yield arrays(rows)
-    except FileNotFoundError:
-        raise UserError(f"input file not found: {path}") from None
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise UserError(f"{path} is not a readable CSV file ({err})") from None
-
-
-def _read_inputs(path: Path, expect: Expect, target: str | None) -> list:
-    import numpy as np
-
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-        except FileNotFoundError:
-            raise UserError(f"input file not found: {path}") from None
-        except (ValueError, OSError) as err:
-            raise UserError(f"{path} is not a readable .npz file ({err})") from None
-        xs = npz_input_arrays(arrays, [n for n, _, _ in expect.inputs], path)
-        return [match_input(x, i, expect, str(path)) for i, x in enumerate(xs)]
-    raise UserError(f"--input {path}: expected a .csv or .npz file")  # CSV files stream: _csv_batches
 
 
 def _prediction_table(probs, checked) -> tuple[list[str], list[list]]:
