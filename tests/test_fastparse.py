@@ -46,6 +46,8 @@ def differences(fast, lark, path: str = "start") -> str | None:
         return None if mine == theirs and str(fast) == str(lark) else f"{path}: token {mine} vs {theirs}"
     if fast.data != lark.data or type(fast.data) is not type(lark.data):
         return f"{path}: rule {fast.data!r} vs {lark.data!r}"
+    if vars(fast).keys() != vars(lark).keys() or type(fast.meta) is not type(lark.meta):
+        return f"{path}: attributes {vars(fast)} vs {vars(lark)}"
     if vars(fast.meta) != vars(lark.meta):
         return f"{path}: meta {vars(fast.meta)} vs {vars(lark.meta)}"
     if len(fast.children) != len(lark.children):
