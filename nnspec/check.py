@@ -515,9 +515,8 @@ class Elaborator:
             values = dict(inner_bound.values, bidirectional=True)
             searched.update(inner_bound.searched)
         activation = values.pop("activation", None) if entry.activation_param else None
-        if any(v is None and not p.required and p.default is not None for p, v in
-               ((p, values.get(p.name)) for p in entry.params if p.name in values)) or \
-                any(values.get(p.name) is None and p.required for p in entry.params if p.name in values):
+        if any(values[p.name] is None and (p.required or p.default is not None)
+               for p in entry.params if p.name in values):
             # an argument was wrong: reported already; the shape cannot be inferred, but a
             # written `activation=` is still checked
             name = self._placeholder(scope, call.span, (x,))
