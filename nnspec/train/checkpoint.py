@@ -34,9 +34,14 @@ FORMAT = 1
 
 
 def ir_hash(checked) -> str:
+    """sha256 of the checked IR as `compile --emit json` writes it, less the source positions: a
+    comment, a blank line or `nnspec fmt` must not orphan a run's checkpoints; any change of
+    meaning does."""
     from ..backends.json_ir import as_json
 
-    canonical = json.dumps(as_json(checked), sort_keys=True, separators=(",", ":"))
+    ir = as_json(checked)
+    ir["nodes"] = [{k: v for k, v in node.items() if k != "span"} for node in ir["nodes"]]
+    canonical = json.dumps(ir, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
