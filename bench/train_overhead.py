@@ -115,8 +115,11 @@ def run_hand(case: str, epochs: int, device: torch.device, amp: bool, compile_: 
         total = torch.zeros((), device=device)
         for s in range(0, len(x), batch):
             idx = perm[s:s + batch]
-            with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
+            if dtype is None:  # no autocast context at all when it is off, as nnspec (and a CPU loop)
                 loss = F.cross_entropy(forward(x[idx]), y[idx])
+            else:
+                with torch.autocast("cuda", dtype=dtype):
+                    loss = F.cross_entropy(forward(x[idx]), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

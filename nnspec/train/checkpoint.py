@@ -115,11 +115,21 @@ PREVIOUS = {"last.pt": "last.prev.pt"}  # checkpoints whose previous version is 
 
 
 def save(path: str | Path, payload: Mapping[str, Any]) -> None:
+    save_encoded(path, encode(payload))
+
+
+def encode(payload: Mapping[str, Any]) -> bytes:
+    """A checkpoint's bytes (with its format and checksum): made once when last.pt and best.pt are
+    the same state, since serialising costs more than writing."""
     payload = dict(payload, format=FORMAT)
     payload["checksum"] = content_checksum(payload)
     buf = io.BytesIO()
     torch.save(payload, buf)
-    data = buf.getvalue()
+    return buf.getvalue()
+
+
+def save_encoded(path: str | Path, data: bytes) -> None:
+    """Write `encode`'s bytes atomically (last.pt keeps its previous version as last.prev.pt)."""
     path = Path(path)
     if path.name in PREVIOUS and path.is_file():
         _keep_previous(path, path.with_name(PREVIOUS[path.name]))
@@ -165,7 +175,7 @@ def _feed(h, value) -> None:
     if isinstance(value, torch.Tensor):
         t = value.detach().cpu().contiguous()
         h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b"")  # its buffer, not a copy
     elif isinstance(value, Mapping):
         h.update(b"{")
         for k in sorted(value, key=repr):

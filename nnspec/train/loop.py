@@ -95,8 +95,11 @@ def fit(model, loss_fn, optimizer, schedule: Schedule, data: Data, cfg: FitConfi
             raise UserError("the Perceptron rule is not a gradient method, so it cannot be trained data-parallel",
                             help="train it in one process (drop --nproc-per-node), or use SGD")
         forward_train = D.ddp_forward(model, device, cfg.compile)
-    step = _step_fn(model, forward_train, loss_fn, optimizer, cfg)
-    distributed = D.active()
+    # The loss with its per-batch shape checks done once for the training labels (a plain function
+    # where it can be: losses.Loss.for_labels); evaluate() uses the general one.
+    train_loss = loss_fn.for_labels(train.y, cfg.amp_dtype is None) if hasattr(loss_fn, "for_labels") else loss_fn
+    step = _step_fn(model, forward_train, train_loss, optimizer, cfg)
+    run_epoch = _distributed_epoch if D.active() else _epoch
 
     for epoch in range(progress.epoch, cfg.epochs):
         if cfg.steps is not None and progress.steps >= cfg.steps:
@@ -107,35 +110,16 @@ def fit(model, loss_fn, optimizer, schedule: Schedule, data: Data, cfg: FitConfi
         order = torch.randperm(len(train), generator=generator) if cfg.shuffle else torch.arange(len(train))
         order = order.to(device)
         loss_sum = torch.zeros((), device=device)
-        outputs, seen, taken = [], 0, []
-        for start in range(0, len(train), batch):
-            index = order[start:start + batch]
-            seen += len(index)
-            weight, counted = 1.0, len(index)
-            if distributed:  # this rank's chunk of the global batch
-                index, weight = D.shard(index)
-                counted = len(index) if weight else 0
-            xb, yb = train.batch(index)
-            loss, out = step(xb, yb, weight)
-            loss_sum += loss.detach() * counted
-            # In one process every row counts: no slicing (per-batch overhead matters for small models).
-            outputs.append(out.detach()[:counted] if distributed else out.detach())
-            taken.append(index[:counted] if distributed else index)
-            progress.steps += 1
-            if on_batch is not None:
-                on_batch(seen, len(train))
-            if cfg.steps is not None and progress.steps >= cfg.steps:
-                break
+        outputs, taken = run_epoch(train, order, batch, step, loss_sum, progress, cfg.steps, on_batch)
 
-        loss_total, samples = D.all_sum([float(loss_sum), sum(len(i) for i in taken)])  # over all ranks
+        loss_total, samples = D.all_sum([float(loss_sum), len(taken)])  # over all ranks
         row: dict[str, float] = {"epoch": epoch + 1, "loss": loss_total / samples}
         if not math.isfinite(row["loss"]):
             raise TrainingDiverged(
                 f"the loss became {row['loss']} in epoch {epoch + 1}; training stopped",
                 help="the last good checkpoint (last.pt, epoch {}) is kept; lower the learning rate (--lr), "
                      "add clip_grad_norm to the train section, or check the data for extreme values".format(epoch))
-        row.update(_metrics(model, [D.gather_rows(torch.cat(outputs))], D.gather_rows(train.y[torch.cat(taken)]),
-                            task, prefix=""))
+        row.update(_metrics(model, [D.gather_rows(torch.cat(outputs))], D.gather_rows(train.y[taken]), task, prefix=""))
         if data.val is not None:
             row.update(evaluate(model, data.val, loss_fn, task, prefix="val_", batch=max(batch, EVAL_BATCH),
                                 amp_dtype=cfg.amp_dtype))
@@ -153,6 +137,49 @@ def fit(model, loss_fn, optimizer, schedule: Schedule, data: Data, cfg: FitConfi
     return progress
 
 
+def _epoch(train: Split, order, batch: int, step, loss_sum, progress: Progress, max_steps: int | None,
+           on_batch: BatchHook | None):
+    """One epoch in one process: adds the batch losses (times batch size) to loss_sum and returns
+    (detached outputs, the rows of `train` they score). Per batch it does what a hand-written
+    loop does, plus keeping the output for the epoch's training metrics: with a small model and
+    batch, every Python statement here shows in the throughput."""
+    outputs, steps, n, start = [], progress.steps, len(train), 0
+    for start in range(0, n, batch):
+        index = order[start:start + batch]
+        loss, out = step(*train.batch(index))
+        loss_sum += loss.detach() * len(index)
+        outputs.append(out.detach())
+        steps += 1
+        if on_batch is not None:
+            on_batch(min(start + batch, n), n)
+        if max_steps is not None and steps >= max_steps:
+            break
+    progress.steps = steps
+    return outputs, order[:min(start + batch, n)]
+
+
+def _distributed_epoch(train: Split, order, batch: int, step, loss_sum, progress: Progress,
+                       max_steps: int | None, on_batch: BatchHook | None):
+    """One epoch of a torchrun worker: each global batch is split over the ranks (distributed.shard)."""
+    outputs, seen, taken = [], 0, []
+    for start in range(0, len(train), batch):
+        index = order[start:start + batch]
+        seen += len(index)
+        index, weight = D.shard(index)  # this rank's chunk of the global batch
+        counted = len(index) if weight else 0
+        xb, yb = train.batch(index)
+        loss, out = step(xb, yb, weight)
+        loss_sum += loss.detach() * counted
+        outputs.append(out.detach()[:counted])
+        taken.append(index[:counted])
+        progress.steps += 1
+        if on_batch is not None:
+            on_batch(seen, len(train))
+        if max_steps is not None and progress.steps >= max_steps:
+            break
+    return outputs, torch.cat(taken)
+
+
 def _step_fn(model, forward_train, loss_fn, optimizer, cfg: FitConfig):
     """One optimisation step on a batch -> (loss, forward_train output)."""
     if isinstance(optimizer, PerceptronRule):
@@ -165,6 +192,17 @@ def _step_fn(model, forward_train, loss_fn, optimizer, cfg: FitConfig):
         return perceptron_step
 
     regularize = bool(model.regularization().requires_grad)
+    if not (regularize or cfg.amp_dtype or cfg.clip_grad_norm is not None or cfg.clip_grad_value is not None):
+        def plain_step(xb, yb, weight=1.0):
+            # The common case, written as a hand-written loop's body: no branch taken per batch.
+            out = forward_train(*xb)
+            loss = loss_fn(out, yb)
+            optimizer.zero_grad(set_to_none=True)
+            (loss if weight == 1.0 else loss * weight).backward()
+            optimizer.step()
+            return loss, out
+        return plain_step
+
     params = [p for p in model.parameters() if p.requires_grad]
     autocast = (lambda: torch.autocast("cuda", dtype=cfg.amp_dtype)) if cfg.amp_dtype else contextlib.nullcontext
     scaler = torch.amp.GradScaler("cuda") if cfg.amp_dtype == torch.float16 else None

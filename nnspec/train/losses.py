@@ -12,6 +12,7 @@ the output's shape); binary takes 0/1 floats shaped like the output ([N] accepte
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping
 
 import torch
@@ -125,6 +126,13 @@ def categorical_crossentropy(ctx: _Ctx, args: Mapping[str, Any]) -> LossFn:
         if y.dtype == torch.int64 and y.dim() == 1 and pred.dim() == 2 and y.shape[0] == pred.shape[0]:
             return F.cross_entropy(pred, y, weight=ctx.weights_for(pred), label_smoothing=smoothing)
         return checked_loss(pred, y)
+
+    def on_class_indices(device) -> LossFn:
+        """`loss` for float32 [N, K] logits and int64 [N] indices, known to be so for every batch."""
+        weight = None if ctx.class_weights is None else ctx.class_weights.to(device=device, dtype=torch.float32)
+        return functools.partial(F.cross_entropy, weight=weight, label_smoothing=smoothing)
+
+    loss.on_class_indices = on_class_indices
     return loss
 
 
@@ -235,6 +243,16 @@ class Loss:
             value = weight * fn(pred, y)
             total = value if total is None else total + value
         return total
+
+    def for_labels(self, labels: Tensor, float32: bool = True) -> LossFn:
+        """This loss for batches of `labels` (rows of it) and float32 predictions: the shape checks that
+        hold for all of them done once, here. A single categorical cross-entropy on [N, K] logits with
+        int64 class indices is then PyTorch's own function, nothing around it (what a hand-written loop
+        calls; per batch that is most of a small model's overhead). Anything else: the loss itself."""
+        fast = getattr(self._single, "on_class_indices", None)
+        if fast is None or not float32 or self.ctx.rank != 1 or labels.dtype != torch.int64 or labels.dim() != 1:
+            return self
+        return fast(labels.device)
 
     def __repr__(self) -> str:
         return " + ".join(f"{w:g} * {name}" for w, name, _ in self.terms)

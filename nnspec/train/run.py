@@ -226,10 +226,10 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
     def epoch_done(epoch: int, row: dict, improved: bool, progress: Progress) -> None:
         if not D.is_main():  # one run folder, written by rank 0
             return
-        state = payload(progress)
-        ckpt_io.save(run_dir / "last.pt", state)
+        state = ckpt_io.encode(payload(progress))  # once: best.pt is the same state as last.pt
+        ckpt_io.save_encoded(run_dir / "last.pt", state)
         if improved:
-            ckpt_io.save(run_dir / "best.pt", state)
+            ckpt_io.save_encoded(run_dir / "best.pt", state)
         write_history(run_dir / "history.csv", progress.history, keys)
         write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev, finished=False)
         if on_epoch is not None:
