@@ -139,7 +139,9 @@ def test_two_processes_share_one_sqlite_study_without_duplicating_or_losing_tria
 @pytest.mark.slow
 def test_a_killed_tune_resumes_and_the_killed_trial_does_not_count(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    proc = subprocess.Popen([*NNSPEC, "tune", str(TUNE_MLP), "--trials", "4", "--epochs", "8", "--device", "cpu",
+    # Trials of 40 epochs (a few seconds each) leave the poll below ample time to see trial 2
+    # running before it ends, even on a loaded machine; 8 epochs raced it there.
+    proc = subprocess.Popen([*NNSPEC, "tune", str(TUNE_MLP), "--trials", "4", "--epochs", "40", "--device", "cpu",
                              "--storage", url, "--study", "k", "--quiet", "--out", str(tmp_path / "first")],
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
