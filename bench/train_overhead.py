@@ -1,17 +1,30 @@
 """Training throughput of `nnspec train` vs a hand-written PyTorch loop on the same model and data.
 
-    .venv/bin/python bench/train_overhead.py [--repeats 3] [--epochs 4] [--device cpu|cuda] [--amp] [--compile]
+    .venv/bin/python bench/train_overhead.py [--repeats 5] [--epochs N] [--device cpu|cuda] [--amp] [--compile]
+                                             [--threads N] [--keras [--keras-path DIR]] [--case NAME]
 
 Cases: the MNIST convnet (specs/mnist_convnet.nn, batch 128) and a small MLP at batch 32, where the
 per-batch overhead of a framework dominates. Both sides train the same architecture on the same
 in-memory tensors, batched by indexing (no DataLoader), from the same initial weights.
 
 nnspec is measured end to end through `train_spec` (the function `nnspec train` runs): an epoch's
-time is the wall time between two consecutive end-of-epoch callbacks, so it includes everything
-nnspec does per epoch (training metrics, history.csv, metrics.json, last.pt/best.pt). The
-hand-written loop accumulates the loss on the device (no `.item()` per batch): the strongest
-simple baseline. The first epoch of each run (warm-up) is not counted; samples/s is the median
-over the remaining epochs of all repeats; the two sides alternate to share any drift in machine load.
+time runs until its end-of-epoch callback, so it includes everything nnspec does per epoch
+(training metrics, history.csv, metrics.json, last.pt/best.pt). The hand-written loop accumulates
+the loss on the device (no `.item()` per batch): the strongest simple baseline; it enters no
+autocast context unless --amp asks for one (nor does nnspec). It computes no training metrics and
+writes no files: whatever nnspec does per epoch counts against nnspec.
+
+The two sides are paired epoch by epoch: inside each of nnspec's end-of-epoch callbacks (after its
+files are written) the hand-written loop runs one epoch of its own, timed apart, and nnspec's next
+epoch is timed from when it ends. Epochs a few seconds apart see the same machine, so the ratio
+(nnspec / hand-written, epoch by epoch, then the median) does not measure drift in the load of a
+shared machine, which separate runs of each side did (±3 % from run to run). The first epoch of
+each run (warm-up) is not counted; samples/s is the median over the other epochs of all repeats.
+
+Every epoch is timed twice: by the wall clock and by this process's CPU time (all its threads;
+waiting for the disk or for a core another process holds is not counted). On a machine other jobs
+load, the wall-clock ratio measures them as much as the code: compare the CPU-time ratio, and the
+load averages printed before and after each case.
 
 Keras 3 (`--keras`, when `import keras` works; `--keras-path DIR` adds a separate install to the
 path): `model.fit` on the torch backend, same architecture, data, batch size and optimizer, its
@@ -24,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -54,9 +68,10 @@ MLP_SPEC = """model SmallMLP {
 """
 
 CASES = {
+    # epochs: per run, the first one warm-up (an MLP epoch lasts 0.4 s on 2 cores: more of them)
     "mnist_convnet": {"spec": (ROOT / "specs" / "mnist_convnet.nn").read_text(), "batch": 128, "n_cpu": 4096,
-                      "n_cuda": 16384},
-    "mlp_batch32": {"spec": MLP_SPEC, "batch": 32, "n_cpu": 16384, "n_cuda": 16384},
+                      "n_cuda": 16384, "epochs": 4},
+    "mlp_batch32": {"spec": MLP_SPEC, "batch": 32, "n_cpu": 16384, "n_cuda": 16384, "epochs": 8},
 }
 
 
@@ -84,37 +99,27 @@ def data_for(case: str, device: torch.device):
     return data.train.inputs[0].to(device), data.train.y.to(device), f"synthetic(n={n}, seed=0)"
 
 
-def run_nnspec(case: str, epochs: int, device: torch.device, amp: bool, compile_: bool) -> list[float]:
-    from nnspec.train.run import train_spec
+class HandLoop:
+    """The hand-written side: the model, optimizer and loop a PyTorch user writes; one epoch per call."""
 
-    _, _, source = data_for(case, device)
-    stamps: list[float] = []
-    with tempfile.TemporaryDirectory() as out:
-        start = CLOCK()
-        train_spec(result_for(case), out_dir=out, epochs=epochs, data=source, device=str(device), amp=amp,
-                   compile=compile_, on_epoch=lambda e, logs: (_sync(device), stamps.append(CLOCK())))
-    n = CASES[case]["n_cuda" if device.type == "cuda" else "n_cpu"]
-    times = [b - a for a, b in zip([start, *stamps], stamps)]
-    return [n / t for t in times[1:]]
+    def __init__(self, case: str, device: torch.device, amp: bool, compile_: bool):
+        self.x, self.y, _ = data_for(case, device)
+        self.device = device
+        torch.manual_seed(0)
+        self.model = hand_model(case).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=0.001)
+        self.forward = torch.compile(self.model) if compile_ else self.model
+        self.dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if amp else None
+        self.batch = CASES[case]["batch"]
+        self.gen = torch.Generator().manual_seed(0)
 
-
-def run_hand(case: str, epochs: int, device: torch.device, amp: bool, compile_: bool) -> list[float]:
-    x, y, _ = data_for(case, device)
-    torch.manual_seed(0)
-    model = hand_model(case).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
-    forward = torch.compile(model) if compile_ else model
-    dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if amp else None
-    batch = CASES[case]["batch"]
-    gen = torch.Generator().manual_seed(0)
-    rates = []
-    for epoch in range(epochs):
-        start = CLOCK()
+    def epoch(self) -> float:
+        x, y, model, forward, optimizer, dtype = self.x, self.y, self.model, self.forward, self.optimizer, self.dtype
         model.train()
-        perm = torch.randperm(len(x), generator=gen).to(device)
-        total = torch.zeros((), device=device)
-        for s in range(0, len(x), batch):
-            idx = perm[s:s + batch]
+        perm = torch.randperm(len(x), generator=self.gen).to(self.device)
+        total = torch.zeros((), device=self.device)
+        for s in range(0, len(x), self.batch):
+            idx = perm[s:s + self.batch]
             if dtype is None:  # no autocast context at all when it is off, as nnspec (and a CPU loop)
                 loss = F.cross_entropy(forward(x[idx]), y[idx])
             else:
@@ -124,14 +129,49 @@ def run_hand(case: str, epochs: int, device: torch.device, amp: bool, compile_: 
             loss.backward()
             optimizer.step()
             total += loss.detach() * len(idx)
-        float(total)  # the epoch's loss, read once (as nnspec does)
+        loss = float(total) / len(x)  # the epoch's loss, read once (as nnspec does)
+        _sync(self.device)
+        return loss
+
+
+def run_paired(case: str, epochs: int, device: torch.device, amp: bool, compile_: bool) -> list[tuple]:
+    """One `nnspec train` run, with an epoch of the hand-written loop after each of its epochs (inside
+    the end-of-epoch callback, once nnspec has written its files) -> per epoch after the warm-up,
+    ((nnspec wall, nnspec CPU), (hand wall, hand CPU)) samples/s. Pairing epochs that run seconds
+    apart cancels the drift in machine load that separate runs suffer from."""
+    from nnspec.train.run import train_spec
+
+    hand = HandLoop(case, device, amp, compile_)
+    n = len(hand.x)
+    pairs: list[tuple] = []
+    mark = [now()]  # when nnspec's current epoch began: after the previous hand-written epoch
+
+    def on_epoch(epoch: int, logs: dict) -> None:
         _sync(device)
-        if epoch:
-            rates.append(len(x) / (CLOCK() - start))
-    return rates
+        ours = now()
+        hand.epoch()
+        done = now()
+        pairs.append((rates(n, [mark[0], ours])[0], rates(n, [ours, done])[0]))
+        mark[0] = now()
+
+    with tempfile.TemporaryDirectory() as out:
+        train_spec(result_for(case), out_dir=out, epochs=epochs, data=f"synthetic(n={n}, seed=0)", device=str(device),
+                   amp=amp, compile=compile_, on_epoch=on_epoch)
+    return pairs[1:]
 
 
-CLOCK = time.perf_counter  # --cpu-time: time.process_time (this process's CPU seconds)
+def now() -> tuple[float, float]:
+    """(wall clock, this process's CPU seconds)."""
+    return time.perf_counter(), time.process_time()
+
+
+def rates(n: int, stamps: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Samples/s of each interval between consecutive stamps, by the wall clock and by CPU time."""
+    return [(n / (b[0] - a[0]), n / (b[1] - a[1])) for a, b in zip(stamps, stamps[1:])]
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def _sync(device: torch.device) -> None:
@@ -164,34 +204,39 @@ def keras_worker(case: str, epochs: int, device: str) -> None:
     dev = torch.device(device)
     x, y, _ = data_for(case, dev)
     x, y = x.cpu().numpy(), y.cpu().numpy()
-    stamps: list[float] = []
+    stamps = [now()]
     model = keras_model(case)
-    cb = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: stamps.append(CLOCK()))
-    start = CLOCK()
+    cb = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: stamps.append(now()))
     model.fit(x, y, batch_size=CASES[case]["batch"], epochs=epochs, shuffle=True, verbose=0, callbacks=[cb])
-    times = [b - a for a, b in zip([start, *stamps], stamps)]
-    print(json.dumps({"rates": [len(x) / t for t in times[1:]], "keras": keras.__version__}))
+    print(json.dumps({"rates": rates(len(x), stamps)[1:], "keras": keras.__version__}))
 
 
-def run_keras(case: str, args) -> tuple[list[float], str]:
-    import os
-
+def run_keras(case: str, args) -> tuple[list[tuple[float, float]], str]:
     env = dict(os.environ, KERAS_BACKEND="torch")
-    cmd = [sys.executable, __file__, "--keras-worker", "--case", case, "--epochs", str(args.epochs),
-           "--device", args.device] + (["--cpu-time"] if args.cpu_time else []) + \
-        (["--threads", str(args.threads)] if args.threads else [])
+    cmd = [sys.executable, __file__, "--keras-worker", "--case", case, "--epochs", str(epochs_for(case, args)),
+           "--device", args.device] + (["--threads", str(args.threads)] if args.threads else [])
     if args.keras_path:
         cmd += ["--keras-path", args.keras_path]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "keras worker failed")
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    return out["rates"], out["keras"]
+    return [tuple(r) for r in out["rates"]], out["keras"]
 
 
 def memory_worker(side: str, case: str, epochs: int, device: str, amp: bool, compile_: bool) -> None:
     dev = torch.device(device)
-    (run_nnspec if side == "nnspec" else run_hand)(case, epochs, dev, amp, compile_)
+    if side == "nnspec":
+        from nnspec.train.run import train_spec
+
+        n = CASES[case]["n_cuda" if dev.type == "cuda" else "n_cpu"]
+        with tempfile.TemporaryDirectory() as out:
+            train_spec(result_for(case), out_dir=out, epochs=epochs, data=f"synthetic(n={n}, seed=0)", device=device,
+                       amp=amp, compile=compile_)
+    else:
+        hand = HandLoop(case, dev, amp, compile_)
+        for _ in range(epochs):
+            hand.epoch()
     peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"peak_bytes": peak}))
 
@@ -206,8 +251,8 @@ def peak_memory(side: str, case: str, args) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=4, help="epochs per run (the first is warm-up)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--epochs", type=int, help="epochs per run, the first is warm-up (default: 4 convnet, 8 MLP)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", action="store_true")
     p.add_argument("--compile", action="store_true")
@@ -218,45 +263,52 @@ def main() -> None:
     p.add_argument("--keras-path", help="a folder holding a separate Keras install (appended to sys.path)")
     p.add_argument("--keras-worker", action="store_true")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
-    p.add_argument("--cpu-time", action="store_true",
-                   help="time with this process's CPU seconds instead of the wall clock (for a loaded machine)")
     args = p.parse_args()
-    global CLOCK
-    if args.cpu_time:
-        CLOCK = time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
     cases = args.case or list(CASES)
     if args.keras_path:
         sys.path.append(args.keras_path)
     if args.keras_worker:
-        keras_worker(cases[0], args.epochs, args.device)
+        keras_worker(cases[0], epochs_for(cases[0], args), args.device)
         return
     if args.memory_worker:
         memory_worker(args.memory_worker, cases[0], args.epochs, args.device, args.amp, args.compile)
         return
     device = torch.device(args.device)
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'})"
-          f", torch {torch.__version__}, clock={'cpu' if args.cpu_time else 'wall'}, amp={args.amp}, compile={args.compile}, repeats={args.repeats}, "
-          f"epochs/run={args.epochs} (first is warm-up)")
+          f", torch {torch.__version__}, amp={args.amp}, compile={args.compile}, repeats={args.repeats}, "
+          "epochs/run: " + ", ".join(f"{c} {epochs_for(c, args)}" for c in cases)
+          + " (the first is warm-up); samples/s by the wall clock [by CPU time]")
     for case in cases:
-        ours, hand, kr = [], [], []
+        pairs, kr = [], []
+        load_before = load_average()
         for _ in range(args.repeats):
-            ours += run_nnspec(case, args.epochs, device, args.amp, args.compile)
-            hand += run_hand(case, args.epochs, device, args.amp, args.compile)
+            pairs += run_paired(case, epochs_for(case, args), device, args.amp, args.compile)
             if args.keras:
-                rates, version = run_keras(case, args)
-                kr += rates
-        a, b = statistics.median(ours), statistics.median(hand)
-        line = f"{case:<14} batch {CASES[case]['batch']:>3}: nnspec {a:>10,.0f} samples/s   hand-written {b:>10,.0f} samples/s   ratio {a / b:.3f}"
+                keras_rates, version = run_keras(case, args)
+                kr += keras_rates
+        a, b = _medians([ours for ours, _ in pairs]), _medians([hand for _, hand in pairs])
+        ratio = _medians([(o[0] / h[0], o[1] / h[1]) for o, h in pairs])  # epoch by epoch, then the median
+        line = (f"{case:<14} batch {CASES[case]['batch']:>3}: nnspec {a[0]:>9,.0f} [{a[1]:>9,.0f}]   "
+                f"hand-written {b[0]:>9,.0f} [{b[1]:>9,.0f}]   ratio wall {ratio[0]:.3f}, CPU {ratio[1]:.3f}")
         if kr:
-            k = statistics.median(kr)
-            line += f"   keras {version} fit {k:,.0f} samples/s, nnspec/keras {a / k:.2f}"
+            k = _medians(kr)
+            line += f"   keras {version} fit {k[0]:,.0f} [{k[1]:,.0f}], nnspec/keras wall {a[0] / k[0]:.2f}, CPU {a[1] / k[1]:.2f}"
+        line += f"   load average {load_before} -> {load_average()}"
         if not args.no_memory:
             m_ours, m_hand = peak_memory("nnspec", case, args), peak_memory("hand", case, args)
             kind = "cuda max allocated" if device.type == "cuda" else "peak RSS"
             line += f"   {kind} {m_ours / 2**20:,.0f} / {m_hand / 2**20:,.0f} MiB = {m_ours / m_hand:.3f}"
         print(line, flush=True)
+
+
+def epochs_for(case: str, args) -> int:
+    return args.epochs or CASES[case]["epochs"]
+
+
+def _medians(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
 if __name__ == "__main__":
