@@ -2,9 +2,10 @@
 
 Kept as close as possible to the loop a PyTorch user writes by hand, so that it is as fast and
 gives the same numbers (tests/test_equivalence.py). Per batch it does what a hand-written loop
-does and nothing more: no `.item()` (no device sync), no Python per sample. The epoch's loss is
-the batch losses weighted by batch size, accumulated on the device; training metrics come from
-the epoch's (detached) outputs at the end of the epoch.
+does and nothing more: no `.item()` (no device sync), no Python per sample, the loss's label
+checks done once per split (losses.Loss.for_labels). The epoch's loss is the batch losses kept on
+the device and weighted by batch size at the end of the epoch; training metrics come from the
+epoch's (detached) outputs, also at the end (bench/README.md: what each of these costs).
 
 Randomness: the caller seeds torch's global generator (initialisation, dropout); shuffling has
 its own generator seeded with the run's seed, so the order of batches does not depend on how
