@@ -279,7 +279,7 @@ def _csv(path: Path, target: str | None, delimiter: str, expect: Expect) -> Arra
                         help='name the label column: csv("file.csv", target="label")')
     t = header.index(target)
     features = [c for i, c in enumerate(header) if i != t]
-    x = _numeric([[r[i] for i in range(len(header)) if i != t] for r in rows], path, features)
+    x = numeric_rows([[r[i] for i in range(len(header)) if i != t] for r in rows], path, features)
     _require_finite(x, str(path), features, first_line=2)
     shape = _single_vector_input(expect, str(path), x.shape[1])
     if expect.inputs[0][2] == "int":
@@ -336,11 +336,13 @@ def read_csv(path: Path, delimiter: str = ",") -> tuple[list[str], list[list[str
     return header, rows
 
 
-def _numeric(rows: list[list[str]], path: Path, names: list[str]) -> np.ndarray:
+def numeric_rows(rows: list[list[str]], path: Path, names: list[str], lines=None) -> np.ndarray:
+    """CSV cells -> float32 rows; a cell that is not a number is named by its file line (`lines`,
+    default: the rows follow the header) and column."""
     try:
         return np.array(rows, dtype=np.float32).reshape(len(rows), len(names))
     except ValueError:
-        for i, row in enumerate(rows, start=2):
+        for i, row in zip(lines if lines is not None else range(2, len(rows) + 2), rows):
             for name, v in zip(names, row):
                 try:
                     float(v)

@@ -24,7 +24,7 @@ from numpy.lib import format as npy_format
 
 from ..diagnostics import UserError
 from .data import (Expect, _class_labels, _require_finite, input_layout, labels_from_array, match_input,
-                   npz_input_arrays)
+                   npz_input_arrays, numeric_rows)
 
 SAVE_HELP = "save with numpy.savez(path, x=features, y=labels)"
 
@@ -133,27 +133,13 @@ def _csv_rows(path: Path, delimiter: str, columns: int):
 def _csv_batch(path, expect, rows, lines, features, drop_at, target, names, start) -> RowBatch:
     """One batch of CSV rows -> inputs, and labels from column `drop_at` when `target` names it."""
     cells = [r[:drop_at] + r[drop_at + 1:] for r in rows] if drop_at is not None else rows
-    x = _numbers(path, cells, lines, features)
+    x = numeric_rows(cells, path, features, lines)
     first_bad = _first_non_finite_row(x)
     if first_bad is not None:
         _require_finite(x[first_bad:], str(path), features, first_line=lines[first_bad], scope="in this batch of rows")
     x = match_input(x.astype(np.int64) if expect.inputs[0][2] == "int" else x, 0, expect, str(path))
     y = _csv_labels(path, [r[drop_at] for r in rows], lines, target, names, expect) if target is not None else None
     return RowBatch(start, [x], y)
-
-
-def _numbers(path: Path, rows: list[list[str]], lines: list[int], names: list[str]) -> np.ndarray:
-    try:
-        return np.array(rows, dtype=np.float32).reshape(len(rows), len(names))
-    except ValueError:
-        for line, row in zip(lines, rows):
-            for name, v in zip(names, row):
-                try:
-                    float(v)
-                except ValueError:
-                    raise UserError(f"{path}:{line}: column '{name}' holds '{v}', not a number",
-                                    help="feature columns must be numeric") from None
-        raise
 
 
 def _first_non_finite_row(x: np.ndarray) -> int | None:
