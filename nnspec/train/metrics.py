@@ -60,8 +60,12 @@ def binary_counts(y: np.ndarray, pred: np.ndarray) -> tuple[int, int, int, int]:
 
 def prf(y: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
     tp, fp, fn, _ = binary_counts(y, pred)
-    precision, recall = _safe_div(tp, tp + fp), _safe_div(tp, tp + fn)
-    return precision, recall, _safe_div(2 * tp, 2 * tp + fp + fn)
+    return prf_of_counts(tp, fp, fn)
+
+
+def prf_of_counts(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """Precision, recall and F1 from true-positive, false-positive and false-negative counts."""
+    return _safe_div(tp, tp + fp), _safe_div(tp, tp + fn), _safe_div(2 * tp, 2 * tp + fp + fn)
 
 
 def macro_prf(ids: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
@@ -93,8 +97,12 @@ def r2(y: np.ndarray, p: np.ndarray) -> float:
     """Per-output R², averaged (scikit-learn's uniform_average, force_finite)."""
     y = y.reshape(len(y), -1).astype(np.float64)
     p = p.reshape(len(p), -1).astype(np.float64)
-    ss_res = ((y - p) ** 2).sum(0)
-    ss_tot = ((y - y.mean(0)) ** 2).sum(0)
+    return r2_of_sums(((y - p) ** 2).sum(0), ((y - y.mean(0)) ** 2).sum(0))
+
+
+def r2_of_sums(ss_res: np.ndarray, ss_tot: np.ndarray) -> float:
+    """R² per output from its residual and total sums of squares, averaged; a constant target
+    scores 1 if predicted exactly, else 0 (scikit-learn's force_finite)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         scores = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
     return float(scores.mean())
@@ -153,9 +161,15 @@ def _prf_at(index: int) -> Callable[[_Context], float]:
 
 
 def _auc(c: _Context) -> float:
-    if c.kind == "binary":
-        return binary_auc(c.ids, c.scores)
-    per_class = [binary_auc(c.ids == k, c.scores[:, k]) for k in range(c.classes) if np.any(c.ids == k)]
+    return auc(c.kind, c.ids, c.scores)
+
+
+def auc(kind: str, ids: np.ndarray, scores: np.ndarray) -> float:
+    """Binary ROC AUC, or for multi-class (scores [N, classes]) the one-vs-rest AUC averaged over
+    the classes present."""
+    if kind == "binary":
+        return binary_auc(ids, scores)
+    per_class = [binary_auc(ids == k, scores[:, k]) for k in range(scores.shape[1]) if np.any(ids == k)]
     per_class = [v for v in per_class if not np.isnan(v)]
     return float(np.mean(per_class)) if per_class else float("nan")
 
@@ -179,10 +193,14 @@ def _r2(c: _Context) -> float:
 
 def _kl(c: _Context) -> float:
     """Mean over rows of sum y log(y / p), terms with y = 0 counting 0 (scipy.stats.entropy)."""
-    y, p = c.targets(), np.clip(c.outputs(), 1e-12, 1.0)
+    return float(kl_terms(c.targets(), c.outputs()).sum(1).mean())
+
+
+def kl_terms(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """y log(y / p) element by element, 0 where y = 0, with p clipped away from 0."""
+    p = np.clip(p, 1e-12, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / p), 0.0)
-    return float(terms.sum(1).mean())
+        return np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / p), 0.0)
 
 
 METRIC_FUNCTIONS: dict[str, Callable[..., float]] = {

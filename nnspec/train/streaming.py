@@ -63,7 +63,6 @@ class MetricStream:
         self.want_errors = bool(names & {"mse", "mae"})
         self.want_r2, self.want_kl, self.want_auc = "r2" in names, "kl_divergence" in names, "auc" in names
         self.topk = sorted({int(a.get("k", 5)) for n, a in self.metrics if n == "top_k_accuracy"})
-        self.classes: int | None = None
         self.count = 0  # labelled elements (rows of class scores, or output values for binary)
         self.hits = 0
         self.topk_hits = {k: 0 for k in self.topk}
@@ -91,8 +90,6 @@ class MetricStream:
 
     def _add_classes(self, c) -> None:
         ids, pred = c.ids, c.pred
-        if self.kind == "multiclass":
-            self.classes = c.classes
         self.count += len(ids)
         self.hits += int(np.sum(pred == ids))
         for k in self.topk:
@@ -127,9 +124,7 @@ class MetricStream:
             residual = (rows_d ** 2).sum(0)
             self.r2_residual = residual if self.r2_residual is None else self.r2_residual + residual
         if self.want_kl:
-            p = np.clip(outputs, 1e-12, 1.0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                terms = np.where(targets > 0, targets * np.log(np.where(targets > 0, targets, 1.0) / p), 0.0)
+            terms = M.kl_terms(targets, outputs)
             self.kl_sum += float(terms.sum())
             self.kl_rows += terms.size // terms.shape[1]  # metrics.py sums over axis 1, averages the rest
 
@@ -167,29 +162,19 @@ class MetricStream:
 
     def _prf(self) -> tuple[float, float, float]:
         if self.kind == "binary":
-            tp, fp, fn = self._positive_counts()
-            return M._safe_div(tp, tp + fp), M._safe_div(tp, tp + fn), M._safe_div(2 * tp, 2 * tp + fp + fn)
+            return M.prf_of_counts(*self._positive_counts())
         present = np.flatnonzero((self.actual + self.predicted) > 0)  # scikit-learn's labels: in y or predicted
         scores = []
         for k in present:
             tp = int(self.true_pos[k])
-            fp, fn = int(self.predicted[k]) - tp, int(self.actual[k]) - tp
-            scores.append((M._safe_div(tp, tp + fp), M._safe_div(tp, tp + fn), M._safe_div(2 * tp, 2 * tp + fp + fn)))
+            scores.append(M.prf_of_counts(tp, int(self.predicted[k]) - tp, int(self.actual[k]) - tp))
         return tuple(float(v) for v in np.array(scores).mean(0))
 
     def _r2(self) -> float:
-        ss_res, ss_tot = self.r2_residual, self.r2_targets.squared_deviations()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scores = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
-        return float(scores.mean())
+        return M.r2_of_sums(self.r2_residual, self.r2_targets.squared_deviations())
 
     def _auc(self) -> float:
-        scores, labels = np.concatenate(self.auc_scores), np.concatenate(self.auc_labels)
-        if self.kind == "binary":
-            return M.binary_auc(labels, scores)
-        per_class = [M.binary_auc(labels == k, scores[:, k]) for k in range(self.classes) if np.any(labels == k)]
-        per_class = [v for v in per_class if not np.isnan(v)]
-        return float(np.mean(per_class)) if per_class else float("nan")
+        return M.auc(self.kind, np.concatenate(self.auc_labels), np.concatenate(self.auc_scores))
 
 
 def _grow(counts: np.ndarray, size: int) -> np.ndarray:
