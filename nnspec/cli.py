@@ -331,14 +331,18 @@ def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resu
                       compile=compile_, quiet=quiet or not speaks, defaults=defaults)
 
 
+# evaluate and predict: how many rows are read and scored at a time
+rows_per_batch = click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
+                              help="Rows read and scored at a time: memory grows with it, not with the data's length.")
+
+
 @main.command()
 @click.argument("file", type=SPEC_FILE)
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="A last.pt or best.pt of a run.")
 @click.option("--data", "data_source", help="Evaluate on this data instead (whole set); default: the run's validation split.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Where to write the metrics JSON (default: beside the checkpoint).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
-              help="Rows read and scored at a time: memory grows with it, not with the data's length.")
+@rows_per_batch
 @guarded
 def evaluate(file, checkpoint, data_source, device, output, batch_size):
     """Loss and metrics of a trained checkpoint."""
@@ -353,8 +357,7 @@ def evaluate(file, checkpoint, data_source, device, output, batch_size):
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False), help="Rows to predict: .csv or .npz.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write predictions as CSV here (default: print).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
-              help="Rows read and scored at a time: memory grows with it, not with the data's length.")
+@rows_per_batch
 @guarded
 def predict(file, checkpoint, input_path, output, device, batch_size):
     """Predictions of a trained checkpoint: probabilities and the predicted class, or the outputs."""
