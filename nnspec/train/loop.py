@@ -26,6 +26,7 @@ from ..diagnostics import UserError
 from . import distributed as D
 from . import metrics as M
 from .data import Data, Split
+from .losses import Loss
 from .optim import PerceptronRule, Schedule
 
 EVAL_BATCH = 1024
@@ -83,7 +84,7 @@ EpochHook = Callable[[int, dict, bool, Progress], None]  # (epoch, row, improved
 BatchHook = Callable[[int, int], None]  # (samples done this epoch, samples in the epoch)
 
 
-def fit(model, loss_fn, optimizer, schedule: Schedule, data: Data, cfg: FitConfig, task: Task,
+def fit(model, loss_fn: Loss, optimizer, schedule: Schedule, data: Data, cfg: FitConfig, task: Task,
         generator: torch.Generator, progress: Progress | None = None, *,
         on_epoch: EpochHook | None = None, on_batch: BatchHook | None = None) -> Progress:
     progress = progress or Progress()
@@ -98,7 +99,7 @@ def fit(model, loss_fn, optimizer, schedule: Schedule, data: Data, cfg: FitConfi
         forward_train = D.ddp_forward(model, device, cfg.compile)
     # The loss with its per-batch shape checks done once for the training labels (a plain function
     # where it can be: losses.Loss.for_labels); evaluate() uses the general one.
-    train_loss = loss_fn.for_labels(train.y, cfg.amp_dtype is None) if hasattr(loss_fn, "for_labels") else loss_fn
+    train_loss = loss_fn.for_labels(train.y, cfg.amp_dtype is None)
     step = _step_fn(model, forward_train, train_loss, optimizer, cfg)
     run_epoch = _distributed_epoch if D.active() else _epoch
 
