@@ -271,7 +271,7 @@ def labels_from_array(y: np.ndarray, expect: Expect, origin: str) -> np.ndarray:
 
 
 def _csv(path: Path, target: str | None, delimiter: str, expect: Expect) -> Arrays:
-    header, rows = read_csv(path, delimiter)
+    header, rows, lines = read_csv(path, delimiter)
     if target is None:
         target = header[-1]
     if target not in header:
@@ -279,21 +279,18 @@ def _csv(path: Path, target: str | None, delimiter: str, expect: Expect) -> Arra
                         help='name the label column: csv("file.csv", target="label")')
     t = header.index(target)
     features = [c for i, c in enumerate(header) if i != t]
-    x = numeric_rows([[r[i] for i in range(len(header)) if i != t] for r in rows], path, features)
-    _require_finite(x, str(path), features, first_line=2)
+    x = numeric_rows([[r[i] for i in range(len(header)) if i != t] for r in rows], path, features, lines)
+    require_finite_rows(x, path, features, lines)
     shape = _single_vector_input(expect, str(path), x.shape[1])
     if expect.inputs[0][2] == "int":
         x = x.astype(np.int64)
-    empty = next((i for i, r in enumerate(rows, start=2) if not r[t].strip()), None)
-    if empty is not None:
-        raise UserError(f"{path}:{empty}: the label column '{target}' is empty", help="every row needs a label")
-    raw = np.array([r[t] for r in rows])
+    raw = np.array(require_labels([r[t] for r in rows], lines, path, target))
     try:
         y = raw.astype(np.float64)
     except ValueError:
         y = raw
     if y.dtype.kind == "f":
-        _require_finite(y.reshape(len(y), 1), str(path), [target], first_line=2)
+        require_finite_rows(y.reshape(len(y), 1), path, [target], lines)
     y = labels_from_array(y, expect, str(path))
     return Arrays([x.reshape(len(x), *shape)], y, str(path), tabular=len(shape) == 1, target=target)
 
@@ -317,23 +314,54 @@ def _require_finite(x: np.ndarray, origin: str, columns: list[str] | None = None
                     help="remove or fill in the missing values (NaN) and infinities before training")
 
 
-def read_csv(path: Path, delimiter: str = ",") -> tuple[list[str], list[list[str]]]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a BOM is not part of the first column's name
-            table = [row for row in csv.reader(f, delimiter=delimiter) if row]
-    except FileNotFoundError:
-        raise UserError(f"data file not found: {path}", help="paths in a spec are relative to the spec file") from None
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise UserError(f"{path} is not a readable CSV file ({err})") from None
-    except OSError as err:  # a folder, no permission...
-        raise UserError(f"cannot read the data file {path}: {err.strerror or err}") from None
+def read_csv(path: Path, delimiter: str = ",") -> tuple[list[str], list[list[str]], list[int]]:
+    """A whole data file: its header, its rows and each row's line in the file."""
+    table = list(csv_rows(path, delimiter, what="data file", help="paths in a spec are relative to the spec file"))
     if len(table) < 2:
         raise UserError(f"{path} has no data rows", help="a CSV file needs a header line and at least one row")
-    header, rows = table[0], table[1:]
-    for i, row in enumerate(rows, start=2):
-        if len(row) != len(header):
-            raise UserError(f"{path}:{i}: {len(row)} values but the header has {len(header)} columns")
-    return header, rows
+    return table[0][1], [row for _, row in table[1:]], [line for line, _ in table[1:]]
+
+
+def csv_rows(path: Path, delimiter: str, *, what: str = "file", help: str | None = None):
+    """(line in the file, row) of every non-empty row, the header first; a row whose width is not
+    the header's is an error naming its line. `what`, `help`: how a missing file is reported."""
+    try:
+        f = open(path, newline="", encoding="utf-8-sig")  # -sig: a BOM is not part of the first column's name
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}", help=help) from None
+    except OSError as err:  # a folder, no permission...
+        raise UserError(f"cannot read the {what} {path}: {err.strerror or err}") from None
+    with f:
+        reader = csv.reader(f, delimiter=delimiter)
+        width = None
+        try:
+            for row in reader:
+                if not row:
+                    continue
+                if width is not None and len(row) != width:
+                    raise UserError(f"{path}:{reader.line_num}: {len(row)} values but the header has {width} columns")
+                width = len(row) if width is None else width
+                yield reader.line_num, row
+        except (UnicodeDecodeError, csv.Error) as err:
+            raise UserError(f"{path} is not a readable CSV file ({err})") from None
+
+
+def require_finite_rows(x: np.ndarray, path: Path, columns: list[str], lines: list[int],
+                        scope: str = "in all") -> None:
+    """CSV rows (x[i] read from file line lines[i]) must hold finite numbers: the first that does
+    not is named by its line and column."""
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(1) if x.dtype.kind == "f" else None
+    if bad is not None and bad.any():
+        first = int(np.argmax(bad))
+        _require_finite(x[first:], str(path), columns, first_line=lines[first], scope=scope)
+
+
+def require_labels(cells: list[str], lines: list[int], path: Path, target: str) -> list[str]:
+    """Every row of the label column holds something."""
+    empty = next((line for line, v in zip(lines, cells) if not v.strip()), None)
+    if empty is not None:
+        raise UserError(f"{path}:{empty}: the label column '{target}' is empty", help="every row needs a label")
+    return cells
 
 
 def numeric_rows(rows: list[list[str]], path: Path, names: list[str], lines=None) -> np.ndarray:

@@ -13,7 +13,6 @@ ids through the sorted names of the whole column, found by a first pass over tha
 """
 from __future__ import annotations
 
-import csv
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,8 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from ..diagnostics import UserError
-from .data import (Expect, _class_labels, _require_finite, input_layout, labels_from_array, match_input,
-                   npz_input_arrays, numeric_rows)
+from .data import (Expect, _class_labels, _require_finite, csv_rows, input_layout, labels_from_array, match_input,
+                   npz_input_arrays, numeric_rows, require_finite_rows, require_labels)
 
 SAVE_HELP = "save with numpy.savez(path, x=features, y=labels)"
 
@@ -81,7 +80,7 @@ def csv_batches(path: Path, expect: Expect, batch: int, *, labels: bool, target:
             names = _text_classes(path, delimiter, drop_at, rows, expect)
         return _csv_batch(path, expect, rows, lines, features, drop_at, target if labels else None, names, start)
 
-    for line, row in _csv_rows(path, delimiter, len(header)):
+    for line, row in _csv_rows(path, delimiter):
         rows.append(row)
         lines.append(line)
         if len(rows) == batch:
@@ -93,64 +92,31 @@ def csv_batches(path: Path, expect: Expect, batch: int, *, labels: bool, target:
         raise UserError(f"{path} has no data rows", help="a CSV file needs a header line and at least one row")
 
 
-def _open_csv(path: Path):
-    try:
-        return open(path, newline="", encoding="utf-8-sig")  # -sig: a BOM is not part of the first column's name
-    except FileNotFoundError:
-        raise UserError(f"file not found: {path}") from None
-    except OSError as err:  # a folder, no permission...
-        raise UserError(f"cannot read {path}: {err.strerror or err}") from None
-
-
 def _csv_header(path: Path, delimiter: str) -> list[str]:
-    for _, row in _csv_lines(path, delimiter):
+    for _, row in csv_rows(path, delimiter):
         return row
     raise UserError(f"{path} has no data rows", help="a CSV file needs a header line and at least one row")
 
 
-def _csv_lines(path: Path, delimiter: str):
-    """(line number, row) of every non-empty row, header included."""
-    with _open_csv(path) as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        try:
-            for row in reader:
-                if row:
-                    yield reader.line_num, row
-        except (UnicodeDecodeError, csv.Error) as err:
-            raise UserError(f"{path} is not a readable CSV file ({err})") from None
-
-
-def _csv_rows(path: Path, delimiter: str, columns: int):
+def _csv_rows(path: Path, delimiter: str):
     """(line number, row) of the data rows, each checked to have the header's width."""
-    lines = _csv_lines(path, delimiter)
-    next(lines, None)  # the header
-    for line, row in lines:
-        if len(row) != columns:
-            raise UserError(f"{path}:{line}: {len(row)} values but the header has {columns} columns")
-        yield line, row
+    rows = csv_rows(path, delimiter)
+    next(rows, None)  # the header
+    return rows
 
 
 def _csv_batch(path, expect, rows, lines, features, drop_at, target, names, start) -> RowBatch:
     """One batch of CSV rows -> inputs, and labels from column `drop_at` when `target` names it."""
     cells = [r[:drop_at] + r[drop_at + 1:] for r in rows] if drop_at is not None else rows
     x = numeric_rows(cells, path, features, lines)
-    first_bad = _first_non_finite_row(x)
-    if first_bad is not None:
-        _require_finite(x[first_bad:], str(path), features, first_line=lines[first_bad], scope="in this batch of rows")
+    require_finite_rows(x, path, features, lines, scope="in this batch of rows")
     x = match_input(x.astype(np.int64) if expect.inputs[0][2] == "int" else x, 0, expect, str(path))
     y = _csv_labels(path, [r[drop_at] for r in rows], lines, target, names, expect) if target is not None else None
     return RowBatch(start, [x], y)
 
 
-def _first_non_finite_row(x: np.ndarray) -> int | None:
-    bad = ~np.isfinite(x.reshape(len(x), -1)).all(1)
-    return int(np.argmax(bad)) if bad.any() else None
-
-
 def _csv_labels(path, cells: list[str], lines: list[int], target: str, names, expect: Expect) -> np.ndarray:
-    empty = next((line for line, v in zip(lines, cells) if not v.strip()), None)
-    if empty is not None:
-        raise UserError(f"{path}:{empty}: the label column '{target}' is empty", help="every row needs a label")
+    require_labels(cells, lines, path, target)
     if names is not None:
         return _named_classes(np.array(cells), names, expect, path)
     try:
@@ -160,10 +126,7 @@ def _csv_labels(path, cells: list[str], lines: list[int], target: str, names, ex
             return labels_from_array(np.array(cells), expect, str(path))  # says why text cannot be a target
         raise UserError(f"{path}: the label column '{target}' mixes numbers and text",
                         help="give every row a class name, or every row a number") from None
-    first_bad = _first_non_finite_row(y.reshape(len(y), 1))
-    if first_bad is not None:
-        _require_finite(y[first_bad:].reshape(-1, 1), str(path), [target], first_line=lines[first_bad],
-                        scope="in this batch of rows")
+    require_finite_rows(y.reshape(len(y), 1), path, [target], lines, scope="in this batch of rows")
     return labels_from_array(y, expect, str(path))
 
 
@@ -176,7 +139,7 @@ def _text_classes(path: Path, delimiter: str, label_at: int, first_rows: list[li
         return None
     except ValueError:
         pass
-    names = {row[label_at] for _, row in _csv_rows(path, delimiter, len(first_rows[0])) if row[label_at].strip()}
+    names = {row[label_at] for _, row in _csv_rows(path, delimiter) if row[label_at].strip()}
     return np.array(sorted(names))
 
 
