@@ -1,27 +1,25 @@
-"""A fast path for the parser: the same Lark tree, built by hand-written code.
+"""A fast path for the parser: the syntax tree of a spec that parses, built by hand-written code.
 
 grammar/nnspec.lark stays the definition of the language and Lark stays the reporter of every
 syntax error. This module is an optimisation for the common case, a spec that parses: one
-compiled regular expression lexes with Lark's terminals, in the order Lark's basic lexer tries
-them; the newline rules of `parse._NewlinePostLexer` are applied in the same pass; a
-recursive-descent parser for the grammar builds exactly the tree Lark builds (the same rule
-names after `?rule` inlining and aliases, the same Token objects with their positions, the same
-`meta` that `propagate_positions` computes). Anything it does not accept -- a syntax error,
-nesting past MAX_NESTING, anything unexpected -- makes `parse()` return None, and the caller
-parses with Lark, so error messages are Lark's.
+compiled regular expression lexes with the grammar's terminals; the newline rules of
+`parse._NewlinePostLexer` are applied in the same pass; a recursive-descent parser for the
+grammar builds nnspec's own syntax tree (syntax.py), the same tree `parse` converts Lark's
+parse into. Anything it does not accept -- a syntax error, nesting past MAX_NESTING, anything
+unexpected -- makes `parse()` return None, and the caller parses with Lark, so error messages
+are Lark's.
 
-Why it matches Lark (tests/test_fastparse.py checks it against Lark on every spec, every
-diagnostics case, random valid specs and random mutations):
-- Lexing. Lark's basic lexer tries its terminals as one alternation in a fixed order (printed by
-  test_terminal_order_is_larks) and turns a NAME that spells a keyword into that keyword.
-  WS is ignored and no other terminal starts with a blank, so skipping blanks before each
-  token (`[ \\t\\f\\r]*+`) is the same as lexing them as WS tokens.
+Why it accepts what the grammar accepts (tests/test_fastparse.py compares the two syntax trees
+on every spec, every diagnostics case, random valid specs and random mutations):
+- Lexing. The terminals are tried as one alternation, longest-first where two could match at
+  the same place (`->` before `-`, a NUMBER like `.5` before `.`), and a NAME that spells a
+  keyword becomes that keyword. Blanks (WS) are skipped before each token; no other terminal
+  starts with a blank.
 - Parsing. The grammar is LALR(1) with one conflict, resolved by shifting: `NAME (` is always a
   call. Every other choice is made on the next token, as below, so recursive descent with one
   token of lookahead accepts the same language and builds the same tree.
-- Positions. With propagate_positions, a tree's meta spans every token its rule consumed,
-  filtered ones included (`(`, `)`, `->`, separators), and container_* equal the plain fields
-  (no `?rule` here inlines a child that is surrounded by filtered tokens).
+- Positions. A node's position spans every token its rule consumed, punctuation included
+  (`(`, `)`, `->`, separators).
 """
 from __future__ import annotations
 
@@ -29,20 +27,16 @@ import gc
 import re
 import sys
 
-from lark import Token, Tree
-from lark.tree import Meta
+from .syntax import MAX_NESTING, Node, Tok
 
-MAX_NESTING = 256  # the same bound as parse.MAX_NESTING (kept equal by a test; no import cycle)
-
-# Lark's terminals in the order its scanner tries them (WS left out: skipped before each token),
-# written as Lark writes them (real newlines, not `\\n`), so that a test can compare the two.
+# The grammar's terminals (WS left out: skipped before each token), tried in this order.
 TERMINALS = (
     ("NUMBER", "([0-9]+\\.[0-9]*|\\.[0-9]+|[0-9]+)([eE][+-]?[0-9]+)?"),
     ("NAME", "[A-Za-z_][A-Za-z_0-9]*"),
     ("STRING", '"([^"\\\\\n]|\\\\.)*"'),
     ("COMMENT", "#[^\n]*"),
     ("_NL", "(\r?\n)+"),
-    ("__ANON_0", "\\->"),
+    ("ARROW", "\\->"),
     ("COLON", ":"), ("COMMA", ","), ("DOT", "\\."), ("EQUAL", "="), ("LBRACE", "\\{"),
     ("LPAR", "\\("), ("LSQB", "\\["), ("MINUS", "\\-"), ("PLUS", "\\+"), ("QMARK", "\\?"),
     ("RBRACE", "\\}"), ("RPAR", "\\)"), ("RSQB", "\\]"), ("SEMICOLON", ";"), ("STAR", "\\*"),
@@ -51,8 +45,8 @@ WS_PATTERN = "[ \t\f\r]+"
 
 
 def _master() -> re.Pattern:
-    """Three groups a match: the blanks before a token; the token (any of Lark's terminals,
-    tried in Lark's order, their own groups made non-capturing); or else the one character
+    """Three groups a match: the blanks before a token; the token (any of the terminals, in
+    TERMINALS' order, their own groups made non-capturing); or else the one character
     where no terminal matches. So findall() skips nothing but blanks at the very end."""
     plain = re.compile(r"(?<!\\)[(](?![?])")  # an unescaped '(' that opens a capturing group
     tokens = "|".join(plain.sub("(?:", pattern) for _, pattern in TERMINALS)
@@ -95,12 +89,12 @@ class Reject(Exception):
 # ---------------------------------------------------------------- lexer and newline rules
 # A lexed token is a tuple (kind, value, start_pos, end_pos, line, column, end_line, end_column).
 
-def lex(text: str) -> tuple[list[tuple], list[Token]]:
+def lex(text: str) -> tuple[list[tuple], list[Tok]]:
     """Tokens as `_NewlinePostLexer` passes them to the parser, ending with an END token,
-    and the comments as Lark's lexer makes them. Raises Reject where Lark would fail to lex
+    and the comments. Raises Reject where Lark would fail to lex
     or the post-lexer would refuse the nesting."""
     toks: list[tuple] = []
-    comments: list[Token] = []
+    comments: list[Tok] = []
     append = toks.append
     kind_of_char, kind_of_keyword = _KIND_OF_CHAR, _KIND_OF_KEYWORD
     line, line_start = 1, 0
@@ -117,7 +111,7 @@ def lex(text: str) -> tuple[list[tuple], list[Token]]:
             kind = kind_of_keyword.get(value, NAME)
         elif kind == COMMENT:
             col = start - line_start + 1
-            comments.append(Token("COMMENT", value, start, line, col, line, col + end - start, end))
+            comments.append(Tok("COMMENT", value, (line, col, line, col + end - start)))
             continue
         elif kind == NL:
             signs = 0
@@ -158,38 +152,14 @@ def lex(text: str) -> tuple[list[tuple], list[Token]]:
 
 
 # ---------------------------------------------------------------- tree building
-_new = object.__new__
+
+def _tree(kind: str, children: list, first: tuple, last: tuple) -> Node:
+    """The node of a rule that consumed the lexed tokens first..last."""
+    return Node(kind, children, (first[4], first[5], last[6], last[7]))
 
 
-_new_str = str.__new__
-
-
-def _tree(data: str, children: list, first: tuple, last: tuple) -> Tree:
-    """Tree(data, children) with the meta propagate_positions gives a rule that consumed the
-    tokens first..last (built directly: this runs for every node of every spec)."""
-    _, _, start, _, line, column, _, _ = first
-    _, _, _, end, _, _, end_line, end_column = last
-    meta = _new(Meta)
-    meta.__dict__ = {
-        "empty": False, "line": line, "column": column, "start_pos": start,
-        "container_line": line, "container_column": column, "container_start_pos": start,
-        "end_line": end_line, "end_column": end_column, "end_pos": end,
-        "container_end_line": end_line, "container_end_column": end_column, "container_end_pos": end,
-    }
-    tree = _new(Tree)
-    tree.data = data
-    tree.children = children
-    tree._meta = meta
-    return tree
-
-
-def _token(t: tuple) -> Token:
-    """Token(type, value, start_pos, line, column, end_line, end_column, end_pos), its slots
-    filled directly (Token's own constructor costs twice as much)."""
-    token = _new_str(Token, t[1])
-    token.type = TYPE_OF[t[0]]
-    token.value, token.start_pos, token.end_pos, token.line, token.column, token.end_line, token.end_column = t[1:]
-    return token
+def _token(t: tuple) -> Tok:
+    return Tok(TYPE_OF[t[0]], t[1], (t[4], t[5], t[6], t[7]))
 
 
 # ---------------------------------------------------------------- recursive descent
@@ -207,7 +177,7 @@ class _Parser:
         return i + 1
 
     # start: _sep* model _sep*
-    def start(self) -> Tree:
+    def start(self) -> Node:
         kinds, i = self.kinds, 0
         while kinds[i] in SEPARATORS:
             i += 1
@@ -460,8 +430,8 @@ NAME_ONLY = frozenset((NAME,))
 _STACK_LIMIT = 20_000
 
 
-def parse(text: str) -> tuple[Tree, tuple[Token, ...]] | None:
-    """The tree and comments Lark would produce for `text`, or None where the fast path does
+def parse(text: str) -> tuple[Node, tuple[Tok, ...]] | None:
+    """The syntax tree and comments of `text`, or None where the fast path does
     not accept the text (then Lark must parse it, to accept it or to explain why not)."""
     old_limit, collecting = sys.getrecursionlimit(), gc.isenabled()
     gc.disable()  # a tree only grows while it is built: the collector's passes over it would be waste

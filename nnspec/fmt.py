@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lark import Token, Tree
 
 from .diagnostics import Sink, SpecError
 from .parse import parse_text, source_lines
+from .syntax import Node, Tok
 
 INDENT = "    "
 MAX_WIDTH = 100
@@ -55,11 +55,11 @@ class Piece:
 # ---------------------------------------------------------------- expressions
 
 
-def expr(node: Tree | Token) -> str:
+def expr(node: Node | Tok) -> str:
     """One expression on one line, exactly as it parses (the tree holds the grouping)."""
-    if isinstance(node, Token):
+    if isinstance(node, Tok):
         return str(node)
-    kind = node.data
+    kind = node.kind
     kids = node.children
     if kind in ("number", "string", "name"):
         return str(kids[0])
@@ -85,12 +85,12 @@ def expr(node: Tree | Token) -> str:
 JOINERS = {"chain": " -> ", "sum": " + ", "product": " * "}
 
 
-def _line(tree: Tree) -> int:
-    return tree.meta.line
+def _line(tree: Node) -> int:
+    return tree.line
 
 
-def _end_line(tree: Tree) -> int:
-    return tree.meta.end_line
+def _end_line(tree: Node) -> int:
+    return tree.end_line
 
 
 # ---------------------------------------------------------------- items -> pieces
@@ -103,25 +103,25 @@ class Layout:
     def add(self, lines: list[str], depth: int, first: int, last: int, **flags) -> None:
         self.pieces.append(Piece(lines, depth, first, last, **flags))
 
-    def model(self, model: Tree) -> None:
+    def model(self, model: Node) -> None:
         keyword, name = model.children[0], model.children[1]
         self.add([f"model {name} {{"], 0, keyword.line, name.line, opens=True)
         for item in model.children[2:]:
-            if isinstance(item, Tree):
+            if isinstance(item, Node):
                 self.item(item, 1)
         self.add(["}"], 0, _end_line(model), _end_line(model), closes=True)
 
-    def item(self, item: Tree, depth: int) -> None:
-        kind = item.data
+    def item(self, item: Node, depth: int) -> None:
+        kind = item.kind
         kids = item.children
         if kind == "input_decl":
             self.add([f"input {kids[1]}: {tensor_type(kids[2])}"], depth, _line(item), _end_line(item))
         elif kind == "block_def":
-            params = [str(k) for k in kids[2:] if isinstance(k, Token)]
+            params = [str(k) for k in kids[2:] if isinstance(k, Tok)]
             head = f"block {kids[1]}({', '.join(params)})"
-            self.body(head, [k for k in kids[2:] if isinstance(k, Tree)], item, depth, self.stmt)
+            self.body(head, [k for k in kids[2:] if isinstance(k, Node)], item, depth, self.stmt)
         elif kind == "layers_sec":
-            self.body("layers", [k for k in kids[1:] if isinstance(k, Tree)], item, depth, self.stmt)
+            self.body("layers", [k for k in kids[1:] if isinstance(k, Node)], item, depth, self.stmt)
         elif kind == "section":
             self.add([f"{kids[0]} {expr(kids[1])}"], depth, _line(item), _end_line(item))
         elif kind == "setting_sec":
@@ -129,25 +129,25 @@ class Layout:
         else:
             raise AssertionError(f"fmt: unhandled section {kind}")
 
-    def body(self, head: str, children: list[Tree], item: Tree, depth: int, each) -> None:
+    def body(self, head: str, children: list[Node], item: Node, depth: int, each) -> None:
         self.add([f"{head} {{"], depth, _line(item), _line(item), opens=True)
         for child in children:
             each(child, depth + 1)
         self.add(["}"], depth, _end_line(item), _end_line(item), closes=True)
 
-    def stmt(self, st: Tree, depth: int) -> None:
-        if st.data == "assign":
+    def stmt(self, st: Node, depth: int) -> None:
+        if st.kind == "assign":
             prefix, chain = f"{st.children[0]} = ", st.children[1]
         else:
             prefix, chain = "", st.children[0]
         self.add(broken(prefix, chain, depth), depth, _line(st), _end_line(st))
 
-    def setting(self, st: Tree, depth: int) -> None:
+    def setting(self, st: Node, depth: int) -> None:
         self.add([setting_text(st)], depth, _line(st), _end_line(st))
 
-    def settings(self, item: Tree, depth: int) -> None:
+    def settings(self, item: Node, depth: int) -> None:
         keyword = item.children[0]
-        settings = [k for k in item.children[1:] if isinstance(k, Tree)]
+        settings = [k for k in item.children[1:] if isinstance(k, Node)]
         one_line = f"{keyword} {{ " + "; ".join(setting_text(s) for s in settings) + " }" if settings else f"{keyword} {{ }}"
         if _line(item) == _end_line(item) and len(INDENT * depth + one_line) <= MAX_WIDTH:
             self.add([one_line], depth, _line(item), _end_line(item))
@@ -155,25 +155,25 @@ class Layout:
             self.body(str(keyword), settings, item, depth, self.setting)
 
 
-def setting_text(st: Tree) -> str:
+def setting_text(st: Node) -> str:
     return " ".join([str(st.children[0])] + [expr(v) for v in st.children[1:]])
 
 
-def tensor_type(tt: Tree) -> str:
+def tensor_type(tt: Node) -> str:
     prefix = ""
     dims = []
     for child in tt.children:
-        if isinstance(child, Token) and child.type == "INT_KW":
+        if isinstance(child, Tok) and child.kind == "INT_KW":
             prefix = "int"
-        elif isinstance(child, Tree):
-            dims.append("?" if child.data == "dim_any" else str(child.children[0]))
+        elif isinstance(child, Node):
+            dims.append("?" if child.kind == "dim_any" else str(child.children[0]))
     return f"{prefix}[{', '.join(dims)}]"
 
 
-def broken(prefix: str, chain: Tree | Token, depth: int) -> list[str]:
+def broken(prefix: str, chain: Node | Tok, depth: int) -> list[str]:
     """A statement on one line, or broken before each top-level `->` when it is too long."""
     whole = prefix + expr(chain)
-    if len(INDENT * depth + whole) <= MAX_WIDTH or not (isinstance(chain, Tree) and chain.data == "chain"):
+    if len(INDENT * depth + whole) <= MAX_WIDTH or not (isinstance(chain, Node) and chain.kind == "chain"):
         return [whole]
     head, *rest = chain.children
     return [prefix + expr(head)] + [INDENT + "-> " + expr(link) for link in rest]
@@ -182,14 +182,14 @@ def broken(prefix: str, chain: Tree | Token, depth: int) -> list[str]:
 # ---------------------------------------------------------------- comments and blank lines
 
 
-def _is_trailing(comment: Token, lines: list[str]) -> bool:
-    return lines[comment.line - 1][: comment.column - 1].strip() != ""
+def _is_trailing(comment: Tok, lines: list[str]) -> bool:
+    return lines[comment.line - 1][: comment.col - 1].strip() != ""
 
 
-def place_comments(pieces: list[Piece], comments: tuple[Token, ...], lines: list[str]) -> dict[int, list[Token]]:
+def place_comments(pieces: list[Piece], comments: tuple[Tok, ...], lines: list[str]) -> dict[int, list[Tok]]:
     """Give each trailing comment to the piece whose last source line it ends; return the
     others keyed by the index of the piece they go before (len(pieces) = end of file)."""
-    before: dict[int, list[Token]] = {}
+    before: dict[int, list[Tok]] = {}
     by_last_line: dict[int, int] = {}
     for i, p in enumerate(pieces):
         by_last_line[p.last] = i  # the last piece ending on a line owns its trailing comment
@@ -203,7 +203,7 @@ def place_comments(pieces: list[Piece], comments: tuple[Token, ...], lines: list
     return before
 
 
-def render(pieces: list[Piece], comments: tuple[Token, ...], lines: list[str]) -> str:
+def render(pieces: list[Piece], comments: tuple[Tok, ...], lines: list[str]) -> str:
     before = place_comments(pieces, comments, lines)
     out: list[str] = []
     state = {"prev": None, "body_start": True}
@@ -213,7 +213,7 @@ def render(pieces: list[Piece], comments: tuple[Token, ...], lines: list[str]) -
         return (prev is not None and not state["body_start"]
                 and any(not lines[k - 1].strip() for k in range(prev + 1, first)))
 
-    def emit_comment(c: Token, depth: int) -> None:
+    def emit_comment(c: Tok, depth: int) -> None:
         if blank_gap(c.line):
             out.append("")
         out.append(INDENT * depth + str(c).rstrip())

@@ -1,27 +1,20 @@
-"""Lark tree -> spec IR. Sections are interpreted here; expressions are kept as written."""
+"""Syntax tree (syntax.py) -> spec IR. Sections are interpreted here; expressions are kept as written."""
 from __future__ import annotations
 
 from collections import Counter
 from typing import Iterable
 
-from lark import Token, Tree
 
 from . import ir
 from .diagnostics import Sink, Span
+from .syntax import Node, Tok
 
 SECTION_NAMES = ("input", "block", "layers", "loss", "optimizer", "metrics", "train", "search")
 SINGLE_SECTIONS = ("layers", "loss", "optimizer", "metrics", "train", "search")
 
 
-def span_of(node: Tree | Token) -> Span:
-    if isinstance(node, Token):
-        end_line = node.end_line or node.line
-        end_col = node.end_column or (node.column + len(node.value))
-        return Span(node.line, node.column, end_line, end_col)
-    meta = node.meta
-    if getattr(meta, "empty", True):
-        return Span(0, 0, 0, 0)
-    return Span(meta.line, meta.column, meta.end_line, meta.end_column)
+def span_of(node: Node | Tok) -> Span:
+    return Span(*node.pos)
 
 
 class Lowerer:
@@ -32,13 +25,13 @@ class Lowerer:
         self._block_params: dict[str, tuple[str, ...]] = {}  # names positional block arguments in labels
 
     # ------------------------------------------------------------ model and sections
-    def spec(self, tree: Tree) -> ir.Spec:
+    def spec(self, tree: Node) -> ir.Spec:
         model = tree.children[0]
         name_tok = model.children[1]
         parts: dict[str, list] = {k: [] for k in SECTION_NAMES}
         sections: dict[str, Span] = {}
         for item in model.children[2:]:
-            if not isinstance(item, Tree):
+            if not isinstance(item, Node):
                 continue
             key, value = self.section(item)
             if key in SINGLE_SECTIONS and key in sections:
@@ -64,12 +57,12 @@ class Lowerer:
         )
 
     @staticmethod
-    def _head_span(item: Tree) -> Span:
+    def _head_span(item: Node) -> Span:
         first = item.children[0]
-        return span_of(first) if isinstance(first, Token) else span_of(item)
+        return span_of(first) if isinstance(first, Tok) else span_of(item)
 
-    def section(self, item: Tree):
-        kind = item.data
+    def section(self, item: Node):
+        kind = item.kind
         if kind == "input_decl":
             return "input", self.input_decl(item)
         if kind == "block_def":
@@ -81,23 +74,23 @@ class Lowerer:
             return keyword, tuple(self.setting(s, keyword) for s in item.children[1:])
         return keyword, self.simple_section(keyword, item.children[1])
 
-    def input_decl(self, item: Tree) -> ir.Input:
+    def input_decl(self, item: Node) -> ir.Input:
         _, name, ttype = item.children
         dtype = "float"
         dims: list[int | None] = []
         for child in ttype.children:
-            if isinstance(child, Token) and child.type == "INT_KW":
+            if isinstance(child, Tok) and child.kind == "INT_KW":
                 dtype = "int"
-            elif isinstance(child, Tree) and child.data == "dim_any":
+            elif isinstance(child, Node) and child.kind == "dim_any":
                 dims.append(None)
-            elif isinstance(child, Tree):
+            elif isinstance(child, Node):
                 dims.append(self._dim(child.children[0]))
         if not dims:
             self.sink.error("E014", f"input '{name}' has no dimensions", span_of(ttype),
                             help="write its shape without the batch dimension, e.g. [4] or [1, 28, 28]")
         return ir.Input(str(name), tuple(dims), dtype, span_of(item))
 
-    def _dim(self, tok: Token) -> int | None:
+    def _dim(self, tok: Tok) -> int | None:
         text = str(tok)
         if text.isdigit() and len(text) > MAX_DIGITS:
             self.sink.error("E014", f"the dimension {_abbrev(text)} is too large", span_of(tok))
@@ -108,12 +101,12 @@ class Lowerer:
             return 1
         return int(text)
 
-    def block_def(self, item: Tree) -> ir.Block:
+    def block_def(self, item: Node) -> ir.Block:
         name = item.children[1]
         params: list[str] = []
         body_start = 2
         for child in item.children[2:]:
-            if isinstance(child, Token) and child.type == "NAME":
+            if isinstance(child, Tok) and child.kind == "NAME":
                 params.append(str(child))
                 body_start += 1
             else:
@@ -132,15 +125,15 @@ class Lowerer:
     def stmts(self, children: Iterable) -> tuple[ir.Stmt, ...]:
         out = []
         for st in children:
-            if not isinstance(st, Tree):
+            if not isinstance(st, Node):
                 continue
-            if st.data == "assign":
+            if st.kind == "assign":
                 out.append(ir.Stmt(str(st.children[0]), self.expr(st.children[1], "layer"), span_of(st)))
             else:
                 out.append(ir.Stmt(None, self.expr(st.children[0], "layer"), span_of(st)))
         return tuple(out)
 
-    def simple_section(self, keyword: str, value: Tree | Token):
+    def simple_section(self, keyword: str, value: Node | Tok):
         expr = self.expr(value, keyword)
         if keyword == "loss":
             return self.loss_terms(expr)
@@ -148,7 +141,7 @@ class Lowerer:
             return self.as_call(expr, "optimizer", "E019")
         return self.metric_calls(expr)
 
-    def setting(self, st: Tree, section: str) -> ir.Setting:
+    def setting(self, st: Node, section: str) -> ir.Setting:
         name = str(st.children[0])
         values = tuple(self.expr(v, f"{section}.{name}") for v in st.children[1:])
         return ir.Setting(name, values, span_of(st))
@@ -191,9 +184,9 @@ class Lowerer:
 
     # ------------------------------------------------------------ expressions
     def expr(self, node, context: str) -> ir.Expr:
-        if isinstance(node, Token):
+        if isinstance(node, Tok):
             return self._token(node)
-        kind = node.data
+        kind = node.kind
         if kind == "number":
             return self._number(node.children[0])
         if kind == "call":
@@ -224,7 +217,7 @@ class Lowerer:
             return self._product(node, context)
         raise AssertionError(f"unhandled tree node {kind}")  # grammar and lowering out of step
 
-    def _product(self, node: Tree, context: str) -> ir.Expr:
+    def _product(self, node: Node, context: str) -> ir.Expr:
         parts = node.children
         acc = self.expr(parts[0], context)
         for right in parts[1:]:
@@ -233,12 +226,12 @@ class Lowerer:
                                         rhs.span.end_line, rhs.span.end_col))
         return acc
 
-    def _call(self, node: Tree, context: str) -> ir.Expr:
+    def _call(self, node: Node, context: str) -> ir.Expr:
         name_tok = node.children[0]
         name = str(name_tok)
         args = []
         for i, a in enumerate(node.children[1:]):
-            if isinstance(a, Tree) and a.data == "kwarg":
+            if isinstance(a, Node) and a.kind == "kwarg":
                 key = str(a.children[0])
                 args.append(ir.Arg(key, self.expr(a.children[1], f"{name}.{key}"), span_of(a)))
             else:
@@ -286,14 +279,14 @@ class Lowerer:
         if kind == "int_range" and not (isinstance(lo.value, int) and isinstance(hi.value, int)):
             self.sink.error("E404", "`int_range` bounds must be whole numbers", sp)
 
-    def _token(self, tok: Token) -> ir.Expr:
-        if tok.type == "NUMBER":
+    def _token(self, tok: Tok) -> ir.Expr:
+        if tok.kind == "NUMBER":
             return self._number(tok)
-        if tok.type == "STRING":
+        if tok.kind == "STRING":
             return ir.Str(_unquote(str(tok)), span_of(tok))
         return ir.Ident(str(tok), span_of(tok))
 
-    def _number(self, tok: Token) -> ir.Num:
+    def _number(self, tok: Tok) -> ir.Num:
         text = str(tok)
         sp = span_of(tok)
         if text.isdigit() and len(text) > MAX_DIGITS:  # int() refuses > 4300 digits; nothing needs 100
@@ -348,6 +341,6 @@ def _unquote(text: str) -> str:
     return body.replace('\\"', '"').replace("\\\\", "\\").replace("\\n", "\n").replace("\\t", "\t")
 
 
-def lower(tree: Tree, sink: Sink) -> ir.Spec:
+def lower(tree: Node, sink: Sink) -> ir.Spec:
     return Lowerer(sink).spec(tree)
 

@@ -1,9 +1,9 @@
-"""Text -> Lark tree. The one place where Lark's errors become Diagnostics."""
+"""Text -> nnspec's syntax tree (syntax.py). The one place where Lark is used, and where its
+errors become Diagnostics."""
 from __future__ import annotations
 
 import functools
 import os
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +13,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import fastparse
 from .diagnostics import Diagnostic, Span, SpecError, error, suggest
+from .syntax import MAX_NESTING, Node, Tok
 
 GRAMMAR_PATH = Path(__file__).with_name("nnspec.lark")
 
@@ -25,17 +26,16 @@ TERMINAL_WORDS = {
     "_NL": "a new line", "SEMICOLON": "';'", "LBRACE": "'{'", "RBRACE": "'}'",
     "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','",
     "COLON": "':'", "EQUAL": "'='", "PLUS": "'+'", "STAR": "'*'", "MINUS": "'-'",
-    "QMARK": "'?'", "DOT": "'.'", "__ANON_0": "'->'", "$END": "the end of the file",
+    "QMARK": "'?'", "DOT": "'.'", "ARROW": "'->'", "$END": "the end of the file",
     "INT_KW": "'int'", "LOSS": "'loss'", "OPTIMIZER": "'optimizer'", "METRICS": "'metrics'",
     "TRAIN": "'train'", "SEARCH": "'search'", "MODEL": "'model'", "INPUT": "'input'",
     "BLOCK": "'block'", "LAYERS": "'layers'", "TRUE": "'true'", "FALSE": "'false'",
 }
 
 
-MAX_NESTING = 256  # brackets or signs nested deeper than this are refused (E004), not a RecursionError
 
-# The hand-written fast path (nnspec/fastparse.py) builds the same tree as Lark for a spec that
-# parses; anything else goes to Lark, which also words every syntax error. NNSPEC_LARK_ONLY=1
+# The hand-written fast path (nnspec/fastparse.py) builds the same syntax tree as Lark's parse
+# converted by `_owned`, for a spec that parses; anything else goes to Lark, which also words every syntax error. NNSPEC_LARK_ONLY=1
 # (or setting this flag to False) parses everything with Lark, for comparisons and benchmarks.
 FAST_PATH = os.environ.get("NNSPEC_LARK_ONLY", "") in ("", "0")
 
@@ -87,37 +87,53 @@ _comment_sink = threading.local()
 def _collect_comment(tok: Token) -> Token:
     sink = getattr(_comment_sink, "comments", None)
     if sink is not None:
-        sink.append(tok)
+        sink.append(_owned_token(tok))
     return tok
 
 
 @functools.lru_cache(maxsize=1)
 def parser() -> Lark:
+    """Built on first use, in about 50 ms: a spec that parses takes the fast path and never
+    needs it. There is deliberately no on-disk cache of Lark's analysis: Lark's cache is a
+    pickle (loading a planted file would run code), and a cached parser did not build the same
+    objects as a fresh one, so results depended on the state of the user's cache folder."""
     return Lark(GRAMMAR_PATH.read_text(encoding="utf-8"), parser="lalr",
                 lexer="basic", postlex=_NewlinePostLexer(), propagate_positions=True,
-                maybe_placeholders=False, lexer_callbacks={"COMMENT": _collect_comment},
-                cache=_cache_path())
+                maybe_placeholders=False, lexer_callbacks={"COMMENT": _collect_comment})
 
 
-def _cache_path() -> str | bool:
-    """Lark's analysis of the grammar (~50 ms, a sixth of `nnspec check`'s run) is cached,
-    checked by Lark against a hash of the grammar, the options and its own version; a cache
-    that cannot be written is simply not used. A per-user folder, not the shared temp folder:
-    the cache is a pickle, and only its owner should be able to write it."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = Path(base) / "nnspec"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return str(folder / f"grammar-py{sys.version_info[0]}{sys.version_info[1]}.lark-cache")
+def _owned(tree: Tree) -> Node:
+    """Lark's parse as nnspec's own syntax tree, read through Lark's public fields only
+    (`data`, `children`, `meta`; a token's `type`, `value` and positions). Iterative: a
+    10,000-link chain or 256 nested brackets need no deep stack."""
+    root = Node(str(tree.data), [], _meta_pos(tree.meta))
+    stack = [(tree, root)]
+    while stack:
+        lark_node, node = stack.pop()
+        for child in lark_node.children:
+            if isinstance(child, Token):
+                node.children.append(_owned_token(child))
+            else:
+                owned = Node(str(child.data), [], _meta_pos(child.meta))
+                node.children.append(owned)
+                stack.append((child, owned))
+    return root
 
+
+def _meta_pos(meta) -> tuple:
+    if meta.empty:  # a rule that consumed no token (none in this grammar today)
+        return (0, 0, 0, 0)
+    return (meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _owned_token(tok: Token) -> Tok:
+    return Tok(tok.type, tok.value, (tok.line, tok.column, tok.end_line, tok.end_column))
 
 
 @dataclass(frozen=True)
 class Parsed:
-    tree: Tree
-    comments: tuple[Token, ...]
+    tree: Node
+    comments: tuple[Tok, ...]
 
 
 def decode(data: bytes) -> tuple[str | None, Diagnostic | None]:
@@ -137,20 +153,22 @@ def decode(data: bytes) -> tuple[str | None, Diagnostic | None]:
     return text.lstrip("\ufeff"), None
 
 
-def parse_text(text: str) -> Parsed:
-    """Parse source text; raise SpecError with one syntax diagnostic on failure."""
+def parse_text(text: str, fast: bool | None = None) -> Parsed:
+    """Parse source text; raise SpecError with one syntax diagnostic on failure. `fast=False`
+    parses with Lark alone (the reference the fast path is tested against); the default
+    follows FAST_PATH."""
     text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the spec
     if not text.strip() or all(line.strip().startswith("#") or not line.strip()
                                for line in text.splitlines()):
         raise SpecError([error("E002", "the file is empty: expected a `model Name { ... }`",
                                Span.point(1, 1), help="start with: model MyNet { input x: [4] ... }")])
-    if FAST_PATH:
-        fast = fastparse.parse(text)
-        if fast is not None:
-            return Parsed(*fast)
-    comments: list[Token] = []
+    if FAST_PATH if fast is None else fast:
+        parsed = fastparse.parse(text)
+        if parsed is not None:
+            return Parsed(*parsed)
+    comments: list[Tok] = []
     try:
-        tree = _lark_parse(text, comments)
+        tree = _owned(_lark_parse(text, comments))
     except UnexpectedInput as exc:
         raise SpecError([_syntax_diagnostic(exc, text)]) from None
     except TooDeep as exc:

@@ -1,62 +1,46 @@
 """The parser's fast path (nnspec/fastparse.py) against Lark, the reference it must equal.
 
-For every input, either both accept and the trees are identical -- rule names, children,
-every Token's type, value and positions, every tree's meta -- and so are the comments, or Lark
-rejects and the fast path does too (then Lark's diagnostics are what the user sees, checked
-equal with and without the fast path). Inputs: the example specs, every diagnostics case,
-hypothesis-generated valid specs, random sentences of the grammar in random layouts, random
-mutations of both, the benchmark's generated specs, and nesting at and past the limits.
+Both produce nnspec's own syntax tree (nnspec/syntax.py); the tests compare those trees and
+never look at a Lark object. For every input, either both accept and the syntax trees are
+identical -- rule kinds, children, every token's kind, text and position, every node's
+position -- and so are the comments, or Lark rejects and the fast path does too (then Lark's
+diagnostics are what the user sees, checked equal with and without the fast path). Inputs: the
+example specs, every diagnostics case, hypothesis-generated valid specs, random sentences of
+the grammar in random layouts, random mutations of both, the benchmark's generated specs, and
+nesting at and past the limits. The lexer is compared with Lark's through `Lark.lex`.
 """
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from lark import Token, Tree
 
 import test_properties as props
 from fuzz_mutations import mutants, mutate
 from nnspec import fastparse, parse
-from nnspec.parse import TooDeep, decode
+from nnspec.diagnostics import SpecError
+from nnspec.parse import decode
 from nnspec.pipeline import check_text
+from nnspec.syntax import Node, Tok, first_difference
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.nn"))
 DIAGNOSTIC_CASES = sorted((ROOT / "tests" / "diagnostics").glob("*.nn"))
-TOKEN_FIELDS = ("type", "value", "start_pos", "line", "column", "end_line", "end_column", "end_pos")
 
 
 def lark_parse(text: str):
-    """Lark's tree and comments, or None where Lark refuses the text."""
-    comments: list[Token] = []
+    """The syntax tree and comments through Lark alone, or None where Lark refuses the text."""
     try:
-        return parse._lark_parse(text, comments), tuple(comments)
-    except (parse.UnexpectedInput, TooDeep):
+        parsed = parse.parse_text(text, fast=False)
+    except SpecError:
         return None
-
-
-def differences(fast, lark, path: str = "start") -> str | None:
-    """The first place two parse results differ, or None."""
-    if type(fast) is not type(lark):
-        return f"{path}: {type(fast).__name__} vs {type(lark).__name__}"
-    if isinstance(lark, Token):
-        mine, theirs = (tuple(getattr(t, f) for f in TOKEN_FIELDS) for t in (fast, lark))
-        return None if mine == theirs and str(fast) == str(lark) else f"{path}: token {mine} vs {theirs}"
-    if fast.data != lark.data or type(fast.data) is not type(lark.data):
-        return f"{path}: rule {fast.data!r} vs {lark.data!r}"
-    if vars(fast).keys() != vars(lark).keys() or type(fast.meta) is not type(lark.meta):
-        return f"{path}: attributes {vars(fast)} vs {vars(lark)}"
-    if vars(fast.meta) != vars(lark.meta):
-        return f"{path}: meta {vars(fast.meta)} vs {vars(lark.meta)}"
-    if len(fast.children) != len(lark.children):
-        return f"{path}: {len(fast.children)} vs {len(lark.children)} children"
-    for i, (a, b) in enumerate(zip(fast.children, lark.children)):
-        found = differences(a, b, f"{path}/{lark.data}[{i}]")
-        if found:
-            return found
-    return None
+    return parsed.tree, parsed.comments
 
 
 def assert_same_as_lark(text: str) -> bool:
@@ -68,12 +52,11 @@ def assert_same_as_lark(text: str) -> bool:
         return False
     assert fast is not None, f"the fast path refuses what Lark accepts:\n{text}"
     (tree, comments), (lark_tree, lark_comments) = fast, reference
-    assert isinstance(tree, Tree)
-    found = differences(tree, lark_tree)
+    assert isinstance(tree, Node) and isinstance(lark_tree, Node)
+    found = first_difference(tree, lark_tree)
     assert found is None, f"{found}\n{text}"
-    assert len(comments) == len(lark_comments), text
-    for mine, theirs in zip(comments, lark_comments):
-        assert differences(mine, theirs, "comment") is None, text
+    assert list(comments) == list(lark_comments), text
+    assert all(type(c) is Tok and c.kind == "COMMENT" for c in comments)
     return True
 
 
@@ -84,18 +67,48 @@ def source_text(data: bytes) -> str | None:
 
 # ---------------------------------------------------------------- the lexer is Lark's lexer
 
-def test_terminals_keywords_and_limit_are_larks():
-    lexer = parse.parser().parser.lexer.lexer
-    scanner = lexer.scanner
-    larks = [(t.name, t.pattern.to_regexp()) for t in scanner.terminals]
-    ws_at = [name for name, _ in larks].index("WS")
-    assert larks[ws_at][1] == fastparse.WS_PATTERN
-    assert larks[:ws_at] + larks[ws_at + 1:] == list(fastparse.TERMINALS)
-    assert all(not p.startswith(("[ ", "\\t", " ")) for _, p in fastparse.TERMINALS)  # none starts with a blank
-    keyword_scanner = lexer.callback["NAME"].scanner  # Lark's NAME -> keyword conversion
-    assert {t.pattern.value: t.name for t in keyword_scanner.terminals} == fastparse.KEYWORDS
-    assert set(lexer.ignore_types) == {"WS", "COMMENT"}
-    assert fastparse.MAX_NESTING == parse.MAX_NESTING
+def lark_tokens(text: str) -> list[tuple] | None:
+    """Lark's token stream after the newline post-lexer, through its public `Lark.lex`."""
+    try:
+        return [(t.type, t.value, t.line, t.column, t.end_line, t.end_column) for t in parse.parser().lex(text)]
+    except Exception:  # any refusal: the fast lexer must refuse too
+        return None
+
+
+def fast_tokens(text: str) -> list[tuple] | None:
+    try:
+        toks, _ = fastparse.lex(text)
+    except fastparse.Reject:
+        return None
+    return [(fastparse.TYPE_OF[k], v, line, col, end_line, end_col)
+            for k, v, _, _, line, col, end_line, end_col in toks[:-1]]  # the END marker is the parser's
+
+
+LEX_CASES = [p.read_text(encoding="utf-8") for p in SPECS] + [
+    "model M { layers { Dense(1) -> relu } }  \t",
+    "model M {\r\n  input x: int[?, 3]\r\r\n# c\n  train { lr .5e-3; x 1. -2 a.b } }\n# end",
+    "model M { layers { GRU(32, layers=2, int=1, model=true, search=false) } }",
+    'model M { train { data "a \\"b\\" c" } } @',
+]
+
+
+@pytest.mark.parametrize("text", LEX_CASES, ids=lambda t: t[:30])
+def test_the_fast_lexer_gives_larks_tokens(text):
+    assert fast_tokens(text) == lark_tokens(text)
+
+
+def test_keywords_are_the_grammars_word_terminals():
+    """Every terminal of the grammar whose pattern is a plain word is a keyword of the fast
+    lexer, with the same name (read from the grammar through Lark's public `get_terminal`)."""
+    grammar = parse.GRAMMAR_PATH.read_text(encoding="utf-8")
+    words = {}
+    for line in grammar.splitlines():
+        name, _, rest = line.partition(":")
+        if name.isupper() and rest.strip().startswith('"') and rest.strip().strip('"').isalpha():
+            words[rest.strip().strip('"')] = name
+    assert words == fastparse.KEYWORDS
+    for word, name in words.items():
+        assert parse.parser().get_terminal(name).pattern.value == word
 
 
 # ---------------------------------------------------------------- files in the repository
@@ -131,7 +144,7 @@ def test_the_switch_sends_every_parse_to_lark(monkeypatch):
     calls = []
     monkeypatch.setattr(fastparse, "parse", lambda text: calls.append(text))
     monkeypatch.setattr(parse, "FAST_PATH", False)
-    assert parse.parse_text(SPECS[0].read_text(encoding="utf-8")).tree.data == "start"
+    assert parse.parse_text(SPECS[0].read_text(encoding="utf-8")).tree.kind == "start"
     assert calls == []
 
 
@@ -354,3 +367,55 @@ def test_deep_nesting_parses_with_little_stack_left():
         return fastparse.parse(nested(255)) if n == 0 else deep(n - 1)
 
     assert deep(800) is not None
+
+
+# ---------------------------------------------------------------- no state outside the process
+
+PARSE_EVERYTHING = """
+import json, sys
+from pathlib import Path
+from nnspec import parse
+from nnspec.diagnostics import SpecError
+out = {}
+for path in sys.argv[1:]:
+    text = Path(path).read_text(encoding="utf-8")
+    for fast in (True, False):
+        try:
+            parsed = parse.parse_text(text, fast=fast)
+            out[f"{path}:{fast}"] = repr((parsed.tree, parsed.comments))
+        except SpecError as exc:
+            out[f"{path}:{fast}"] = repr(exc.diagnostics)
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def user_folders(tmp_path_factory):
+    """A HOME and an XDG_CACHE_HOME as on a fresh machine, shared by the runs below in order."""
+    home, cache = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("cache")
+    return {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(cache)}
+
+
+@pytest.mark.parametrize("run", ["fresh folders", "folders a first run used"])
+def test_parsing_depends_on_no_cache_or_home_folder(run, user_folders, tmp_path):
+    """The parse of every spec (and a syntax error, which builds Lark's parser) is the same in a
+    new process with empty user folders, in a second process after it, and in this one; and
+    parsing writes nothing there: there is no grammar cache whose state could change a result."""
+    broken = tmp_path / "broken.nn"
+    broken.write_text("model M {\n  layers { Dense(4 }\n}\n", encoding="utf-8")
+    paths = [str(p) for p in SPECS[:6]] + [str(broken)]
+    done = subprocess.run([sys.executable, "-c", PARSE_EVERYTHING, *paths], env=user_folders, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    theirs = json.loads(done.stdout)
+    for path in paths:
+        text = Path(path).read_text(encoding="utf-8")
+        for fast in (True, False):
+            try:
+                parsed = parse.parse_text(text, fast=fast)
+                mine = repr((parsed.tree, parsed.comments))
+            except SpecError as exc:
+                mine = repr(exc.diagnostics)
+            assert theirs[f"{path}:{fast}"] == mine
+    for folder in ("HOME", "XDG_CACHE_HOME"):
+        assert list(Path(user_folders[folder]).rglob("*")) == [], f"parsing wrote into {folder}"
