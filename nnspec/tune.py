@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from . import search
 from .diagnostics import UserError, suggest
+from .extras import require
 from .pipeline import Result, check_text
 
 HEARTBEAT_S = 5
@@ -93,7 +94,7 @@ def check_objective(result: Result, metric: str) -> None:
 
 # ---------------------------------------------------------------- Optuna pieces
 def make_sampler(name: str, seed: int):
-    import optuna
+    optuna = require("optuna")
 
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -101,7 +102,7 @@ def make_sampler(name: str, seed: int):
 
 
 def make_pruner(name: str):
-    import optuna
+    optuna = require("optuna")
 
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
@@ -114,7 +115,7 @@ def make_storage(url: str | None):
     """None (in memory) or an RDB storage with a heartbeat, so killed trials are recognised."""
     if url is None:
         return None
-    import optuna
+    optuna = require("optuna")
 
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
@@ -158,7 +159,7 @@ def space_signature(dims: list[search.Dimension]) -> str:
 # ---------------------------------------------------------------- the budget, counted in the study
 def counts(trial) -> bool:
     """A finished trial that uses up one of the study's trials (not one killed, not a surplus one)."""
-    from optuna.trial import TrialState
+    TrialState = require("optuna.trial").TrialState
 
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
@@ -167,7 +168,7 @@ def counts(trial) -> bool:
 
 def budget(study) -> tuple[int, list[int]]:
     """(finished trials that count, numbers of the trials running now)."""
-    from optuna.trial import TrialState
+    TrialState = require("optuna.trial").TrialState
 
     trials = study.get_trials(deepcopy=False)
     return sum(counts(t) for t in trials), [t.number for t in trials if t.state == TrialState.RUNNING]
@@ -176,9 +177,9 @@ def budget(study) -> tuple[int, list[int]]:
 def fail_stale(study) -> None:
     import warnings
 
-    import optuna
+    optuna = require("optuna")
 
-    from optuna.storages._heartbeat import is_heartbeat_enabled  # what study.optimize itself asks
+    is_heartbeat_enabled = require("optuna.storages._heartbeat").is_heartbeat_enabled  # what study.optimize itself asks
 
     if is_heartbeat_enabled(study._storage):
         with warnings.catch_warnings():
@@ -217,7 +218,7 @@ class Objective:
         self.last: int | None = None  # the number of the trial this process ran last
 
     def __call__(self, trial) -> float:
-        import optuna
+        optuna = require("optuna")
 
         self.last = trial.number
         if is_surplus(trial.study, trial, self.settings.trials):
@@ -243,7 +244,7 @@ class Objective:
         raise TrialFailed(reason)
 
     def run(self, trial, values: dict[str, Any]) -> float:
-        import optuna
+        optuna = require("optuna")
 
         from .train.run import train_spec
 
@@ -286,7 +287,7 @@ def tune(result: Result, *, trials: int | None = None, sampler: str | None = Non
          pruner: str | None = None, storage: str | None = None, study_name: str | None = None,
          out_dir: str | Path | None = None, seed: int | None = None, epochs: int | None = None,
          device: str = "auto", quiet: bool = False, echo: Callable[[str], None] = print) -> TuneSummary:
-    import optuna
+    optuna = require("optuna")
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print our own line per trial
     dims = search.dimensions(result.checked.spec, result.source)
@@ -323,7 +324,7 @@ def _trial(study, number: int):
 
 def open_study(result: Result, dims: list[search.Dimension], settings: Settings, storage: str | None,
                study_name: str | None):
-    import optuna
+    optuna = require("optuna")
 
     store = make_storage(storage)
     name = study_name or result.checked.spec.name

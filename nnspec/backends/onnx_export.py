@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnostics import UserError
+from ..extras import require
 
 OPSET = 17
 TOLERANCE = 1e-5
@@ -249,7 +250,9 @@ def build_eval_model(checked, seed: int | None = None):
 
 def export(checked, source: str, path: str | Path, model=None) -> dict[str, Any]:
     """Write the ONNX file, check it and compare it with PyTorch. Returns the measured diffs."""
-    import onnx
+    onnx = require("onnx")
+    require("onnxscript")  # which torch.onnx.export imports itself in some PyTorch versions
+    require("onnxruntime")  # for verify(): say so before the export, not after it
     import torch
 
     path = Path(path)
@@ -295,7 +298,7 @@ def verify(checked, model, path: Path) -> dict[int, float]:
     """max |onnxruntime - PyTorch| on random inputs at batch 1 and 3 (other `?` lengths than the
     traced one); raises ExportMismatch above TOLERANCE."""
     import numpy as np
-    import onnxruntime as ort
+    ort = require("onnxruntime")
     import torch
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -470,10 +473,9 @@ def serve_netron(result, port: int, browse: bool, out_dir: str | None = None, bl
     """Export the ONNX and serve it with Netron on 127.0.0.1; prints the URL."""
     import click
 
-    try:
-        import netron
-    except ImportError:
-        raise UserError("the netron package is not installed", help="pip install netron") from None
+    netron = require("netron")
+    for name in ("onnx", "onnxscript", "onnxruntime"):  # the `netron` extra brings these too
+        require(name, "netron", "`nnspec viz --netron`")
     folder = Path(out_dir) if out_dir else Path(result.filename).parent
     path = folder / (Path(result.filename).stem + ".onnx")
     export(result.checked, result.source, path)
