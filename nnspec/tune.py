@@ -11,6 +11,10 @@ runs until it holds `trials` finished trials (complete, pruned, or failed with a
 killed tune resumes where it stopped and several processes share one study without running
 more trials than asked. A trial left RUNNING by a killed process is failed by Optuna's heartbeat
 after `GRACE_S` seconds and does not count.
+
+While it runs, a tune keeps `progress.json` in its output folder up to date (replaced atomically):
+written once the study exists in its storage, when each trial starts and when it ends. Scripts (and
+the tests) watch that file instead of opening a database that the tune may still be creating.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ GRACE_S = 30
 POLL_S = 1.0
 SQLITE_TIMEOUT_S = 120
 STORAGE_ATTEMPTS = 5
+PROGRESS = "progress.json"
 
 
 class TrialFailed(Exception):
@@ -225,6 +230,7 @@ class Objective:
             trial.set_user_attr("surplus", True)
             trial.set_user_attr("failure", "not run: the study already had its trials")
             raise TrialFailed("surplus")
+        write_progress(self.out_dir, trial.study, self.settings)  # this trial is RUNNING in the study now
         values = {d.name: suggest_value(trial, d) for d in self.dims}
         try:
             return self.run(trial, values)
@@ -300,6 +306,7 @@ def tune(result: Result, *, trials: int | None = None, sampler: str | None = Non
     study = open_study(result, dims, settings, storage, study_name)
     out = Path(out_dir) if out_dir else next_tune_dir(result.checked.spec.name)
     out.mkdir(parents=True, exist_ok=True)
+    write_progress(out, study, settings)  # the study exists (its tables too, in a database)
     if not quiet:
         echo(f"tuning {result.checked.spec.name}: {settings.trials} trials, {settings.sampler} sampler, "
              f"{settings.direction} {settings.metric}, pruner {settings.pruner}; outputs in {out}/")
@@ -309,10 +316,12 @@ def tune(result: Result, *, trials: int | None = None, sampler: str | None = Non
     try:
         while wait_for_slot(study, settings.trials, deadline):
             study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+            write_progress(out, study, settings)
             if not quiet and objective.last is not None:
                 echo(trial_line(_trial(study, objective.last), settings, study))
     finally:  # also after Ctrl-C: what has finished is written
         summary = write_outputs(result, dims, settings, study, out)
+        write_progress(out, study, settings, done=True)
     if not quiet:
         echo(final_lines(summary))
     return summary
@@ -409,6 +418,31 @@ def write_outputs(result: Result, dims: list[search.Dimension], settings: Settin
         formatted = write_best_spec(best_spec, result, dims, best, settings, len(trials))
     plot_search(out / "search.png", trials, dims, settings, result.checked.spec.name)
     return TuneSummary(out, settings, dims, trials, best, best_spec, formatted)
+
+
+def write_progress(out: Path, study, settings: Settings, *, done: bool = False) -> None:
+    """`progress.json`: where the study stands, as this process sees it. Written to a temporary file
+    and renamed over the old one, so a reader never sees half a file.
+
+    `trials` is the budget, `counted` the finished trials that use it up (as `counts`), `running` the
+    numbers of the trials running now (in any process), `states` the trials by Optuna state, `best`
+    the best trial so far, `done` whether this tune process has ended (finished or interrupted)."""
+    from datetime import datetime, timezone
+
+    trials = study.get_trials(deepcopy=False)
+    states: dict[str, int] = {}
+    for t in trials:
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    best = _best(study)
+    data = {"study": study.study_name, "trials": settings.trials, "counted": sum(counts(t) for t in trials),
+            "running": [t.number for t in trials if t.state.name == "RUNNING"], "states": states,
+            "best": None if best is None else {"number": best.number, settings.metric: best.value},
+            "done": done, "pid": os.getpid(),
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    path = out / PROGRESS
+    tmp = out / f".{PROGRESS}.{os.getpid()}.tmp"  # per process: workers may share an --out folder
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def write_trials_csv(path: Path, trials: list, dims: list[search.Dimension], settings: Settings) -> None:

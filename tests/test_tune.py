@@ -5,6 +5,7 @@ Trial counts and states are read back from Optuna's own storage, not from what n
 from __future__ import annotations
 
 import csv
+import json
 import signal
 import subprocess
 import sys
@@ -16,7 +17,6 @@ from click.testing import CliRunner
 
 optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
-import sqlalchemy.exc  # noqa: E402  (installed with optuna)
 
 from nnspec import tune as tune_mod  # noqa: E402
 from nnspec.cli import main  # noqa: E402
@@ -139,37 +139,44 @@ def test_two_processes_share_one_sqlite_study_without_duplicating_or_losing_tria
 @pytest.mark.slow
 def test_a_killed_tune_resumes_and_the_killed_trial_does_not_count(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    # Trials of 40 epochs (a few seconds each) leave the poll below ample time to see trial 2
-    # running before it ends, even on a loaded machine; 8 epochs raced it there.
-    proc = subprocess.Popen([*NNSPEC, "tune", str(TUNE_MLP), "--trials", "4", "--epochs", "40", "--device", "cpu",
-                             "--storage", url, "--study", "k", "--quiet", "--out", str(tmp_path / "first")],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The running tune is watched through its progress.json, never through the database: opening
+    # the storage while the tune creates it would run Optuna's schema creation in two processes at
+    # once (UNIQUE constraint failed: alembic_version). The storage is opened once the tune is dead.
+    # Trials of 40 epochs (a few seconds each) leave ample time to see trial 2 running and kill it
+    # before it ends, even on a loaded machine; 8 epochs raced it there.
+    progress = tmp_path / "first" / tune_mod.PROGRESS
+    log = tmp_path / "first.log"
+    with open(log, "w") as sink:
+        proc = subprocess.Popen([*NNSPEC, "tune", str(TUNE_MLP), "--trials", "4", "--epochs", "40", "--device",
+                                 "cpu", "--storage", url, "--study", "k", "--quiet", "--out",
+                                 str(tmp_path / "first")], cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
     try:
-        for _ in range(600):  # until one trial is done and the next one is running
+        deadline = time.monotonic() + 300
+        while True:  # until one trial is done and the next one is running
+            assert proc.poll() is None, f"the first tune ended by itself:\n{log.read_text()}"
+            assert time.monotonic() < deadline, "the first tune never got to its second trial"
+            seen = json.loads(progress.read_text()) if progress.exists() else {}
+            if seen.get("counted", 0) >= 1 and seen["running"]:
+                break
             time.sleep(0.2)
-            if (tmp_path / "study.db").exists():
-                try:
-                    trials = stored(url, "k")
-                except KeyError:  # the study is not created yet
-                    continue
-                except sqlalchemy.exc.OperationalError:  # the tune is creating the tables right now
-                    continue
-                states = [t.state for t in trials]
-                if TrialState.COMPLETE in states and TrialState.RUNNING in states:
-                    break
-        else:
-            pytest.fail("the first tune never got to its second trial")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    before = stored(url, "k")
+    assert [t.state for t in before] == [TrialState.COMPLETE, TrialState.RUNNING], seen
+    assert before[1].number == seen["running"][0]  # killed during the trial the file reported
+
     monkeypatch.setattr(tune_mod, "GRACE_S", 2)  # recognise the dead trial quickly
     monkeypatch.setattr(tune_mod, "HEARTBEAT_S", 1)
     tune_mod.tune(check_file(TUNE_MLP), trials=4, storage=url, study_name="k", out_dir=tmp_path / "second",
                   epochs=1, device="cpu", quiet=True)
     trials = stored(url, "k")
     killed = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(killed) == 1 and "failure" not in killed[0].user_attrs
+    assert len(killed) == 1 and "failure" not in killed[0].user_attrs and killed[0].number == before[1].number
     assert len(counted(trials)) == 4 and not [t for t in trials if t.state == TrialState.RUNNING]
+    final = json.loads((tmp_path / "second" / tune_mod.PROGRESS).read_text())
+    assert (final["trials"], final["counted"], final["running"], final["done"]) == (4, 4, [], True)
+    assert final["states"] == {"COMPLETE": 4, "FAIL": 1} and final["best"]["number"] in range(5)
 
 
 FAILING = """\
