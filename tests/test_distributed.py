@@ -5,6 +5,7 @@ elastic launcher and process groups for the runs, and a single-process nnspec ru
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -24,10 +25,17 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch built without torch.distributed")
 
 
-def free_port() -> int:
+@contextlib.contextmanager
+def reserved_port():
+    """A port number for a process that binds it itself later (a static rendezvous needs the number
+    before node 0 starts, and --master-port takes no 0). Binding port 0 and closing the socket would
+    leave the port free for anyone until then; instead it stays bound here, with SO_REUSEADDR and never
+    listening, until the block ends: the kernel gives it to no other bind(0) nor outgoing connection,
+    a bind without SO_REUSEADDR is refused, and torch's TCPStore (libuv sets SO_REUSEADDR) can listen on it."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        yield sock.getsockname()[1]
 
 
 # ---- the global-batch rule -------------------------------------------------------------------
@@ -141,16 +149,21 @@ WORKER = textwrap.dedent("""
 
 
 def run_workers(tmp_path, world=2):
+    """The workers as torchrun starts them: the launching process (here, the test) hosts the store on a
+    port it binds itself (port 0, so the system picks one no one holds), and every worker joins it as a
+    client (TORCHELASTIC_USE_AGENT_STORE), with MASTER_PORT the port that store listens on."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    port = free_port()
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
     procs = []
     for r in range(world):
-        env = dict(os.environ, RANK=str(r), WORLD_SIZE=str(world), LOCAL_RANK=str(r),
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+        env = dict(os.environ, RANK=str(r), WORLD_SIZE=str(world), LOCAL_RANK=str(r), MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(store.port), TORCHELASTIC_USE_AGENT_STORE="True", OMP_NUM_THREADS="1")
         procs.append(subprocess.Popen([sys.executable, str(script)], env=env, text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    return [(p.wait(timeout=90), *p.communicate()) for p in procs]
+    results = [(p.wait(timeout=90), *p.communicate()) for p in procs]
+    del store  # the workers are done with it
+    return results
 
 
 def test_gloo_gather_sum_broadcast_then_a_dead_peer_is_an_error_not_a_hang(tmp_path):
@@ -174,6 +187,19 @@ def test_the_launcher_names_the_failed_worker(tmp_path, capfd, monkeypatch):
     with pytest.raises(UserError, match=r"worker rank \d \(pid \d+\) exited with code 1"):
         D.launch(["check", str(tmp_path / "missing.nn")], 2)
     assert "no such file" in capfd.readouterr().err
+
+
+def test_a_master_port_in_use_is_named_not_an_internal_error(tmp_path, monkeypatch):
+    """The launcher listens on --master-port itself; when another process holds it, the run stops
+    before any worker starts, saying so (a busy port is the user's to change, not a bug)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(UserError, match=f"port {port} is in use by another process") as err:
+            D.launch(["check", str(ROOT / "specs" / "iris_mlp.nn")], 1, master_addr="127.0.0.1", master_port=port)
+    assert "--master-port" in err.value.help
 
 
 # ---- nnspec train on two CPU workers vs one process --------------------------------------------
@@ -245,16 +271,18 @@ def test_iris_on_two_workers_equals_one_process_and_resumes_on_two_nodes(tmp_pat
 
     # resumed as if on two machines (static rendezvous on this one): --nnodes 2, one worker each
     run_dir = tmp_path / "runs" / "IrisMLP" / "1"
-    port = str(free_port())
-    node_1 = subprocess.Popen([sys.executable, "-m", "nnspec", "train", str(spec), "--epochs", "4", "--batch-size",
-                               "17", "--resume", "--out", str(run_dir), "--nnodes", "2", "--node-rank", "1",
-                               "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", port],
-                              cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"), text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    resumed = nnspec_cmd("train", str(spec), "--epochs", "4", "--batch-size", "17", "--resume", "--out", str(run_dir),
-                         "--nnodes", "2", "--node-rank", "0", "--nproc-per-node", "1", "--master-addr", "127.0.0.1",
-                         "--master-port", port, cwd=tmp_path)
-    out_1, err_1 = node_1.communicate(timeout=120)
+    with reserved_port() as number:  # node 0's launcher listens on it; held until both nodes are done
+        port = str(number)
+        node_1 = subprocess.Popen([sys.executable, "-m", "nnspec", "train", str(spec), "--epochs", "4",
+                                   "--batch-size", "17", "--resume", "--out", str(run_dir), "--nnodes", "2",
+                                   "--node-rank", "1", "--nproc-per-node", "1", "--master-addr", "127.0.0.1",
+                                   "--master-port", port],
+                                  cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"), text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        resumed = nnspec_cmd("train", str(spec), "--epochs", "4", "--batch-size", "17", "--resume", "--out",
+                             str(run_dir), "--nnodes", "2", "--node-rank", "0", "--nproc-per-node", "1",
+                             "--master-addr", "127.0.0.1", "--master-port", port, cwd=tmp_path)
+        out_1, err_1 = node_1.communicate(timeout=120)
     assert resumed.returncode == 0 and node_1.returncode == 0, resumed.stdout + resumed.stderr + err_1
     assert "resumed from" in resumed.stdout and "data-parallel: 2 workers" in resumed.stdout
     assert out_1 == ""  # the second machine's worker is rank 1: silent

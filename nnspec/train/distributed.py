@@ -402,7 +402,9 @@ def torchrun_args(worker_argv: Sequence[str], nproc_per_node: int, nnodes: int =
         raise UserError(f"--node-rank must be in [0, --nnodes); received {node_rank} with --nnodes {nnodes}")
     args = ["--nproc-per-node", str(nproc_per_node), "--nnodes", str(nnodes), "--max-restarts", "0"]
     if nnodes == 1 and master_addr is None and master_port is None:
-        args.append("--standalone")  # a free local port, nothing to set
+        # a free local port, nothing to set: torch binds its stores to port 0 and hands the workers the
+        # port the system gave it (no port is picked first and bound later, which another process could take)
+        args.append("--standalone")
     else:
         if nnodes > 1 and master_addr is None:
             raise UserError("a run over several nodes needs --master-addr (the address of the node with "
@@ -420,6 +422,7 @@ def launch(worker_argv: Sequence[str], nproc_per_node: int, nnodes: int = 1, nod
     first failed worker when one fails (the launcher then stops the others: no hang)."""
     import logging
 
+    import torch.distributed
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
@@ -432,6 +435,20 @@ def launch(worker_argv: Sequence[str], nproc_per_node: int, nnodes: int = 1, nod
     except ChildFailedError as err:
         raise UserError(describe_failure(err), help="the failed worker's own message is printed above; "
                         "the other workers were stopped") from None
+    except getattr(torch.distributed, "DistNetworkError", ()) as err:  # the launchers' own meeting point
+        raise rendezvous_failure(err, args.master_addr, args.master_port, args.standalone) from None
+
+
+def rendezvous_failure(err: BaseException, addr: str | None, port: int | None, standalone: bool) -> UserError:
+    """A UserError for a rendezvous port that node 0 cannot listen on, or that another node cannot reach."""
+    where = "a free local port" if standalone else f"{addr}:{port}"
+    if "EADDRINUSE" in str(err) or "address already in use" in str(err).lower():
+        return UserError(f"the workers cannot meet at {where}: port {port} is in use by another process",
+                         help="give another --master-port (the same on every node); on one machine, leave out "
+                              "--master-addr and --master-port and a free port is picked")
+    return UserError(f"the workers could not meet at {where}: {_first_line(err)}",
+                     help="check that the node with --node-rank 0 is running and that --master-addr and "
+                          "--master-port reach it from every node")
 
 
 def describe_failure(err) -> str:
