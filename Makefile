@@ -4,14 +4,34 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PIP     := $(BIN)/python -m pip
+LOCK    := requirements/lock.txt
 
-.PHONY: demo test test-fast fuzz bench graphviz clean
+.PHONY: demo test test-fast test-lowest fuzz bench graphviz lock clean
 
-$(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[test]'
+# .venv holds exactly what the lock names (every package pinned, transitive ones, pip and
+# setuptools included) plus nnspec itself, editable. A changed lock or pyproject.toml makes a
+# new .venv, so nothing unlocked lingers from an earlier install.
+$(STAMP): pyproject.toml $(LOCK)
+	rm -rf $(VENV)
+	$(PY) -m venv $(VENV)
+	$(PIP) install -q -r $(LOCK)
+	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Refresh the lock: the newest versions pyproject.toml allows, torch held at the CPU build
+# (requirements/constraints.txt). pip-tools resolves with pip itself, so it sees the CPU torch
+# wheel on local disk; uv and poetry would not, and would lock a CUDA build.
+PIP_TOOLS := build/lock-venv
+lock:
+	test -x $(PIP_TOOLS)/bin/python || $(PY) -m venv $(PIP_TOOLS)
+	$(PIP_TOOLS)/bin/python -m pip install -q pip==26.3 pip-tools==7.6.2
+	$(PIP_TOOLS)/bin/pip-compile -q --upgrade --allow-unsafe --strip-extras --extra all --extra test \
+	  -c requirements/constraints.txt --no-emit-find-links --no-emit-index-url \
+	  -o $(LOCK) pyproject.toml requirements/dev.in
+	@# nnspec's extras name nnspec itself (`all` is `nnspec[onnx,netron,tune]`), which pip-compile
+	@# pins as a file URL of this clone: drop it, nnspec is installed editable by the stamp rule.
+	awk '/^nnspec @ /{skip=1; next} skip && /^    #/{next} {skip=0; print}' $(LOCK) > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
 
 # Graphviz's `dot` renders diagrams; install it when missing (Debian/Ubuntu, as root or via sudo).
 graphviz:
