@@ -813,7 +813,7 @@ def _check_settings(settings: tuple[ir.Setting, ...], schema: tuple[Param, ...],
             continue
         expr = st.values[0]
         if st.name == "data":
-            values["data"] = _data_source(expr, sink)
+            values["data"] = data_source(expr, sink)
             continue
         if st.name == "schedule":
             values["schedule"] = _schedule(expr, sink)
@@ -843,7 +843,9 @@ def _objective(st: ir.Setting, sink: Sink):
     return tuple(words)
 
 
-def _data_source(expr: ir.Expr, sink: Sink):
+def data_source(expr: ir.Expr, sink: Sink):
+    """A data source as the spec writes it (a name, a call, or a path string), bound against the
+    data-source catalog: (name, arguments), or None after an error in the sink."""
     if isinstance(expr, (ir.Dotted, ir.Ident)):
         call = ir.Call(expr.name, (), expr.span, expr.span)
     elif isinstance(expr, ir.Call):

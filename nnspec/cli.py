@@ -14,6 +14,8 @@ from pathlib import Path
 
 import click
 
+from .catalog.functions import LR
+from .catalog.settings import SEARCH_SETTINGS, TRAIN_SETTINGS
 from .diagnostics import SpecError, UserError
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
@@ -98,6 +100,35 @@ def load_or_exit(path: str):
 
 
 SPEC_FILE = click.Path(dir_okay=False, path_type=str)
+
+
+class CatalogValue(click.ParamType):
+    """An option that overrides a spec value takes that value's bounds from its catalog entry
+    (one source of truth): `--seed` is a seed in [0, 2**32), `--lr` a finite number > 0.
+    NaN and infinities are refused for every float, as in a spec."""
+
+    def __init__(self, param):
+        self.param = param
+        self.name = param.type
+
+    def convert(self, value, option, ctx):
+        if not isinstance(value, str):
+            return value
+        p = self.param
+        try:
+            number = int(value) if p.type == "int" else float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not {'a whole number' if p.type == 'int' else 'a number'}", option, ctx)
+        if number != number or number in (float("inf"), float("-inf")):
+            self.fail(f"{value!r} is not a finite number", option, ctx)
+        low_ok = p.min is None or (number > p.min if p.min_exclusive else number >= p.min)
+        if not low_ok or (p.max is not None and number > p.max):
+            self.fail(f"{value} is out of range: it must be {p.describe()}", option, ctx)
+        return number
+
+
+def _setting(params, name: str):
+    return next(p for p in params if p.name == name)
 
 
 @main.command()
@@ -250,12 +281,12 @@ def viz(file, output, out_dir, rankdir, detail, collapse_blocks, netron, port, n
 @click.argument("file", type=SPEC_FILE)
 @click.option("--trials", type=click.IntRange(min=1), help="Trials in the study (default: the spec's search section, or 20).")
 @click.option("--sampler", type=click.Choice(["random", "tpe"]), help="How trials are chosen.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Start no trial after this many seconds.")
+@click.option("--timeout", type=CatalogValue(_setting(SEARCH_SETTINGS, "timeout")), help="Start no trial after this many seconds.")
 @click.option("--pruner", type=click.Choice(["none", "median", "successive_halving"]), help="Stop unpromising trials early.")
 @click.option("--storage", help="Keep the study in a database, e.g. sqlite:///study.db (resumable, shareable by processes).")
 @click.option("--study", "study_name", help="The study's name in --storage (default: the model's name).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default runs/<Model>/tune-<n>/).")
-@click.option("--seed", type=click.IntRange(min=0), help="Seed of the sampler.")
+@click.option("--seed", type=CatalogValue(_setting(SEARCH_SETTINGS, "seed")), help="Seed of the sampler.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every trial (default: the spec's).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
@@ -278,8 +309,8 @@ def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, s
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the spec's epochs.")
 @click.option("--batch-size", help="Override the spec's batch size: a number, or full.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the optimizer's learning rate.")
-@click.option("--seed", type=click.IntRange(min=0), help="Override the spec's seed.")
+@click.option("--lr", type=CatalogValue(LR), help="Override the optimizer's learning rate.")
+@click.option("--seed", type=CatalogValue(_setting(TRAIN_SETTINGS, "seed")), help="Override the spec's seed.")
 @click.option("--data", "data_source", help="Data source, as in the spec (sklearn.wine, 'csv(\"f.csv\", target=\"y\")') or a .csv/.npz path.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default runs/<Model>/<n>/).")
 @click.option("--resume", is_flag=True, help="Continue from last.pt in the run folder (--out, or the latest run).")

@@ -41,7 +41,9 @@ def require(module: str, extra: str | None = None, feature: str | None = None) -
     """Import `module` (dotted names too) and return it; if it is missing or broken, raise a
     UserError naming `feature`, the package and `pip install 'nnspec[extra]'`."""
     top = module.partition(".")[0]
-    label, default_extra, default_feature = PACKAGES.get(top, (top, "all", "this command"))
+    if top not in PACKAGES:  # only nnspec's own optional packages are ever imported by name
+        raise ValueError(f"extras.require: {module!r} is not an optional package of nnspec")
+    label, default_extra, default_feature = PACKAGES[top]
     extra, feature = extra or default_extra, feature or default_feature
     try:
         return importlib.import_module(module)

@@ -7,10 +7,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .check import Checked, check_spec
+from .check import Checked, check_spec, data_source
 from .diagnostics import Diagnostic, Sink, Span, SpecError, UserError, error, render_all
 from .lower import lower
-from .parse import decode, parse_text
+from .parse import decode, parse_text, unclosed_brackets
 
 
 @dataclass(frozen=True)
@@ -108,3 +108,51 @@ def load_checked(path: str | Path) -> Result:
     if not result.ok:
         raise SpecError(result.diagnostics)
     return result
+
+
+# `--data` is read as the value of a spec's `data` setting: parsed by the spec's grammar and
+# bound against the data-source catalog, so the same text means the same thing on the command
+# line and in a spec, with the same quoting and the same bounds on every argument.
+_DATA_SETTING = "model M { train { data "
+
+
+def data_option(text: str, option: str = "--data") -> tuple[str, dict]:
+    """The (source name, bound arguments) that `text` names, or a UserError located in it.
+    A bare `.csv`/`.npz` path may be given unquoted (as a shell user types it); anything else
+    is written as in a spec: `sklearn.wine`, `logic.and`, `csv("f.csv", target="y")`."""
+    value = text.strip()
+    if not value or "\n" in value or "\r" in value:
+        raise UserError(f"{option} needs one data source on one line; received {text!r}",
+                        help='e.g. --data sklearn.wine, or --data \'csv("data.csv", target="y")\'')
+    lowered = value.lower()
+    if not any(c in value for c in '("') and lowered.endswith((".csv", ".npz")):
+        value = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    source = f"{_DATA_SETTING}{value}\n}} }}\n"
+    sink = Sink()
+    try:
+        spec = lower(parse_text(source).tree, sink)
+    except SpecError as err:
+        diag = err.diagnostics[0]
+        if diag.span.line > 1 or diag.span.col > len(_DATA_SETTING) + len(value):  # past the text typed
+            unclosed = unclosed_brackets(value)
+            diag = error("E005", "the value ends too early" + (
+                f": the '{unclosed[-1][0]}' at column {unclosed[-1][2]} is never closed" if unclosed else ""),
+                help="write the whole source, e.g. csv(\"f.csv\", target=\"y\")")
+        raise _option_error(option, text, diag) from None
+    setting = next((st for st in spec.train if st.name == "data"), None)
+    if not sink.has_errors and setting is not None and len(setting.values) == 1:
+        bound = data_source(setting.values[0], sink)
+        if bound is not None and not sink.has_errors:
+            return bound
+    problem = next((d for d in sink.items if d.is_error), None)
+    if problem is None:  # the value is not one expression: `--data "sklearn.iris 5"`
+        problem = error("E112", "expected one data source", Span.point(1, len(_DATA_SETTING) + 1),
+                        help="give one source, e.g. sklearn.wine or csv(\"f.csv\")")
+    raise _option_error(option, text, problem)
+
+
+def _option_error(option: str, text: str, diag: Diagnostic) -> UserError:
+    """A diagnostic about the wrapped setting, said about the option the user typed."""
+    col = diag.span.col - len(_DATA_SETTING) if diag.span.line == 1 else 0
+    where = f"{option} {text!r}" + (f", column {col}" if 1 <= col <= len(text) + 1 else "")
+    return UserError(diag.message, where=where, help=diag.help, code=diag.code)

@@ -35,13 +35,37 @@ IRIS = spec("input x: [4]", "Dense(8) -> relu\n Dense(3) -> softmax", train="dat
 
 @pytest.mark.parametrize("source, expected", [
     ("sklearn.wine", ("sklearn.wine", {})),
+    ("logic.and", ("logic.and", {})),  # `and` is a word of the spec's grammar, not Python's keyword
     ("synthetic(n=64, seed=3)", ("synthetic", {"n": 64, "seed": 3})),
-    ('csv("a.csv", target="y")', ("csv", {"path": "a.csv", "target": "y"})),
-    ("data/train.csv", ("csv", {"path": "data/train.csv"})),
+    ('csv("a.csv", target="y")', ("csv", {"path": "a.csv", "target": "y", "delimiter": ","})),
+    ("data/train.csv", ("csv", {"path": "data/train.csv", "target": None, "delimiter": ","})),
+    ('"my data.csv"', ("csv", {"path": "my data.csv", "target": None, "delimiter": ","})),
     ("x.npz", ("npz", {"path": "x.npz"})),
 ])
 def test_data_option_uses_the_spec_syntax(source, expected):
     assert parse_source(source) == expected
+
+
+@pytest.mark.parametrize("source, code, column, words", [
+    ("csv(5)", "E107", 5, "must be a string"),
+    ("synthetic(n=0)", "E108", 11, "out of range"),
+    ("synthetic(n=1e400)", "E107", 13, "too large"),
+    ("logic.andd", "E112", 1, "did you mean 'logic.and'"),
+    ("sklearn.iris 5", "E112", 1, "expected one data source"),
+    ('csv("f.csv"', "E005", None, "'(' at column 4 is never closed"),
+    ("csv('f.csv')", "E003", 5, "strings use double quotes"),
+    ('__import__("os")', "E112", 1, "unknown data source '__import__'"),
+    ('__import__("os").system("x")', "E003", 17, "unexpected '.'"),
+])
+def test_a_bad_data_option_is_located_in_the_text_typed(source, code, column, words):
+    """The same reader and the same catalog bounds as a spec's `data` setting, so `--data`
+    errors carry the spec's codes, located by column in the option's own text."""
+    with pytest.raises(UserError) as err:
+        parse_source(source)
+    shown = err.value.render()
+    assert err.value.code == code and words in shown, shown
+    assert err.value.where.startswith(f"--data {source!r}")
+    assert (f"column {column}" in err.value.where) if column else "column" not in err.value.where
 
 
 def test_unknown_data_source_lists_the_known_ones():

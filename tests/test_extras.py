@@ -94,7 +94,9 @@ def test_check_without_any_extra_prints_ok():
 
 # ---------------------------------------------------------------- require() itself
 def test_require_returns_the_module():
-    assert require("json") is sys.modules["json"]
+    import optuna
+
+    assert require("optuna") is optuna
 
 
 def test_require_of_a_missing_package_raises_one_user_error(monkeypatch):
@@ -157,3 +159,8 @@ def test_every_optional_package_has_an_extra_in_pyproject():
         assert name in packages(extra), (name, extra)
         assert name in packages("all") and name in packages("test")
     assert packages("netron") >= packages("onnx")  # viz --netron exports ONNX first
+
+
+def test_require_imports_only_nnspecs_own_optional_packages():
+    with pytest.raises(ValueError, match="not an optional package"):
+        require("os")

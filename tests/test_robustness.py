@@ -307,13 +307,18 @@ FORBIDDEN = [
 ]
 
 
+# extras.require imports by name only the optional packages of its own fixed table (any other
+# name is a ValueError, tested in test_extras.py): no user text reaches it.
+ALLOWED = {("nnspec/extras.py", "imports by name")}
+
+
 def test_no_code_path_evaluates_or_unpickles_user_content():
     found = []
     for path in sorted((ROOT / "nnspec").rglob("*.py")):
         for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             code = line.split("#", 1)[0]
             for pattern, what in FORBIDDEN:
-                if re.search(pattern, code):
+                if re.search(pattern, code) and (str(path.relative_to(ROOT)), what) not in ALLOWED:
                     found.append(f"{path.relative_to(ROOT)}:{lineno}: {what}: {line.strip()}")
             if "torch.load(" in code and "weights_only=True" not in code:
                 found.append(f"{path.relative_to(ROOT)}:{lineno}: torch.load without weights_only=True")

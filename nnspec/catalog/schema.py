@@ -25,6 +25,11 @@ TYPES = ("int", "float", "bool", "str", "enum", "int|enum", "ints", "activation"
          "name", "any")
 
 
+def _bound(x: float) -> str:
+    """A bound as written: 4294967295, not 4.29497e+09; 0.9, not 0.900000."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -45,9 +50,9 @@ class Param:
                 "enum": f"one of {', '.join(self.choices)}", "ints": "int or list of ints"}.get(self.type, self.type)
         bounds = []
         if self.min is not None:
-            bounds.append(f"{'>' if self.min_exclusive else '>='} {self.min:g}")
+            bounds.append(f"{'>' if self.min_exclusive else '>='} {_bound(self.min)}")
         if self.max is not None:
-            bounds.append(f"<= {self.max:g}")
+            bounds.append(f"<= {_bound(self.max)}")
         return kind + (f" ({', '.join(bounds)})" if bounds else "")
 
 

@@ -6,6 +6,8 @@ from .schema import Param
 
 F = FunctionEntry
 
+SEED_MAX = 2**32 - 1  # numpy's and Optuna's samplers take seeds in [0, 2**32)
+
 # Each train setting takes one value; its Param states the type.
 TRAIN_SETTINGS: tuple[Param, ...] = (
     Param("data", "any", None, doc="data source: sklearn.iris, logic.xor, synthetic(n=...), csv(\"f.csv\", target=\"y\"), npz(\"f.npz\")"),
@@ -15,7 +17,7 @@ TRAIN_SETTINGS: tuple[Param, ...] = (
           doc="1 = stochastic GD, full = batch GD, otherwise mini-batch"),
     Param("validation", "float", 0.0, min=0.0, max=0.9, doc="fraction held out for validation (stratified)"),
     Param("folds", "int", None, min=2, doc="k-fold cross-validation: k runs, each validated on its own 1/k of the data"),
-    Param("seed", "int", 0, min=0, doc="seed for initialization, shuffling and splits"),
+    Param("seed", "int", 0, min=0, max=SEED_MAX, doc="seed for initialization, shuffling and splits"),
     Param("shuffle", "bool", True, doc="reshuffle the training data every epoch"),
     Param("standardize", "bool", True, doc="standardize tabular features (fitted on the training split)"),
     Param("schedule", "any", None, doc="learning-rate schedule: step(every, gamma), cosine, exponential(gamma), reduce_on_plateau(factor, patience)"),
@@ -34,7 +36,7 @@ SEARCH_SETTINGS: tuple[Param, ...] = (
     Param("timeout", "float", None, min=0.0, min_exclusive=True, doc="stop starting trials after this many seconds"),
     Param("pruner", "enum", "none", choices=("none", "median", "successive_halving"),
           doc="stop unpromising trials early from their per-epoch validation metric"),
-    Param("seed", "int", 0, min=0, doc="seed of the sampler"),
+    Param("seed", "int", 0, min=0, max=SEED_MAX, doc="seed of the sampler"),
 )
 
 SCHEDULES: tuple[FunctionEntry, ...] = (

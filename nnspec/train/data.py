@@ -9,7 +9,6 @@ no per-sample Python.
 """
 from __future__ import annotations
 
-import ast
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,43 +64,11 @@ class Data:
 
 
 def parse_source(text: str) -> tuple[str, dict[str, Any]]:
-    """`sklearn.wine`, `synthetic(n=64)`, `csv("f.csv", target="y")` or a bare `f.csv`/`f.npz` path."""
-    text = text.strip()
-    lowered = text.lower()
-    if "(" not in text and (lowered.endswith(".csv") or lowered.endswith(".npz")):
-        return ("csv" if lowered.endswith(".csv") else "npz"), {"path": text}
-    try:
-        node = ast.parse(text, mode="eval").body
-    except SyntaxError:
-        raise _bad_source(text) from None
-    call_args: dict[str, Any] = {}
-    if isinstance(node, ast.Call):
-        try:
-            positional = [ast.literal_eval(a) for a in node.args]
-            call_args = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
-        except ValueError:
-            raise _bad_source(text) from None
-        node = node.func
-        if positional:
-            call_args["path" if "." not in _dotted(node) else "_"] = positional[0]
-            if len(positional) > 1:
-                call_args["seed"] = positional[1]
-    name = _dotted(node)
-    if name not in SOURCE_NAMES:
-        raise _bad_source(text)
-    if name == "synthetic" and "path" in call_args:
-        call_args["n"] = call_args.pop("path")
-    if name in ("csv", "npz") and "path" not in call_args:
-        raise UserError(f"the data source {name}(...) needs a path", help=f'e.g. --data \'{name}("data.{name}")\'')
-    return name, call_args
+    """`--data`: read by the spec's own grammar and bound against the data-source catalog
+    (pipeline.data_option), so it is written, quoted and bounded exactly as in a spec."""
+    from ..pipeline import data_option  # the front end; imported here, where the option is read
 
-
-def _dotted(node: ast.AST) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return f"{_dotted(node.value)}.{node.attr}"
-    return "?"
+    return data_option(text)
 
 
 def _bad_source(text: str) -> UserError:
