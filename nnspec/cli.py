@@ -287,7 +287,7 @@ def viz(file, output, out_dir, rankdir, detail, collapse_blocks, netron, port, n
 @click.option("--study", "study_name", help="The study's name in --storage (default: the model's name).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default runs/<Model>/tune-<n>/).")
 @click.option("--seed", type=CatalogValue(_setting(SEARCH_SETTINGS, "seed")), help="Seed of the sampler.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every trial (default: the spec's).")
+@click.option("--epochs", type=CatalogValue(_setting(TRAIN_SETTINGS, "epochs")), help="Epochs of every trial (default: the spec's).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @guarded
@@ -307,7 +307,7 @@ def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, s
 @main.command()
 @click.argument("file", type=SPEC_FILE)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Override the spec's epochs.")
+@click.option("--epochs", type=CatalogValue(_setting(TRAIN_SETTINGS, "epochs")), help="Override the spec's epochs.")
 @click.option("--batch-size", help="Override the spec's batch size: a number, or full.")
 @click.option("--lr", type=CatalogValue(LR), help="Override the optimizer's learning rate.")
 @click.option("--seed", type=CatalogValue(_setting(TRAIN_SETTINGS, "seed")), help="Override the spec's seed.")
