@@ -58,7 +58,7 @@ test: $(STAMP) graphviz
 FUZZ_INPUTS ?= 200000
 fuzz: $(STAMP)
 	NNSPEC_FUZZ_INPUTS=$(FUZZ_INPUTS) NNSPEC_FUZZ_HYPOTHESIS=5000 \
-	  $(BIN)/python -m pytest -n 2 -q -p no:cacheprovider tests/test_fuzz.py
+	  $(BIN)/python -m pytest -n 2 -q -p no:cacheprovider tests/test_fuzz.py tests/test_cli_fuzz.py
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m "not slow" tests

@@ -122,7 +122,7 @@ def data_option(text: str, option: str = "--data") -> tuple[str, dict]:
     is written as in a spec: `sklearn.wine`, `logic.and`, `csv("f.csv", target="y")`."""
     value = text.strip()
     if not value or "\n" in value or "\r" in value:
-        raise UserError(f"{option} needs one data source on one line; received {text!r}",
+        raise UserError("expected one data source on one line", where=f"{option} {text!r}", code="E112",
                         help='e.g. --data sklearn.wine, or --data \'csv("data.csv", target="y")\'')
     lowered = value.lower()
     if not any(c in value for c in '("') and lowered.endswith((".csv", ".npz")):
