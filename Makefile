@@ -60,6 +60,16 @@ fuzz: $(STAMP)
 	NNSPEC_FUZZ_INPUTS=$(FUZZ_INPUTS) NNSPEC_FUZZ_HYPOTHESIS=5000 \
 	  $(BIN)/python -m pytest -n 2 -q -p no:cacheprovider tests/test_fuzz.py tests/test_cli_fuzz.py
 
+# The lowest versions pyproject.toml allows (requirements/lowest.txt), in a venv of their own, on
+# the fast tests: keeps pyproject's lower bounds true. Not in CI (it resolves from the registry).
+LOWEST := build/lowest-venv
+test-lowest:
+	rm -rf $(LOWEST)
+	$(PY) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install -q -c requirements/lowest.txt -e '.[test]'
+	$(LOWEST)/bin/python -m pytest -n 2 -q -m "not slow" -p no:cacheprovider tests; rc=$$?; \
+	  if [ $$rc = 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
+
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m "not slow" tests
 
