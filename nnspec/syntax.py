@@ -23,13 +23,11 @@ Pos = tuple  # (line, col, end_line, end_col)
 MAX_NESTING = 256  # brackets or signs nested deeper than this are refused (E004), not a RecursionError
 
 
-class Tok:
-    __slots__ = ("kind", "text", "pos")
+class _Positioned:
+    """What tokens and nodes share: a position tuple, read as a Span or by its parts."""
 
-    def __init__(self, kind: str, text: str, pos: Pos):
-        self.kind = kind
-        self.text = text
-        self.pos = pos
+    __slots__ = ()
+    pos: Pos
 
     @property
     def span(self) -> Span:
@@ -43,20 +41,32 @@ class Tok:
     def col(self) -> int:
         return self.pos[1]
 
+    @property
+    def end_line(self) -> int:
+        return self.pos[2]
+
+    __hash__ = None  # compared by value: not a dict key
+
+
+class Tok(_Positioned):
+    __slots__ = ("kind", "text", "pos")
+
+    def __init__(self, kind: str, text: str, pos: Pos):
+        self.kind = kind
+        self.text = text
+        self.pos = pos
+
     def __str__(self) -> str:
         return self.text
 
     def __eq__(self, other) -> bool:
-        return (type(other) is Tok and self.kind == other.kind and self.text == other.text
-                and self.pos == other.pos)
-
-    __hash__ = None  # mutable-looking and compared by value: not a dict key
+        return type(other) is Tok and (self.kind, self.text, self.pos) == (other.kind, other.text, other.pos)
 
     def __repr__(self) -> str:
         return f"Tok({self.kind!r}, {self.text!r}, {self.pos!r})"
 
 
-class Node:
+class Node(_Positioned):
     __slots__ = ("kind", "children", "pos")
 
     def __init__(self, kind: str, children: list, pos: Pos):
@@ -64,23 +74,9 @@ class Node:
         self.children = children
         self.pos = pos
 
-    @property
-    def span(self) -> Span:
-        return Span(*self.pos)
-
-    @property
-    def line(self) -> int:
-        return self.pos[0]
-
-    @property
-    def end_line(self) -> int:
-        return self.pos[2]
-
     def __eq__(self, other) -> bool:
         return (type(other) is Node and self.kind == other.kind and self.pos == other.pos
                 and self.children == other.children)
-
-    __hash__ = None
 
     def __repr__(self) -> str:
         return f"Node({self.kind!r}, {self.children!r}, {self.pos!r})"
