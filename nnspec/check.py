@@ -16,6 +16,7 @@ from .catalog.base import ShapeError, feature_axis
 from .catalog.schema import Bound, Param, bind, coerce, literal
 from .catalog.settings import DATA_SOURCES, SCHEDULES, SEARCH_SETTINGS, TRAIN_SETTINGS
 from .diagnostics import Diagnostic, Sink, Span, suggest
+from .limits import check_data_size
 
 MAX_ELEMENTS = 2**31  # a single activation larger than this cannot be trained on one device
 MAX_PARAM_BYTES = 32 * 2**30
@@ -966,6 +967,7 @@ def check_spec(spec: ir.Spec, sink: Sink) -> Checked:
     train = _check_settings(spec.train, TRAIN_SETTINGS, "train", sink)
     search = _check_settings(spec.search, SEARCH_SETTINGS, "search", sink)
     _check_cross(task, train, graph, spec, sink)
+    check_data_size(train, graph, spec, sink)  # W113: synthetic data beyond this machine's memory
     return Checked(spec, graph, task, loss, optimizer, metrics, train, search, _without_cascades(sink.sorted()))
 
 

@@ -40,6 +40,8 @@ class Param:
     choices: tuple[str, ...] = ()
     doc: str = ""
     min_exclusive: bool = False
+    # for values bounds cannot state (a CSV delimiter is one character): value -> what it must be, or None
+    validate: Callable[[Any], str | None] | None = field(default=None, compare=False, repr=False)
 
     @property
     def required(self) -> bool:
@@ -125,6 +127,10 @@ def coerce(param: Param, value: Any, where: str, span: Span, sink: Sink, expr: i
         return None
     if t == "str":
         if isinstance(expr, ir.Str) or (isinstance(value, str) and not isinstance(expr, ir.Ident)):
+            problem = param.validate(value) if param.validate is not None else None
+            if problem is not None:
+                sink.error("E108", f"`{param.name}` of {where} must be {problem}. {got}", span)
+                return None
             return value
         return _type_error(param, value, where, span, sink, 'a string in double quotes', got)
     if t in ("enum", "name"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .base import FunctionEntry
+from ..limits import delimiter_problem
 from .schema import Param
 
 F = FunctionEntry
@@ -56,9 +57,10 @@ LOGIC_TABLES = ("and", "or", "xor", "nand", "nor")
 DATA_SOURCES: tuple[FunctionEntry, ...] = (
     *(F(f"sklearn.{n}", doc=f"scikit-learn's bundled {n} data set") for n in SKLEARN_SETS),
     *(F(f"logic.{n}", doc=f"the truth table of logical {n.upper()} (4 rows)") for n in LOGIC_TABLES),
-    F("synthetic", (Param("n", "int", 1024, min=1), Param("seed", "int", 0, min=0)),
+    F("synthetic", (Param("n", "int", 1024, min=1), Param("seed", "int", 0, min=0, max=SEED_MAX)),
       doc="random data matched to the inputs and the task, with a learnable signal"),
-    F("csv", (Param("path", "str"), Param("target", "str", None), Param("delimiter", "str", ",")),
+    F("csv", (Param("path", "str"), Param("target", "str", None),
+              Param("delimiter", "str", ",", validate=delimiter_problem)),
       doc="a CSV file with a header; `target` names the label column (default: the last)"),
     F("npz", (Param("path", "str"),), doc="a NumPy .npz with arrays x and y (or one array per input name, and y)"),
 )

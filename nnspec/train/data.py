@@ -9,7 +9,9 @@ no per-sample Python.
 """
 from __future__ import annotations
 
+import array as _array
 import csv
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,9 +20,12 @@ import numpy as np
 
 from ..diagnostics import UserError
 from ..catalog.settings import LOGIC_TABLES, SKLEARN_SETS
+from ..limits import (MAX_LINE_CHARS, MAX_RECORD_CHARS, SYNTHETIC_MAX_LEN, delimiter_problem, open_data_file,
+                      synthetic_bytes)
+from .npz_files import SAVE_HELP as NPZ_SAVE_HELP, Archive, names_text, require_memory, shown_name
 
 SOURCE_NAMES = (*(f"sklearn.{n}" for n in SKLEARN_SETS), *(f"logic.{n}" for n in LOGIC_TABLES), "synthetic", "csv", "npz")
-SYNTHETIC_MAX_LEN = 24  # length of padded batches made for `int[?]` inputs
+CSV_CHUNK_CELLS = 1 << 18  # CSV cells turned into numbers at a time (bounds Python's per-cell memory)
 
 
 @dataclass
@@ -112,19 +117,61 @@ class Expect:
 # ------------------------------------------------------------------ sources
 
 
-def load_arrays(source: tuple[str, Mapping[str, Any]], expect: Expect, base_dir: Path) -> Arrays:
+def load_arrays(source: tuple[str, Mapping[str, Any]], expect: Expect, base_dir: Path, *,
+                where: str | None = None) -> Arrays:
+    """The arrays of a data source. `where`: where the source is written (the spec's file:line:col,
+    or --data), for errors about the source itself; errors about a file's content name the file."""
     name, args = source
+    try:
+        return _load_arrays(name, args, expect, base_dir)
+    except UserError as err:
+        if err.where is None and getattr(err, "about_source", False):
+            err.where = where
+        raise
+
+
+def _load_arrays(name: str, args: Mapping[str, Any], expect: Expect, base_dir: Path) -> Arrays:
     if name.startswith("sklearn."):
         return _sklearn(name.split(".", 1)[1], expect)
     if name.startswith("logic."):
         return _logic(name.split(".", 1)[1], expect)
     if name == "synthetic":
-        return synthetic(expect, int(args.get("n", 1024)), int(args.get("seed", 0)))
+        n, seed = args.get("n", 1024), args.get("seed", 0)
+        for key, value, low in (("n", n, 1), ("seed", seed, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise _source_error(f"`{key}` of data source synthetic must be a whole number >= {low}; "
+                                    f"received {value!r}"[:200], help="e.g. synthetic(n=1024, seed=0)")
+        try:
+            require_memory(synthetic_memory(expect, n), f"synthetic(n={n})",
+                           help="use a smaller n: synthetic data is made whole, in memory")
+        except UserError as err:
+            raise _source_error(err.message, help=err.help) from None
+        return synthetic(expect, n, seed)
+    if name in ("csv", "npz"):
+        for key in ("path", "target", "delimiter"):
+            value = args.get(key)
+            if value is not None and not isinstance(value, str):
+                raise _source_error(f"`{key}` of data source {name} must be a string; received "
+                                    f"{type(value).__name__}", help=f'e.g. {name}("data.{name}")')
+        if not args.get("path"):
+            raise _source_error(f"the data source {name}(...) needs a path", help=f'e.g. {name}("data.{name}")')
+        problem = delimiter_problem(args["delimiter"]) if args.get("delimiter") is not None else None
+        if problem is not None:
+            raise _source_error(f"`delimiter` of data source csv must be {problem}; received "
+                                f"{args['delimiter']!r}"[:200], help='e.g. delimiter=";" or delimiter="\\t"')
     if name == "csv":
-        return _csv(_resolve(args["path"], base_dir), args.get("target"), args.get("delimiter", ","), expect)
+        return _csv(_resolve(args["path"], base_dir), args.get("target"),
+                    "," if args.get("delimiter") is None else args["delimiter"], expect)
     if name == "npz":
         return _npz(_resolve(args["path"], base_dir), expect)
     raise _bad_source(name)
+
+
+def _source_error(message: str, help: str | None = None) -> UserError:
+    """An error about the data source's own arguments: load_arrays locates it where the source is written."""
+    err = UserError(message, help=help)
+    err.about_source = True
+    return err
 
 
 def _resolve(path: str, base_dir: Path) -> Path:
@@ -200,195 +247,366 @@ def _regression_labels(y: np.ndarray, expect: Expect, origin: str) -> np.ndarray
     return y.reshape(len(y), *expect.out_shape)
 
 
-def labels_from_array(y: np.ndarray, expect: Expect, origin: str) -> np.ndarray:
-    """Labels read from a file: class ids, one-hot rows, 0/1, or targets; checked against the spec."""
+def labels_from_array(y: np.ndarray, expect: Expect, origin: str, place=None) -> np.ndarray:
+    """Labels read from a file: class ids, one-hot rows, 0/1, or targets; checked against the spec.
+    `place(i)`: where row i is, for messages (default: the row's index). A wrong label is named by
+    its place and by what is wrong with it, never by its value (the file may be anything)."""
+    if place is None:
+        place = lambda i: f"{origin}: row {i}"  # noqa: E731
     if expect.kind == "regression":
-        if not np.issubdtype(y.dtype, np.number):
-            raise UserError(f"{origin}: the target column holds text but the model is a regressor",
+        if not np.issubdtype(y.dtype, np.number) or y.dtype.kind == "c":
+            what = "text" if y.dtype.kind in "US" else f"{y.dtype} values"
+            raise UserError(f"{origin}: the target column holds {what} but the model is a regressor",
                             help="give numeric targets, or use a classification loss")
-        return _regression_labels(y, expect, origin)
-    if expect.kind == "multiclass" and y.ndim == 2 and y.shape[1] == expect.classes and y.shape[1] > 1:
-        y = y.astype(np.float32)
-        if np.all((y == 0) | (y == 1)) and np.all(y.sum(1) == 1):
-            return y.argmax(1).astype(np.int64)  # one-hot rows -> indices
-        if np.all(y >= 0) and np.allclose(y.sum(1), 1, atol=1e-4):
-            return y  # distributions, e.g. for kl_divergence
-        raise UserError(f"{origin}: labels of shape {list(y.shape)} are neither one-hot rows nor distributions")
+        targets = _regression_labels(y, expect, origin)
+        _first_bad(~np.isfinite(targets.reshape(len(targets), -1)).all(1), place, "targets must be finite in float32",
+                   "a target beyond its range (about ±3.4e38)", "scale the targets down")
+        return targets
+    if len(y) and y.ndim > 1 and expect.kind == "multiclass":
+        columns = int(np.prod(y.shape[1:]))
+        if y.ndim == 2 and columns == 1:
+            y = y.reshape(len(y))  # a column of class ids
+        elif y.ndim == 2 and columns == expect.classes and np.issubdtype(y.dtype, np.number):
+            y = y.astype(np.float32)
+            if np.all((y == 0) | (y == 1)) and np.all(y.sum(1) == 1):
+                return y.argmax(1).astype(np.int64)  # one-hot rows -> indices
+            if np.all(y >= 0) and np.allclose(y.sum(1), 1, atol=1e-4):
+                return y  # distributions, e.g. for kl_divergence
+            bad = ~(((y == 0) | (y == 1)).all(1) & (y.sum(1) == 1)) & ~((y >= 0).all(1) & np.isclose(y.sum(1), 1, atol=1e-4))
+            _first_bad(bad, place, f"labels of shape [{expect.classes}] per row must be one-hot rows or "
+                       "distributions (non-negative, summing to 1)", "a row that is neither",
+                       "give one-hot rows (a single 1) or class probabilities")
+        else:
+            raise UserError(f"{origin}: labels of shape {list(y.shape[1:])} per row; the model has {expect.classes} "
+                            f"classes, so give one class id per row or one-hot rows of {expect.classes} values",
+                            help=f"labels of shape [N] (ids 0..{expect.classes - 1}) or [N, {expect.classes}] (one-hot)")
     if expect.kind == "binary" and y.ndim > 1:
-        if tuple(y.shape[1:]) != tuple(expect.out_shape) and y[0].size != int(np.prod(expect.out_shape)):
+        if len(y) and tuple(y.shape[1:]) != tuple(expect.out_shape) and y[0].size != int(np.prod(expect.out_shape)):
             raise UserError(f"{origin}: labels of shape {list(y.shape[1:])} per row do not match the output "
                             f"{list(expect.out_shape)}")
-        values = np.unique(y)
-        if not np.all(np.isin(values, [0, 1])):
-            raise UserError(f"{origin}: binary labels must be 0 or 1; received values {values[:5].tolist()}")
+        if not np.issubdtype(y.dtype, np.number) and y.dtype != bool:
+            raise UserError(f"{origin}: binary labels must be 0 or 1; the labels hold {_kind_words(y.dtype)}")
+        _first_bad(~((y == 0) | (y == 1)).reshape(len(y), -1).all(1), place, "binary labels must be 0 or 1",
+                   "a label other than 0 or 1", "a sigmoid output is trained on 0/1 labels")
         return y.astype(np.float32).reshape(len(y), *expect.out_shape)
-    if not np.issubdtype(y.dtype, np.number):  # text classes -> ids in sorted order
-        names, y = np.unique(y.astype(str), return_inverse=True)
-        return _class_labels(y, len(names), expect, origin)
-    if np.any(y != np.round(y)) or np.any(y < 0):
-        raise UserError(f"{origin}: class labels must be integers 0..{(expect.classes or 2) - 1}; "
-                        f"received values such as {y[(y != np.round(y)) | (y < 0)][:3].tolist()}")
-    y = y.astype(np.int64).reshape(len(y))
-    top = int(y.max()) if len(y) else 0
+    if not np.issubdtype(y.dtype, np.number) or y.dtype == bool:  # text classes -> ids in sorted order
+        names, ids = np.unique(y if y.dtype.kind in "SU" else y.astype(str), return_inverse=True)
+        return _class_labels(ids.reshape(len(y)), len(names), expect, origin)
     classes = expect.classes if expect.kind == "multiclass" else 2
-    if top >= classes:
-        raise UserError(f"{origin}: found class label {top} but the model has {classes} classes "
-                        f"(labels 0..{classes - 1})", help=f"end the network with Dense({top + 1}) -> softmax")
-    return _class_labels(y, classes, expect, origin)
+    values = y.astype(np.float64)  # compared before any cast: 1e30 or 2**64 - 1 must not wrap around
+    expected = f"class labels must be integers 0..{classes - 1} (the model has {classes} classes)"
+    _first_bad(values != np.round(values), place, expected, "a fractional label",
+               "give each row the integer id of its class")
+    _first_bad(values < 0, place, expected, "a negative label", "give each row the integer id of its class")
+    _first_bad(values >= classes, place, expected, f"a class label above {classes - 1}",
+               "end the network with one unit per class (Dense(K) -> softmax for K classes), "
+               "counting the classes in the labels")
+    return _class_labels(values.astype(np.int64).reshape(len(y)), classes, expect, origin)
+
+
+def _first_bad(bad: np.ndarray, place, expected: str, received: str, help: str) -> None:
+    """Refuse the first row where `bad` holds: its place, what was expected, what it holds (in words,
+    never its value) and how many rows do."""
+    if bad.any():
+        first = int(np.argmax(bad))
+        count = int(bad.sum())
+        raise UserError(f"{place(first)}: {expected}; received {received}"
+                        + (f" ({count} such rows)" if count > 1 else ""), help=help)
+
+
+def _kind_words(dtype: np.dtype) -> str:
+    return "text" if dtype.kind in "SU" else f"{dtype} values"
 
 
 def _csv(path: Path, target: str | None, delimiter: str, expect: Expect) -> Arrays:
-    header, rows, lines = read_csv(path, delimiter)
-    if target is None:
-        target = header[-1]
-    if target not in header:
-        raise UserError(f"{path}: no column named '{target}'; the columns are: {', '.join(header)}",
-                        help='name the label column: csv("file.csv", target="label")')
-    t = header.index(target)
-    features = [c for i, c in enumerate(header) if i != t]
-    x = numeric_rows([[r[i] for i in range(len(header)) if i != t] for r in rows], path, features, lines)
-    require_finite_rows(x, path, features, lines)
+    """A CSV file read row by row, its features turned into float32 a chunk of rows at a time (so
+    memory stays near the size of the numbers, not of Python's strings for every cell)."""
+    rows = csv_rows(path, delimiter, what="data file", help="paths in a spec are relative to the spec file")
+    header = next(rows, None)
+    if header is None:
+        raise UserError(f"{path} has no data rows", help="a CSV file needs a header line and at least one row")
+    header_line, header = header
+    t = label_column(header, target, path, header_line, delimiter)
+    label = label_name(target, t)
+    features = feature_columns(len(header), t)
+    xs, cells, lines = [], [], _array.array("q")
+    chunk: list[list[str]] = []
+    chunk_lines: list[int] = []
+    interned: dict[str, str] = {}  # class labels repeat: one string each
+
+    def flush() -> None:
+        x = numeric_rows([r[:t] + r[t + 1:] for r in chunk], path, features, chunk_lines)
+        require_finite_rows(x, path, features, chunk_lines)
+        xs.append(x)
+        chunk.clear()
+        chunk_lines.clear()
+
+    per_chunk = max(1, CSV_CHUNK_CELLS // max(len(header), 1))
+    for line, row in rows:
+        value = row[t]
+        if not value.strip():
+            raise UserError(f"{path}:{line}: {label} is empty", help="every row needs a label")
+        cells.append(interned.setdefault(value, value))
+        lines.append(line)
+        chunk.append(row)
+        chunk_lines.append(line)
+        if len(chunk) >= per_chunk:
+            flush()
+    if chunk:
+        flush()
+    if not cells:
+        raise UserError(f"{path} has no data rows", help="a CSV file needs a header line and at least one row")
+    x = np.concatenate(xs) if len(xs) > 1 else xs[0]
+    del xs, interned
     shape = _single_vector_input(expect, str(path), x.shape[1])
     if expect.inputs[0][2] == "int":
         x = x.astype(np.int64)
-    raw = np.array(require_labels([r[t] for r in rows], lines, path, target))
+    numbers = label_numbers(cells)
+    if numbers is None:  # text: class names, numbered in sorted order
+        y = text_classes(cells, expect, str(path))
+    else:
+        require_finite_rows(numbers.reshape(len(numbers), 1), path, [label], lines)
+        y = labels_from_array(numbers, expect, str(path), place=lambda i: f"{path}:{lines[i]}")
+    return Arrays([x.reshape(len(x), *shape)], y, str(path), tabular=len(shape) == 1, target=header[t])
+
+
+def label_numbers(cells: list[str]) -> np.ndarray | None:
+    """A label column's cells as float64 numbers, or None when one of them is not a number."""
     try:
-        y = raw.astype(np.float64)
-    except ValueError:
-        y = raw
-    if y.dtype.kind == "f":
-        require_finite_rows(y.reshape(len(y), 1), path, [target], lines)
-    y = labels_from_array(y, expect, str(path))
-    return Arrays([x.reshape(len(x), *shape)], y, str(path), tabular=len(shape) == 1, target=target)
+        return np.array(cells, dtype=np.float64)
+    except (ValueError, OverflowError):
+        return None
+
+
+def text_classes(cells: list[str], expect: Expect, origin: str) -> np.ndarray:
+    """Text labels -> ids of the names in sorted order, in the form the loss expects (never one
+    fixed-width string array as wide as the longest cell)."""
+    if expect.kind == "regression":
+        raise UserError(f"{origin}: the target column holds text but the model is a regressor",
+                        help="give numeric targets, or use a classification loss")
+    names = sorted(set(cells))
+    index = {name: i for i, name in enumerate(names)}
+    return _class_labels(np.fromiter((index[c] for c in cells), np.int64, len(cells)), len(names), expect, origin)
+
+
+def label_column(header: list[str], target: str | None, path: Path, line: int = 1, delimiter: str = ",") -> int:
+    """The index of the label column: `target`'s, or the last. A missing column is named as the spec
+    wrote it; the file's own header is never quoted (the file may be anything a spec names)."""
+    if target is None:
+        return len(header) - 1
+    if target in header:
+        return header.index(target)
+    hint = ('name the label column as the header (line 1) of the file names it: csv("file.csv", target="label")')
+    if len(header) == 1:
+        hint = (f"the header has a single column when split at {delimiter!r}: is the delimiter right? "
+                'e.g. csv("file.csv", target="label", delimiter=";")')
+    raise UserError(f"{path}: no column named '{target}' in the header (line {line}, {len(header)} "
+                    f"column{'s' if len(header) != 1 else ''})", help=hint)
+
+
+def label_name(target: str | None, index: int) -> str:
+    """The label column in messages: by the name the spec gave, else by its position."""
+    return f"the label column '{target}'" if target is not None else f"the label column (column {index + 1}, the last)"
+
+
+def feature_columns(width: int, label_at: int | None) -> list[str]:
+    """The feature columns in messages: by position in the file (1 = first), never by the header's text."""
+    return [f"column {i + 1}" for i in range(width) if i != label_at]
 
 
 def _require_finite(x: np.ndarray, origin: str, columns: list[str] | None = None, first_line: int | None = None,
-                    array: str | None = None, first_row: int = 0, scope: str = "in all") -> None:
+                    array: str | None = None, first_row: int = 0, scope: str = "in all",
+                    lines: list[int] | None = None) -> None:
     """NaN or infinite values would turn the loss into NaN after an epoch of wasted time: refuse them
     here, naming the file, the row and the column (CSV) or the array and the index (NPZ).
-    `first_row`: x is a batch of rows from there on (indices are the whole array's); `scope` words the count."""
+    `first_row`: x is a batch of rows from there on (indices are the whole array's); `scope` words the count.
+    `columns`: how the CSV columns are named in messages; `lines[i]`: the file line of row i."""
     if x.dtype.kind != "f" or np.isfinite(x).all():
         return
     where = np.argwhere(~np.isfinite(x))[0]
     value = x[tuple(where)]
+    what = "nan" if np.isnan(value) else ("inf" if value > 0 else "-inf")
     if columns is not None:
-        place = f"{origin}:{int(where[0]) + (first_line or 0)}: column '{columns[int(where[1])]}' holds {value}"
+        line = lines[int(where[0])] if lines is not None else int(where[0]) + (first_line or 0)
+        place = f"{origin}:{line}: {columns[int(where[1]) if x.ndim > 1 else 0]} holds {what}"
     else:
         index = (int(where[0]) + first_row, *(int(i) for i in where[1:]))
-        place = f"{origin}: array '{array}' holds {value} at index {index}"
+        place = f"{origin}: array '{array}' holds {what} at index {index}"
     count = int((~np.isfinite(x)).sum())
-    raise UserError(f"{place}, not a finite number ({count} such value{'s' if count != 1 else ''} {scope})",
+    beyond = " (or a number beyond float32's range, about ±3.4e38)" if what != "nan" else ""
+    raise UserError(f"{place}{beyond}, not a finite number ({count} such value{'s' if count != 1 else ''} {scope})",
                     help="remove or fill in the missing values (NaN) and infinities before training")
 
 
-def read_csv(path: Path, delimiter: str = ",") -> tuple[list[str], list[list[str]], list[int]]:
-    """A whole data file: its header, its rows and each row's line in the file."""
-    table = list(csv_rows(path, delimiter, what="data file", help="paths in a spec are relative to the spec file"))
-    if len(table) < 2:
-        raise UserError(f"{path} has no data rows", help="a CSV file needs a header line and at least one row")
-    return table[0][1], [row for _, row in table[1:]], [line for line, _ in table[1:]]
+class _Lines:
+    """The lines of a text file for csv.reader, each at most MAX_LINE_CHARS long, and one record
+    (quoted fields may span lines) at most MAX_RECORD_CHARS: `/dev/zero`-like content with no line
+    end cannot grow without bound. `number`: the lines read so far."""
+
+    def __init__(self, f, path: Path):
+        self.f, self.path = f, path
+        self.number = 0
+        self.record = 0  # characters of the record being read
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = self.f.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            raise StopIteration
+        self.number += 1
+        if len(line) > MAX_LINE_CHARS and not line.endswith(("\n", "\r")):
+            raise UserError(f"{self.path}:{self.number}: line {self.number} is longer than "
+                            f"{MAX_LINE_CHARS // (1 << 20)} MiB of text; nnspec reads CSV lines up to that length",
+                            help="is this a CSV file? split the data into rows, one per line")
+        self.record += len(line)
+        if self.record > MAX_RECORD_CHARS:
+            raise UserError(f"{self.path}:{self.number}: a quoted field runs on past line {self.number}, over "
+                            f"{MAX_RECORD_CHARS // (1 << 20)} MiB of text in one row",
+                            help="is a closing double quote missing?")
+        return line
 
 
 def csv_rows(path: Path, delimiter: str, *, what: str = "file", help: str | None = None):
     """(line in the file, row) of every non-empty row, the header first; a row whose width is not
-    the header's is an error naming its line. `what`, `help`: how a missing file is reported."""
-    try:
-        f = open(path, newline="", encoding="utf-8-sig")  # -sig: a BOM is not part of the first column's name
-    except FileNotFoundError:
-        raise UserError(f"{what} not found: {path}", help=help) from None
-    except OSError as err:  # a folder, no permission...
-        raise UserError(f"cannot read the {what} {path}: {err.strerror or err}") from None
-    with f:
-        reader = csv.reader(f, delimiter=delimiter)
+    the header's is an error naming its line. `what`, `help`: how a missing file is reported.
+    Only regular files are read (not /dev/zero, a pipe, a folder); lines are bounded (_Lines).
+    Messages give positions, never the file's text."""
+    problem = delimiter_problem(delimiter)
+    if problem is not None:
+        raise UserError(f"the CSV delimiter must be {problem}; received {delimiter!r}"[:200],
+                        help='e.g. csv("file.csv", delimiter=";") or delimiter="\\t" for tabs')
+    with open_data_file(path, what, help=help or "check the path") as f:
+        lines = _Lines(f, path)
+        reader = csv.reader(lines, delimiter=delimiter)
         width = None
         try:
             for row in reader:
+                lines.record = 0
                 if not row:
                     continue
                 if width is not None and len(row) != width:
                     raise UserError(f"{path}:{reader.line_num}: {len(row)} values but the header has {width} columns")
                 width = len(row) if width is None else width
                 yield reader.line_num, row
-        except (UnicodeDecodeError, csv.Error) as err:
-            raise UserError(f"{path} is not a readable CSV file ({err})") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{path}:{lines.number + 1}: line {lines.number + 1} is not UTF-8 text: "
+                            f"{path} is not a readable CSV file", help="save the data as UTF-8 text") from None
+        except csv.Error as err:
+            raise UserError(f"{path}:{reader.line_num}: {path} is not a readable CSV file ({_csv_problem(err)})") from None
 
 
-def require_finite_rows(x: np.ndarray, path: Path, columns: list[str], lines: list[int],
-                        scope: str = "in all") -> None:
+def _csv_problem(err: csv.Error) -> str:
+    """csv's message, in words that quote nothing of the file."""
+    text = str(err)
+    if "NUL" in text:
+        return "a NUL byte: is it a binary file?"
+    if "field larger than field limit" in text:
+        return f"a field longer than {csv.field_size_limit():,} characters"
+    if "new-line character" in text:
+        return "a line break inside an unquoted field"
+    if "expected after" in text:
+        return "a closing double quote not followed by the delimiter"
+    if "unexpected end of data" in text:
+        return "the file ends inside a quoted field"
+    return "malformed quoting"
+
+
+def require_finite_rows(x: np.ndarray, path: Path, columns: list[str], lines, scope: str = "in all") -> None:
     """CSV rows (x[i] read from file line lines[i]) must hold finite numbers: the first that does
     not is named by its line and column."""
     bad = ~np.isfinite(x.reshape(len(x), -1)).all(1) if x.dtype.kind == "f" else None
     if bad is not None and bad.any():
         first = int(np.argmax(bad))
-        _require_finite(x[first:], str(path), columns, first_line=lines[first], scope=scope)
+        _require_finite(x[first:], str(path), columns, lines=list(lines[first:first + len(x)]), scope=scope)
 
 
 def require_labels(cells: list[str], lines: list[int], path: Path, target: str) -> list[str]:
-    """Every row of the label column holds something."""
+    """Every row of the label column holds something. `target`: the column's words in messages."""
     empty = next((line for line, v in zip(lines, cells) if not v.strip()), None)
     if empty is not None:
-        raise UserError(f"{path}:{empty}: the label column '{target}' is empty", help="every row needs a label")
+        raise UserError(f"{path}:{empty}: {target} is empty", help="every row needs a label")
     return cells
 
 
 def numeric_rows(rows: list[list[str]], path: Path, names: list[str], lines=None) -> np.ndarray:
     """CSV cells -> float32 rows; a cell that is not a number is named by its file line (`lines`,
-    default: the rows follow the header) and column."""
+    default: the rows follow the header) and its column (`names`: the columns' words in messages).
+    The cell itself is not quoted: the file may be anything a spec names."""
     try:
         return np.array(rows, dtype=np.float32).reshape(len(rows), len(names))
-    except ValueError:
+    except (ValueError, OverflowError):
         for i, row in zip(lines if lines is not None else range(2, len(rows) + 2), rows):
             for name, v in zip(names, row):
                 try:
                     float(v)
-                except ValueError:
-                    raise UserError(f"{path}:{i}: column '{name}' holds '{v}', not a number",
+                except (ValueError, OverflowError):
+                    what = "is empty" if not v.strip() else "holds text"
+                    raise UserError(f"{path}:{i}: {name} {what}, not a number",
                                     help="feature columns must be numeric") from None
         raise
 
 
-def npz_input_arrays(arrays: dict, names: list[str], path) -> list:
-    """The arrays of an .npz that feed the inputs: one per input name, or `x` for a single input."""
+def npz_input_arrays(arrays, names: list[str], path) -> list:
+    """The arrays of an .npz that feed the inputs: one per input name, or `x` for a single input.
+    `arrays`: a mapping from the archive's array names (to arrays, members or zip entries)."""
     if all(n in arrays for n in names):
         return [arrays[n] for n in names]
     if "x" in arrays and len(names) == 1:
         return [arrays["x"]]
     raise UserError(f"{path} needs an array 'x' (one input) or one array per input ({', '.join(names)}); "
-                    f"it has: {', '.join(arrays)}")
+                    f"it has: {names_text(arrays)}")
+
+
+def npz_input_keys(arrays, names: list[str], path) -> list[str]:
+    """The names of the arrays npz_input_arrays picks."""
+    return names if all(n in arrays for n in names) else ["x"] if "x" in arrays and len(names) == 1 \
+        else npz_input_arrays(arrays, names, path)
+
+
+def check_npz_rows(path: Path, inputs, y) -> None:
+    """Every array has rows, and as many as the others: checked from the headers, before reading."""
+    for m in [*inputs, *([y] if y is not None else [])]:
+        if len(m.shape) == 0:
+            raise UserError(f"{path}: array '{shown_name(m.key)}' is a single value, not rows", help=NPZ_SAVE_HELP)
+    if y is not None:
+        if len(y) == 0:
+            raise UserError(f"{path} has no rows: array 'y' is empty", help="give at least one sample")
+        if any(len(m) != len(y) for m in inputs):
+            raise UserError(f"{path}: {len(y)} labels but the inputs have {[len(m) for m in inputs]} rows")
+    elif len({len(m) for m in inputs}) > 1:
+        counts = ", ".join(f"'{shown_name(m.key)}' {len(m)}" for m in inputs)
+        raise UserError(f"{path}: the input arrays have different numbers of rows ({counts})",
+                        help="give every input array one row per sample")
 
 
 def _npz(path: Path, expect: Expect) -> Arrays:
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(6)
-        if not magic.startswith((b"PK", b"\x93NUMPY")):
-            raise UserError(f"{path} is not an .npz file (not a zip archive of arrays)",
-                            help="save with numpy.savez(path, x=features, y=labels)")
-        loaded = np.load(path, allow_pickle=False)  # never unpickle: object arrays are refused
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise UserError(f"{path} holds a single array (.npy), not an .npz archive of named arrays",
-                            help="save with numpy.savez(path, x=features, y=labels)")
-        with loaded as f:
-            arrays = {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise UserError(f"data file not found: {path}", help="paths in a spec are relative to the spec file") from None
-    except (ValueError, OSError, EOFError) as err:
-        raise UserError(f"{path} is not a readable .npz file ({str(err).splitlines()[0] if str(err) else type(err).__name__})",
-                        help="save with numpy.savez(path, x=features, y=labels); object arrays (pickles) are refused") from None
-    if "y" not in arrays:
-        raise UserError(f"{path} has no array 'y' (labels); it has: {', '.join(arrays) or 'nothing'}")
-    names = [n for n, _, _ in expect.inputs]
-    xs = npz_input_arrays(arrays, names, path)
-    inputs = [_match_array(x, i, expect, str(path)) for i, x in enumerate(xs)]
-    for x, key in zip(inputs, names if all(n in arrays for n in names) else ["x"]):
-        _require_finite(x, str(path), array=key)
-    if arrays["y"].dtype.kind == "f":
-        _require_finite(arrays["y"], str(path), array="y")
-    if len(arrays["y"]) == 0:
-        raise UserError(f"{path} has no rows: array 'y' is empty", help="give at least one sample")
-    y = labels_from_array(arrays["y"], expect, str(path))
-    if any(len(x) != len(y) for x in inputs):
-        raise UserError(f"{path}: {len(y)} labels but the inputs have {[len(x) for x in inputs]} rows")
+    """Only the arrays the spec uses are read, after their headers are checked (names, shapes,
+    dtypes, row counts, sizes against the archive and against the memory available)."""
+    with Archive(path) as archive:
+        if "y" not in archive.names:
+            raise UserError(f"{path} has no array 'y' (labels); it has: {names_text(archive.names)}")
+        names = [n for n, _, _ in expect.inputs]
+        keys = npz_input_keys(archive.names, names, path)
+        members = [archive.member(k) for k in keys]
+        y_member = archive.member("y")
+        check_npz_rows(path, members, y_member)
+        samples = [input_layout(m.shape, m.dtype, i, expect, str(path)) for i, m in enumerate(members)]
+        converted = sum(len(m) * math.prod(s) * (8 if expect.inputs[i][2] == "int" else 4)
+                        for i, (m, s) in enumerate(zip(members, samples)))
+        need = sum(m.nbytes for m in members) + y_member.nbytes + converted + 8 * y_member.count
+        require_memory(need, f"{path} ({', '.join(m.describe() for m in [*members, y_member])})",
+                       help="use a smaller data set, or evaluate and predict it in batches")
+        inputs = []
+        for i, (m, key) in enumerate(zip(members, keys)):
+            raw = archive.read(m)
+            inputs.append(_match_array(raw, i, expect, str(path), array=key))
+            del raw
+        y = archive.read(y_member)
+    if y.dtype.kind == "f":
+        _require_finite(y, str(path), array="y")
+    y = labels_from_array(y, expect, str(path), place=lambda i: f"{path}: array 'y' at index {i}")
     tabular = len(inputs) == 1 and inputs[0].ndim == 2 and inputs[0].dtype == np.float32
     return Arrays(inputs, y, str(path), tabular=tabular)
 
@@ -416,14 +634,49 @@ def input_layout(shape: tuple, dtype: np.dtype, i: int, expect: Expect, origin: 
     return got
 
 
-def _match_array(x: np.ndarray, i: int, expect: Expect, origin: str) -> np.ndarray:
-    """Check one input array against the spec (shape without batch, dtype) -> float32 or int64 rows."""
+def _match_array(x: np.ndarray, i: int, expect: Expect, origin: str, array: str | None = None,
+                 first_row: int = 0, scope: str = "in all") -> np.ndarray:
+    """Check one input array against the spec (shape without batch, dtype) -> float32 or int64 rows:
+    token ids within the vocabulary of the Embedding that reads them, floats finite in float32.
+    `array`, `first_row`: how messages name the array and the index of x's first row."""
     sample = input_layout(x.shape, x.dtype, i, expect, origin)
     x = x.reshape(len(x), *sample)
-    return x.astype(np.int64 if expect.inputs[i][2] == "int" else np.float32)
+    name, _, kind = expect.inputs[i]
+    if kind == "int":
+        require_token_ids(x, expect.vocab.get(name), origin, array or name, first_row)
+        return x.astype(np.int64, copy=False)
+    x = x.astype(np.float32, copy=False)
+    if array is not None:
+        _require_finite(x, origin, array=array, first_row=first_row, scope=scope)
+    return x
+
+
+def require_token_ids(x: np.ndarray, vocab: int | None, origin: str, array: str, first_row: int = 0) -> None:
+    """Integer token ids must index the vocabulary: 0..vocab-1 (compared before any cast, so that
+    2**64 - 1 cannot wrap around to -1)."""
+    if x.size == 0:
+        return
+    bad = x < 0
+    if vocab is not None:
+        bad = bad | (x >= vocab)
+    if bad.any():
+        where = np.argwhere(bad)[0]
+        index = (int(where[0]) + first_row, *(int(i) for i in where[1:]))
+        top = f"0..{vocab - 1}" if vocab is not None else "0 or more"
+        raise UserError(f"{origin}: array '{array}' holds a token id outside {top} at index {index} "
+                        f"({int(bad.sum())} such value{'s' if int(bad.sum()) != 1 else ''})",
+                        help="token ids index the Embedding's vocabulary: raise `vocab`, or map rare tokens to an id below it")
 
 
 # ------------------------------------------------------------------ synthetic data
+
+
+def synthetic_memory(expect: Expect, n: int) -> int:
+    """Bytes `synthetic` holds at its peak: the data, and the float64 draw of its largest input."""
+    outputs = expect.classes if expect.kind == "multiclass" else math.prod(d or 1 for d in expect.out_shape)
+    data = synthetic_bytes([(shape, dtype) for _, shape, dtype in expect.inputs], outputs or 1, n)
+    draw = max((8 * n * math.prod(d or SYNTHETIC_MAX_LEN for d in shape) for _, shape, _ in expect.inputs), default=0)
+    return data + draw
 
 
 def synthetic(expect: Expect, n: int, seed: int) -> Arrays:
@@ -559,10 +812,24 @@ def load_data(checked, spec_path: str | Path, override: str | tuple | None = Non
     source = _source(checked, override)
     expect = Expect.of(checked)
     base = Path(spec_path).parent if spec_path else Path(".")
-    arrays = load_arrays(source, expect, base)
+    arrays = load_arrays(source, expect, base, where=_where(checked, spec_path, override))
     train = checked.train
     return prepare(arrays, expect, train["validation"] if validation is None else validation,
                    train["seed"] if seed is None else seed, train["standardize"], fold)
+
+
+def _where(checked, spec_path, override) -> str | None:
+    """Where the data source is written, for errors about its arguments: the spec's `file:line:col`
+    of its `data` setting, or the `--data` option."""
+    if isinstance(override, str):
+        return f"--data {override!r}"
+    if override is not None:
+        return None
+    setting = checked.spec.train_setting("data")
+    if setting is None or not setting.values:
+        return f"{spec_path}" if spec_path else None
+    span = setting.values[0].span
+    return f"{spec_path}:{span.line}:{span.col}" if spec_path else None
 
 
 def _source(checked, override) -> tuple[str, dict[str, Any]]:
