@@ -203,7 +203,9 @@ def compile_(file: str, emit: str, output: str | None) -> None:
 
         text = json.dumps(as_json(result.checked), indent=2)
         if output:
-            Path(output).write_text(text + "\n", encoding="utf-8")
+            from .fsutil import atomic_write_text
+
+            atomic_write_text(output, text + "\n")
             click.echo(f"wrote {output}")
         else:
             click.echo(text)
@@ -258,7 +260,8 @@ EMITTERS["python"] = _emit_python
               help="compact: required and non-default arguments; full: every argument.")
 @click.option("--collapse-blocks", is_flag=True, help="Draw each block instance as one box.")
 @click.option("--netron", is_flag=True, help="Export ONNX and open it in Netron (served on 127.0.0.1).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Netron's port (with --netron).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Netron's port (with --netron); 0: any free port. When the default is in use, a free one is taken.")
 @click.option("--no-browser", is_flag=True, help="With --netron: print the URL, do not open a browser.")
 @guarded
 def viz(file, output, out_dir, rankdir, detail, collapse_blocks, netron, port, no_browser):
@@ -267,11 +270,15 @@ def viz(file, output, out_dir, rankdir, detail, collapse_blocks, netron, port, n
     if netron:
         from .backends.onnx_export import serve_netron
 
-        serve_netron(result, port=port, browse=not no_browser, out_dir=out_dir)
+        given = click.get_current_context().get_parameter_source("port") != click.core.ParameterSource.DEFAULT
+        serve_netron(result, port=port, browse=not no_browser, out_dir=out_dir, port_given=given)
         return
     from .backends import dot
+    from .fsutil import make_dir
 
     path = dot.output_path(file, output, out_dir)
+    if out_dir:  # a folder option: made if missing (the folder of -o FILE must exist)
+        make_dir(out_dir)
     source = dot.to_dot(result.checked, rankdir=rankdir, detail=detail, collapse_blocks=collapse_blocks)
     dot.render(source, path)
     click.echo(f"wrote {path}")
@@ -314,6 +321,8 @@ def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, s
 @click.option("--data", "data_source", help="Data source, as in the spec (sklearn.wine, 'csv(\"f.csv\", target=\"y\")') or a .csv/.npz path.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default runs/<Model>/<n>/).")
 @click.option("--resume", is_flag=True, help="Continue from last.pt in the run folder (--out, or the latest run).")
+@click.option("--overwrite", is_flag=True, help="Replace the run of another spec that the --out folder holds "
+              "(refused without it).")
 @click.option("--amp", is_flag=True, help="Mixed precision (bf16, or fp16 with loss scaling) on CUDA.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only where the run is.")
@@ -327,7 +336,7 @@ def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, s
 @click.option("--master-addr", help="Data-parallel: address of the machine with --node-rank 0.")
 @click.option("--master-port", type=click.IntRange(min=1, max=65535), help="Data-parallel: TCP port on that machine.")
 @guarded
-def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resume, amp, compile_, quiet, defaults,
+def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resume, overwrite, amp, compile_, quiet, defaults,
           folds, nproc_per_node, nnodes, node_rank, master_addr, master_port):
     """Train a spec; writes history.csv, metrics.json, checkpoints and curves.png to the run folder."""
     from .train.cli_view import cross_validate_command, train_command
@@ -346,7 +355,7 @@ def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resu
             raise click.UsageError("cross-validation trains its folds one after another in one process; "
                                    "drop --nproc-per-node/--nnodes, or train without folds")
         cross_validate_command(result, _console(), folds=folds, device=device, epochs=epochs, batch_size=batch_size,
-                               lr=lr, seed=seed, data=data_source, out_dir=out_dir, resume=resume, amp=amp,
+                               lr=lr, seed=seed, data=data_source, out_dir=out_dir, resume=resume, overwrite=overwrite, amp=amp,
                                compile=compile_, quiet=quiet, defaults=defaults)
         return
     worker = D.worker_from_env()  # set when torchrun (or the launch below) started this process
@@ -358,7 +367,7 @@ def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resu
     speaks = worker is None or worker.is_main  # of several workers, only rank 0 prints
     with D.session(worker, D.device_for(worker, device) if worker else None):
         train_command(result, _console(silent=not speaks), device=device, epochs=epochs, batch_size=batch_size,
-                      lr=lr, seed=seed, data=data_source, out_dir=out_dir, resume=resume, amp=amp,
+                      lr=lr, seed=seed, data=data_source, out_dir=out_dir, resume=resume, overwrite=overwrite, amp=amp,
                       compile=compile_, quiet=quiet or not speaks, defaults=defaults)
 
 

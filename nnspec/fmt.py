@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,17 +298,11 @@ def unified_diff(old: str, new: str, path: str) -> str:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Replace a file's contents in one step (a crash leaves the old or the new file, never half)."""
-    mode = path.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Replace a file's contents in one step (a crash leaves the old or the new file, never half);
+    its permissions are kept. A full disk or an unwritable folder is a UserError naming the file."""
+    from .fsutil import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def run(path: str, *, check_only: bool = False, write: bool = False) -> int:

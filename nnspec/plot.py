@@ -90,10 +90,13 @@ def plot(run_dirs: list[str], output: str | None = None) -> Path:
 def draw(histories: list[History], path: Path) -> None:
     import matplotlib.pyplot as plt
 
+    from .fsutil import atomic_write
+
     fig = figure(histories)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:  # atomically: a failed write leaves the old figure, never a 0-byte or half file
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lower().lstrip("."), dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def figure(histories: list[History]):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -31,6 +32,8 @@ from typing import Any, Callable
 from . import search
 from .diagnostics import UserError, suggest
 from .extras import require
+from .fsutil import atomic_write, atomic_write_text, make_dir
+from .runlock import RunLock
 from .pipeline import Result, check_text
 
 HEARTBEAT_S = 5
@@ -277,7 +280,7 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}: {metric} = {best[-1]:.4g}")
 
         train_spec(concrete, out_dir=self.out_dir / "trials" / f"{trial.number:03d}", quiet=True,
-                   on_epoch=on_epoch, **self.train_options)
+                   on_epoch=on_epoch, overwrite=True, **self.train_options)  # trials/NNN belongs to the study
         if not best:
             raise TrialFailed("training ran no epoch")
         return best[-1]
@@ -305,26 +308,31 @@ def tune(result: Result, *, trials: int | None = None, sampler: str | None = Non
     check_objective(result, settings.metric)
     study = open_study(result, dims, settings, storage, study_name)
     out = Path(out_dir) if out_dir else next_tune_dir(result.checked.spec.name)
-    out.mkdir(parents=True, exist_ok=True)
-    write_progress(out, study, settings)  # the study exists (its tables too, in a database)
-    if not quiet:
-        echo(f"tuning {result.checked.spec.name}: {settings.trials} trials, {settings.sampler} sampler, "
-             f"{settings.direction} {settings.metric}, pruner {settings.pruner}; outputs in {out}/")
-        echo(search.describe(dims))
-    objective = Objective(result, dims, settings, out, {"epochs": epochs, "device": device}, echo)
-    deadline = time.monotonic() + settings.timeout if settings.timeout else None
-    try:
-        while wait_for_slot(study, settings.trials, deadline):
-            study.optimize(objective, n_trials=1, catch=(TrialFailed,))
-            write_progress(out, study, settings)
-            if not quiet and objective.last is not None:
-                echo(trial_line(_trial(study, objective.last), settings, study))
-    finally:  # also after Ctrl-C: what has finished is written
-        summary = write_outputs(result, dims, settings, study, out)
-        write_progress(out, study, settings, done=True)
-    if not quiet:
-        echo(final_lines(summary))
-    return summary
+    make_dir(out)
+    # A study in memory belongs to this process: its folder has one owner. With --storage several
+    # tune processes share one folder by design (each trial has its own, locked by its run).
+    with RunLock(out, "nnspec tune", enabled=storage is None) as lock:
+        if lock.note and not quiet:
+            echo(f"note: {lock.note}")
+        write_progress(out, study, settings)  # the study exists (its tables too, in a database)
+        if not quiet:
+            echo(f"tuning {result.checked.spec.name}: {settings.trials} trials, {settings.sampler} sampler, "
+                 f"{settings.direction} {settings.metric}, pruner {settings.pruner}; outputs in {out}/")
+            echo(search.describe(dims))
+        objective = Objective(result, dims, settings, out, {"epochs": epochs, "device": device}, echo)
+        deadline = time.monotonic() + settings.timeout if settings.timeout else None
+        try:
+            while wait_for_slot(study, settings.trials, deadline):
+                study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+                write_progress(out, study, settings)
+                if not quiet and objective.last is not None:
+                    echo(trial_line(_trial(study, objective.last), settings, study))
+        finally:  # also after Ctrl-C: what has finished is written
+            summary = write_outputs(result, dims, settings, study, out)
+            write_progress(out, study, settings, done=True)
+        if not quiet:
+            echo(final_lines(summary))
+        return summary
 
 
 def _trial(study, number: int):
@@ -439,23 +447,21 @@ def write_progress(out: Path, study, settings: Settings, *, done: bool = False) 
             "best": None if best is None else {"number": best.number, settings.metric: best.value},
             "done": done, "pid": os.getpid(),
             "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    path = out / PROGRESS
-    tmp = out / f".{PROGRESS}.{os.getpid()}.tmp"  # per process: workers may share an --out folder
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(out / PROGRESS, json.dumps(data, indent=1) + "\n")  # a unique temporary file per write
 
 
 def write_trials_csv(path: Path, trials: list, dims: list[search.Dimension], settings: Settings) -> None:
     fields = ["number", *(d.name for d in dims), settings.metric, "state", "seconds", "failure"]
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(fields)
-        for t in trials:
-            value = trial_value(t)
-            params = [d.text(t.params[d.name]) if d.name in t.params else "" for d in dims]
-            took = seconds(t)
-            writer.writerow([t.number, *params, "" if value is None else f"{value:.6g}", t.state.name,
-                             "" if took is None else f"{took:.2f}", t.user_attrs.get("failure", "")])
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(fields)
+    for t in trials:
+        value = trial_value(t)
+        params = [d.text(t.params[d.name]) if d.name in t.params else "" for d in dims]
+        took = seconds(t)
+        writer.writerow([t.number, *params, "" if value is None else f"{value:.6g}", t.state.name,
+                         "" if took is None else f"{took:.2f}", t.user_attrs.get("failure", "")])
+    atomic_write_text(path, buf.getvalue())
 
 
 def write_best_spec(path: Path, result: Result, dims: list[search.Dimension], best, settings: Settings,
@@ -473,7 +479,7 @@ def write_best_spec(path: Path, result: Result, dims: list[search.Dimension], be
         formatted = True
     except ImportError:
         pass
-    path.write_text(text, encoding="utf-8")
+    atomic_write_text(path, text)
     return formatted
 
 
@@ -508,8 +514,10 @@ def plot_search(path: Path, trials: list, dims: list[search.Dimension], settings
     for ax in flat[panels:]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    finally:
+        plt.close(fig)
 
 
 def _plot_dimension(ax, dim: search.Dimension, done: list, metric: str) -> None:

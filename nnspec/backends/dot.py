@@ -310,22 +310,28 @@ def output_path(spec_path: str, output: str | None, out_dir: str | None) -> Path
 
 
 def render(dot_source: str, path: Path) -> Path:
-    """Write `path` (.dot as is; other formats through Graphviz's `dot`). Raises DotMissing after
-    writing the .dot file when `dot` is not installed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `path` (.dot as is; other formats through Graphviz's `dot`), atomically: `dot` draws
+    into a temporary file that replaces `path` only once it succeeded, so a failure leaves no
+    0-byte or half file (and an old drawing stays as it was). Raises DotMissing after writing the
+    .dot file when `dot` is not installed. The folder of `path` must exist (cli: --out makes it)."""
+    from ..fsutil import atomic_path, atomic_write_text
+
     fmt = path.suffix.lstrip(".").lower()
     if fmt == "dot":
-        path.write_text(dot_source, encoding="utf-8")
+        atomic_write_text(path, dot_source)
         return path
     exe = shutil.which("dot")
     if exe is None:
         dot_path = path.with_suffix(".dot")
-        dot_path.write_text(dot_source, encoding="utf-8")
+        atomic_write_text(dot_path, dot_source)
         raise DotMissing(f"Graphviz's `dot` program is not installed; wrote {dot_path} instead of {path}",
                          help=f"install Graphviz, then run this command again:\n{INSTALL_HINT}")
     dpi = ["-Gdpi=144"] if fmt == "png" else []  # a sharp bitmap; the DOT text stays resolution-free
-    proc = subprocess.run([exe, f"-T{fmt}", *dpi, "-o", str(path)], input=dot_source.encode("utf-8"),
-                          capture_output=True, timeout=120)
-    if proc.returncode != 0:
-        raise UserError(f"Graphviz's dot failed to draw {path}: {proc.stderr.decode(errors='replace').strip()}")
+    with atomic_path(path) as tmp:
+        proc = subprocess.run([exe, f"-T{fmt}", *dpi, "-o", str(tmp)], input=dot_source.encode("utf-8"),
+                              capture_output=True, timeout=120)
+        if proc.returncode != 0:
+            raise UserError(f"Graphviz's dot failed to draw {path}: {proc.stderr.decode(errors='replace').strip()}")
+        if tmp.stat().st_size == 0:
+            raise UserError(f"Graphviz's dot wrote nothing for {path}")
     return path

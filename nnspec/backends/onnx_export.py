@@ -25,6 +25,7 @@ gathers that ONNX has (same weights, same numbers; tested against the packed mod
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import re
 import types
@@ -288,10 +289,15 @@ def export(checked, source: str, path: str | Path, model=None) -> dict[str, Any]
     for key, value in (("nnspec.model", checked.spec.name), ("nnspec.source", source)):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(proto, str(path), save_as_external_data=False)
-    onnx.checker.check_model(str(path), full_check=True)
-    return {"path": str(path), "max_abs_diff": verify(checked, model, path)}
+    from ..fsutil import atomic_path
+
+    # Checked and verified in a temporary file that replaces `path` only then: a full disk, an
+    # unwritable folder or a failed check leaves no 0-byte or half file, and an old one intact.
+    with atomic_path(path) as tmp:
+        onnx.save_model(proto, str(tmp), save_as_external_data=False)
+        onnx.checker.check_model(str(tmp), full_check=True)
+        diffs = verify(checked, model, tmp)
+    return {"path": str(path), "max_abs_diff": diffs}
 
 
 def verify(checked, model, path: Path) -> dict[int, float]:
@@ -469,20 +475,44 @@ def emit(result, output: str | None) -> None:
                f"{d[3]:.1e} at batch 3)")
 
 
-def serve_netron(result, port: int, browse: bool, out_dir: str | None = None, block: bool = True):
-    """Export the ONNX and serve it with Netron on 127.0.0.1; prints the URL."""
+def serve_netron(result, port: int, browse: bool, out_dir: str | None = None, block: bool = True,
+                 port_given: bool = True):
+    """Export the ONNX and serve it with Netron on 127.0.0.1; prints the URL.
+
+    A port in use is refused with a message naming it when it was asked for (`port_given`);
+    otherwise (the default port) Netron gets a free port from the system instead."""
     import click
 
     netron = require("netron")
     for name in ("onnx", "onnxscript", "onnxruntime"):  # the `netron` extra brings these too
         require(name, "netron", "`nnspec viz --netron`")
+    notes = []
+    problem = _port_problem(port)
+    if problem is not None:  # before the export, which takes seconds
+        if port_given or problem.errno != errno.EADDRINUSE:
+            raise _port_error(port, problem)
+        notes.append(f"port {port} on {LOCALHOST} is in use; serving on a free port instead")
+        port = 0
+    if out_dir:
+        from ..fsutil import make_dir
+
+        make_dir(out_dir)
     folder = Path(out_dir) if out_dir else Path(result.filename).parent
     path = folder / (Path(result.filename).stem + ".onnx")
     export(result.checked, result.source, path)
-    with contextlib.redirect_stdout(io.StringIO()):
-        address = netron.serve(str(path), None, address=("127.0.0.1", port), browse=browse)
-    host, bound = address if isinstance(address, tuple) else ("127.0.0.1", port)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            address = netron.serve(str(path), None, address=(LOCALHOST, port), browse=browse)
+    except OSError as err:  # taken between the check above and now
+        if port_given or port == 0 or err.errno != errno.EADDRINUSE:
+            raise _port_error(port, err) from None
+        notes.append(f"port {port} on {LOCALHOST} is in use; serving on a free port instead")
+        with contextlib.redirect_stdout(io.StringIO()):
+            address = netron.serve(str(path), None, address=(LOCALHOST, 0), browse=browse)
+    host, bound = address if isinstance(address, tuple) else (LOCALHOST, port)
     click.echo(f"wrote {path}")
+    for note in notes:
+        click.echo(f"note: {note}")
     click.echo(f"Netron is serving {path.name} at http://{host}:{bound}/  (Ctrl+C to stop)", nl=True)
     if block:
         try:
@@ -492,3 +522,35 @@ def serve_netron(result, port: int, browse: bool, out_dir: str | None = None, bl
         finally:
             netron.stop(address)
     return address
+
+
+LOCALHOST = "127.0.0.1"  # Netron is never served to the network
+
+
+def _port_problem(port: int) -> OSError | None:
+    """Why Netron could not listen on LOCALHOST:port (in use, not allowed), or None. Port 0 is any free port."""
+    import socket
+
+    if port == 0:
+        return None
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Netron's server does
+        probe.bind((LOCALHOST, port))
+    except OSError as err:
+        return err
+    finally:
+        probe.close()
+    return None
+
+
+def _port_error(port: int, err: OSError) -> UserError:
+    if err.errno == errno.EADDRINUSE:
+        return UserError(f"cannot serve Netron on {LOCALHOST}:{port}: the port is in use (by another program, "
+                         "or another `nnspec viz --netron`)",
+                         help="choose another port with --port N, or --port 0 for any free port")
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return UserError(f"cannot serve Netron on {LOCALHOST}:{port}: permission denied (ports below 1024 need "
+                         "administrator rights)", help="choose a port above 1024 with --port N, or --port 0 for any free port")
+    return UserError(f"cannot serve Netron on {LOCALHOST}:{port}: {err.strerror or err}",
+                     help="choose another port with --port N, or --port 0 for any free port")

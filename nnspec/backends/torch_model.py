@@ -104,7 +104,8 @@ def _install(root: nn.Module, dotted: str, module: nn.Module) -> None:
 
 
 def _placeholder_name(name: str) -> str:
-    return name + "_" if keyword.iskeyword(name) else name
+    """An input's argument name in the generated forward: not a keyword, not `self` (`input self: [4]`)."""
+    return name + "_" if keyword.iskeyword(name) or name == "self" else name
 
 
 def _fx_graph(graph: Graph, layers: dict[str, nn.Module], stop_before_output: bool) -> fx.Graph:

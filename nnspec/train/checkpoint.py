@@ -8,26 +8,26 @@ loading one into a different spec is refused before any tensor is copied.
 Surviving a crash (kill -9, power loss, a full disk): files are written to a temporary file,
 fsync'ed and renamed over the old one, so a reader sees the old or the new file, never half of
 one. Each checkpoint stores a SHA-256 of its own content (`checksum`), verified on load, so a
-truncated or corrupted file is refused with a message instead of being trained on. Before
+truncated or corrupted file is refused with a message instead of being trained on; the checksum
+is required (one without it, e.g. with the key removed or its name damaged, is refused too). Before
 last.pt is replaced, the previous one is kept as last.prev.pt: `--resume` falls back to it when
 last.pt is damaged. NNSPEC_TEST_PAUSE_IN_SAVE=SECONDS (tests only) pauses halfway through writing
 a checkpoint that replaces an existing one, so a test can kill the process at exactly that point.
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
+from .. import fsutil
 from ..diagnostics import UserError
 
 FORMAT = 1
@@ -45,70 +45,31 @@ def ir_hash(checked) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+# Run files are written through nnspec.fsutil (temporary file, fsync, rename); a run folder's
+# missing parents are created, and an OSError names the file and says to choose another --out.
+RUN_FILE_HELP = ("choose a writable output folder with --out DIR (with free space); "
+                 "checkpoints already written are kept intact")
 
 
-_UMASK = _current_umask()
-
-
-def atomic_write(path: str | Path, write) -> None:
+def atomic_write(path: str | Path, write, make_parents: bool = True, help: str | None = RUN_FILE_HELP) -> None:
     """Write via `write(tmp_path)` into a temporary file beside `path`, then rename over it.
 
     An OSError (read-only folder, full disk, a file where a folder should be) becomes a
     UserError naming the path; the old file, if any, is left untouched."""
-    path = Path(path)
-    tmp = None
-    try:
-        make_dir(path.parent)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a run's files get the usual mode
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise _write_error(path, err) from None
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
+    fsutil.atomic_write(path, write, make_parents=make_parents, help=help)
 
 
 def make_dir(path: str | Path) -> Path:
     """Create a run folder (and its parents), or say clearly why it cannot be."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise _write_error(path, err) from None
-    return path
+    return fsutil.make_dir(path, RUN_FILE_HELP)
 
 
 def _write_error(path: Path, err: OSError) -> UserError:
-    why = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-           errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-           errno.EPERM: "permission denied", errno.ENOTDIR: "a part of the path is a file, not a folder",
-           errno.EEXIST: "a file of that name is in the way"}.get(err.errno, err.strerror or str(err))
-    return UserError(f"cannot write {path}: {why}",
-                     help="choose a writable output folder with --out DIR (with free space); "
-                          "checkpoints already written are kept intact")
+    return fsutil.write_error(path, err, RUN_FILE_HELP)
 
 
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+def write_text(path: str | Path, text: str, make_parents: bool = True, help: str | None = RUN_FILE_HELP) -> None:
+    fsutil.atomic_write_text(path, text, make_parents=make_parents, help=help)
 
 
 PREVIOUS = {"last.pt": "last.prev.pt"}  # checkpoints whose previous version is kept for --resume
@@ -209,12 +170,19 @@ def load(path: str | Path, expected_hash: str | None = None, spec_name: str | No
     except Exception as err:  # a corrupt or foreign file: say so, never a traceback
         raise UserError(f"{p} is truncated or corrupt: it cannot be read as a checkpoint ({_load_failure(err)})",
                         help="give the last.pt or best.pt of a `nnspec train` run") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "ir_hash" not in ckpt:
-        raise UserError(f"{p} is not an nnspec checkpoint (no model state or IR hash)",
+    if not isinstance(ckpt, dict):
+        raise UserError(f"{p} is not an nnspec checkpoint (it holds no dictionary of values)",
                         help="give the last.pt or best.pt of a `nnspec train` run")
-    if "checksum" in ckpt and content_checksum(ckpt) != ckpt["checksum"]:
+    if not isinstance(ckpt.get("checksum"), str):  # required: without it, nothing would be verified
+        raise UserError(f"{p} has no checksum: it was not written by nnspec or is corrupt",
+                        help="give the last.pt or best.pt of a `nnspec train` run; use last.prev.pt or best.pt "
+                             "of the run if this one was damaged")
+    if content_checksum(ckpt) != ckpt["checksum"]:
         raise UserError(f"{p} is corrupt: its content does not match the checksum stored in it",
                         help="the file was damaged after it was written; use last.prev.pt or best.pt of the run")
+    if "model" not in ckpt or "ir_hash" not in ckpt:
+        raise UserError(f"{p} is not an nnspec checkpoint (no model state or IR hash)",
+                        help="give the last.pt or best.pt of a `nnspec train` run")
     if expected_hash is not None and ckpt["ir_hash"] != expected_hash:
         made_from = ckpt.get("spec_name", "another model")
         raise UserError(f"{p} was trained from a different spec ({made_from}, IR hash {ckpt['ir_hash'][:12]}) "

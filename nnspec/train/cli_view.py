@@ -108,9 +108,9 @@ def evaluate_command(result, console, checkpoint: str, data, device: str, output
         if k not in ("data", "split", "samples", "checkpoint", "epoch"):
             console.print(f"  {k:<20} {_fmt(v)}")
     path = Path(output) if output else Path(checkpoint).with_name(Path(checkpoint).stem + "_evaluation.json")
-    from .checkpoint import write_text
+    from ..fsutil import atomic_write_text
 
-    write_text(path, json.dumps(values, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(values, indent=2) + "\n")  # -o FILE: its folder must exist
     console.print(f"wrote {path}")
     return values
 

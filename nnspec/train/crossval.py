@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from ..diagnostics import UserError
 from . import checkpoint as ckpt_io
-from .run import RunSummary, _json_safe, next_run_dir, train_spec
+from .run import RunSummary, _json_safe, own_run_dir, previous_run, start_over, train_spec
 
 NOT_METRICS = ("epoch", "lr", "seconds")
 
@@ -67,9 +67,13 @@ def replaced_validation(result, folds: int | None) -> str | None:
 
 def cross_validate(result, *, folds: int | None = None, out_dir=None, resume: bool = False,
                    run_fold: Callable[..., RunSummary] | None = None,
-                   on_fold: Callable[[int, int, Path], None] | None = None, **options: Any) -> CrossValidation:
+                   on_fold: Callable[[int, int, Path], None] | None = None, overwrite: bool = False,
+                   **options: Any) -> CrossValidation:
     """Train one run per fold into `out_dir/fold_<k>/` and write `cv.json` beside them. `run_fold`
-    (default train_spec) trains one fold; `nnspec train` passes one that draws progress."""
+    (default train_spec) trains one fold; `nnspec train` passes one that draws progress.
+
+    The folder is locked for the whole cross-validation (each fold's folder by its run too), and
+    one holding a run of another spec is refused unless `overwrite`, as by `nnspec train`."""
     from . import distributed as D
 
     count = fold_count(result, folds)
@@ -81,18 +85,24 @@ def cross_validate(result, *, folds: int | None = None, out_dir=None, resume: bo
                         help="drop --nproc-per-node (or torchrun), or train without folds")
     notes = [note] if (note := replaced_validation(result, folds)) else []
     name = result.checked.spec.name
-    run_dir = Path(out_dir) if out_dir else next_run_dir(name)
-    ckpt_io.make_dir(run_dir)
-    ckpt_io.write_text(run_dir / "spec.nn", result.source)
-    run_fold = run_fold or train_spec
-    runs = []
-    for k in range(count):
-        fold_dir = run_dir / f"fold_{k + 1}"
-        if on_fold is not None:
-            on_fold(k, count, fold_dir)
-        runs.append(run_fold(result, out_dir=fold_dir, fold=(k, count), **options))
-    cv = CrossValidation(run_dir, runs, runs[0].monitor, notes)
-    write_summary(run_dir / "cv.json", cv)
+    with own_run_dir(out_dir, name, resume=False, what="nnspec train --folds") as lock:
+        run_dir = lock.folder
+        if lock.note:
+            notes.append(lock.note)
+        previous = previous_run(run_dir)
+        digest = ckpt_io.ir_hash(result.checked)
+        if previous is not None and previous[0] != digest and not overwrite:
+            start_over(run_dir, digest, name, overwrite)  # raises: a run of another spec is there
+        ckpt_io.write_text(run_dir / "spec.nn", result.source)
+        run_fold = run_fold or train_spec
+        runs = []
+        for k in range(count):
+            fold_dir = run_dir / f"fold_{k + 1}"
+            if on_fold is not None:
+                on_fold(k, count, fold_dir)
+            runs.append(run_fold(result, out_dir=fold_dir, fold=(k, count), overwrite=overwrite, **options))
+        cv = CrossValidation(run_dir, runs, runs[0].monitor, notes)
+        write_summary(run_dir / "cv.json", cv)
     return cv
 
 

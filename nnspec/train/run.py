@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import fsutil
 from ..diagnostics import UserError
+from ..runlock import FolderInUse, RunLock
 from . import checkpoint as ckpt_io
 from . import distributed as D
 from .data import Data, Expect, load_data
@@ -105,6 +107,80 @@ def latest_run_dir(model_name: str) -> Path:
                     help="give the run folder with --out DIR")
 
 
+CHECKPOINTS = ("last.pt", "best.pt", "last.prev.pt")
+RUN_FILES = (*CHECKPOINTS, "last.pt.corrupt", "history.csv", "metrics.json", "curves.png", "spec.nn")
+
+
+def own_run_dir(out_dir, model_name: str, resume: bool, what: str = "nnspec train") -> RunLock:
+    """The run folder, made and locked (the RunLock is held; release it when done): --out as given,
+    refused while another process holds it; with --resume and no --out, the latest run; otherwise
+    the next number under runs/<Model>/ (one that another process took meanwhile is skipped)."""
+    if out_dir or resume:
+        folder = Path(out_dir) if out_dir else latest_run_dir(model_name)
+        ckpt_io.make_dir(folder)
+        lock = RunLock(folder, what)
+        lock.acquire()
+        return lock
+    for _ in range(1000):
+        folder = ckpt_io.make_dir(next_run_dir(model_name))
+        lock = RunLock(folder, what)
+        try:
+            lock.acquire()
+        except FolderInUse:
+            continue
+        if not any((folder / f).exists() for f in RUN_FILES):
+            return lock
+        lock.release()  # another process ran in it meanwhile: the next number
+    raise UserError(f"cannot find a free run folder under {RUNS_DIR / model_name}/", help="give one with --out DIR")
+
+
+def previous_run(folder: Path) -> tuple[str, str] | None:
+    """(IR hash, model name) of the run a folder holds (from a checkpoint, else its spec.nn), or
+    None when it holds none. A run that cannot be identified has the hash "?"."""
+    from ..diagnostics import SpecError
+
+    for name in CHECKPOINTS:
+        if (folder / name).is_file():
+            try:
+                state = ckpt_io.load(folder / name)
+            except UserError:
+                continue
+            return str(state["ir_hash"]), str(state.get("spec_name", "another model"))
+    if (folder / "spec.nn").is_file():
+        from ..pipeline import check_text
+
+        try:
+            checked = check_text((folder / "spec.nn").read_text(encoding="utf-8"), str(folder / "spec.nn"))
+        except (OSError, UnicodeDecodeError, UserError, SpecError):
+            return "?", "an unreadable spec"
+        if checked.ok:
+            return ckpt_io.ir_hash(checked.checked), checked.checked.spec.name
+        return "?", "a spec that no longer checks"
+    if any((folder / f).exists() for f in RUN_FILES):
+        return "?", "an unknown model"
+    return None
+
+
+def start_over(folder: Path, digest: str, model_name: str, overwrite: bool) -> list[str]:
+    """A fresh run in `folder`: refused when the folder holds a run of another spec (unless
+    `overwrite`); otherwise the old run's files are removed so that no checkpoint of it (last.prev.pt)
+    is mixed with the new run's. Returns notes."""
+    previous = previous_run(folder)
+    if previous is None:
+        return []
+    old_hash, old_name = previous
+    if old_hash != digest and not overwrite:
+        what = f"{old_name}, IR hash {old_hash[:12]}" if old_hash != "?" else old_name
+        raise UserError(f"{folder} holds a run of another spec ({what}); training {model_name} "
+                        f"(IR hash {digest[:12]}) there would replace it",
+                        help="choose another folder with --out, or pass --overwrite to replace that run")
+    for name in RUN_FILES:
+        (folder / name).unlink(missing_ok=True)
+    if old_hash != digest:
+        return [f"--overwrite: the run of {old_name} in {folder} was replaced"]
+    return []
+
+
 def class_weight_tensor(setting, data: Data, kind: str, classes: int | None):
     import torch
 
@@ -131,9 +207,14 @@ def class_weight_tensor(setting, data: Data, kind: str, classes: int | None):
 
 def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed=None, device="auto", data=None,
                quiet=True, on_epoch: Callable[[int, dict], None] | None = None, defaults=False, resume=False,
-               amp=False, compile=False, on_batch=None, on_start=None, fold: tuple[int, int] | None = None) -> RunSummary:
+               amp=False, compile=False, on_batch=None, on_start=None, fold: tuple[int, int] | None = None,
+               overwrite=False) -> RunSummary:
     """One training run. A spec with `folds K` is cross-validated by `crossval.cross_validate`, which
-    calls this once per fold with fold=(k, K)."""
+    calls this once per fold with fold=(k, K).
+
+    The run folder has one owner: it is locked (runlock.RunLock) from when it is chosen until this
+    returns or raises. A fresh run (not `resume`) refuses a folder holding a run of another spec
+    unless `overwrite`; it then starts the folder over (the old run's checkpoints are removed)."""
     import torch
 
     from ..backends.torch_model import build_model
@@ -190,63 +271,66 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
                     compile=compile)
 
     name = checked.spec.name
-    if resume:
-        run_dir = Path(out_dir) if out_dir else latest_run_dir(name)
-    else:
-        run_dir = Path(out_dir) if out_dir else next_run_dir(name)
-    run_dir = Path(D.broadcast(str(run_dir)))  # rank 0's choice on every rank; only rank 0 writes in it
-    if D.is_main():
-        ckpt_io.make_dir(run_dir)  # a read-only or misplaced --out is a clear error, not a traceback
     digest = ckpt_io.ir_hash(checked)
-    generator = torch.Generator().manual_seed(seed)
-    progress = Progress()
-    if resume:
-        state, resume_notes = ckpt_io.load_for_resume(run_dir, digest, name)  # last.pt, or last.prev.pt if damaged
-        notes.extend(resume_notes)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        progress = Progress.from_state(state["progress"])
-        ckpt_io.restore_rng(state["rng"], generator)
-        schedule.apply(progress.epoch)
-        notes.append(f"resumed from {run_dir / 'last.pt'} after epoch {progress.epoch}")
-    else:
-        torch.manual_seed(seed)  # dropout & co. start from the seed, whatever initialisation drew
-    if D.is_main():
-        ckpt_io.write_text(run_dir / "spec.nn", result.source)
+    # rank 0 makes the folder (a read-only or misplaced --out is a clear error) and holds its lock
+    lock = own_run_dir(out_dir, name, resume) if D.is_main() else RunLock(".", enabled=False)
+    try:
+        run_dir = Path(D.broadcast(str(lock.folder)))  # rank 0's choice on every rank; only rank 0 writes in it
+        if lock.note:
+            notes.append(lock.note)
+        if D.is_main() and not resume:
+            notes.extend(start_over(run_dir, digest, name, overwrite))
+        generator = torch.Generator().manual_seed(seed)
+        progress = Progress()
+        if resume:
+            state, resume_notes = ckpt_io.load_for_resume(run_dir, digest, name)  # last.pt, or last.prev.pt if damaged
+            notes.extend(resume_notes)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            progress = Progress.from_state(state["progress"])
+            ckpt_io.restore_rng(state["rng"], generator)
+            schedule.apply(progress.epoch)
+            notes.append(f"resumed from {run_dir / 'last.pt'} after epoch {progress.epoch}")
+        else:
+            torch.manual_seed(seed)  # dropout & co. start from the seed, whatever initialisation drew
+        if D.is_main():
+            ckpt_io.write_text(run_dir / "spec.nn", result.source)
 
-    def payload(progress: Progress) -> dict[str, Any]:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "rng": ckpt_io.rng_state(generator), "progress": progress.state_dict(), "epoch": progress.epoch,
-                "spec_source": result.source, "spec_name": name, "ir_hash": digest,
-                "data_origin": dataset.origin, "data_target": dataset.target,
-                "data_stats": {k: dict(v) for k, v in dataset.stats.items()}, "seed": seed, "monitor": monitor,
-                "fold": list(fold) if fold is not None else None}
+        def payload(progress: Progress) -> dict[str, Any]:
+            return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                    "rng": ckpt_io.rng_state(generator), "progress": progress.state_dict(), "epoch": progress.epoch,
+                    "spec_source": result.source, "spec_name": name, "ir_hash": digest,
+                    "data_origin": dataset.origin, "data_target": dataset.target,
+                    "data_stats": {k: dict(v) for k, v in dataset.stats.items()}, "seed": seed, "monitor": monitor,
+                    "fold": list(fold) if fold is not None else None}
 
-    def epoch_done(epoch: int, row: dict, improved: bool, progress: Progress) -> None:
-        if not D.is_main():  # one run folder, written by rank 0
-            return
-        state = ckpt_io.encode(payload(progress))  # once: best.pt is the same state as last.pt
-        ckpt_io.save_encoded(run_dir / "last.pt", state)
-        if improved:
-            ckpt_io.save_encoded(run_dir / "best.pt", state)
-        write_history(run_dir / "history.csv", progress.history, keys)
-        write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev, finished=False)
-        if on_epoch is not None:
-            on_epoch(epoch, dict(row))
+        def epoch_done(epoch: int, row: dict, improved: bool, progress: Progress) -> None:
+            if not D.is_main():  # one run folder, written by rank 0
+                return
+            state = ckpt_io.encode(payload(progress))  # once: best.pt is the same state as last.pt
+            ckpt_io.save_encoded(run_dir / "last.pt", state)
+            if improved:
+                ckpt_io.save_encoded(run_dir / "best.pt", state)
+            write_history(run_dir / "history.csv", progress.history, keys)
+            write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev, finished=False)
+            if on_epoch is not None:
+                on_epoch(epoch, dict(row))
 
-    if on_start is not None and D.is_main():
-        on_start(run_dir, dataset, notes, epochs, progress.epoch)
-    progress = fit(model, loss_fn, optimizer, schedule, dataset, cfg, task, generator, progress,
-                   on_epoch=epoch_done, on_batch=on_batch if D.is_main() else None)
-    if not progress.history:
-        raise UserError("nothing was trained: the run had already reached its epochs or steps",
-                        help="give more --epochs to continue a resumed run")
-    if D.is_main():
-        write_curves(run_dir / "curves.png", progress.history, name)
-        write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev, finished=True)  # the run is complete
-    best = _best_row(progress)
-    return RunSummary(run_dir, progress.history, dict(progress.history[-1]), best, monitor, notes)
+        if on_start is not None and D.is_main():
+            on_start(run_dir, dataset, notes, epochs, progress.epoch)
+        progress = fit(model, loss_fn, optimizer, schedule, dataset, cfg, task, generator, progress,
+                       on_epoch=epoch_done, on_batch=on_batch if D.is_main() else None)
+        if not progress.history:
+            raise UserError("nothing was trained: the run had already reached its epochs or steps",
+                            help="give more --epochs to continue a resumed run")
+        if D.is_main():
+            write_curves(run_dir / "curves.png", progress.history, name)
+            write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev, finished=True)  # the run is complete
+        best = _best_row(progress)
+        return RunSummary(run_dir, progress.history, dict(progress.history[-1]), best, monitor, notes)
+    finally:
+        lock.release()
 
 
 def _refuse_absurd_memory(checked, batch: int) -> None:
@@ -437,7 +521,7 @@ def write_predictions(batches, output) -> int:
                 w.writerows(rows)
                 count += len(rows)
 
-    ckpt_io.atomic_write(output, write)
+    fsutil.atomic_write(output, write)  # -o FILE: its folder must exist
     return count
 
 
