@@ -10,7 +10,6 @@ import functools
 import json
 import sys
 import traceback
-from pathlib import Path
 
 import click
 
