@@ -54,11 +54,13 @@ test: $(STAMP) graphviz
 	  if [ $$rc = 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
 # The CI fuzz budget is ~5,800 inputs; this runs 200,000 mutants and 5,000 hypothesis examples
-# of each kind (override: make fuzz FUZZ_INPUTS=1000000).
+# of each kind (override: make fuzz FUZZ_INPUTS=1000000), and 5,000 CSV and 5,000 .npz data
+# files (tests/test_data_fuzz.py; CI: 250 of each; override: FUZZ_DATA_INPUTS=...).
 FUZZ_INPUTS ?= 200000
+FUZZ_DATA_INPUTS ?= 5000
 fuzz: $(STAMP)
-	NNSPEC_FUZZ_INPUTS=$(FUZZ_INPUTS) NNSPEC_FUZZ_HYPOTHESIS=5000 \
-	  $(BIN)/python -m pytest -n 2 -q -p no:cacheprovider tests/test_fuzz.py tests/test_cli_fuzz.py
+	NNSPEC_FUZZ_INPUTS=$(FUZZ_INPUTS) NNSPEC_FUZZ_HYPOTHESIS=5000 NNSPEC_FUZZ_DATA_INPUTS=$(FUZZ_DATA_INPUTS) \
+	  $(BIN)/python -m pytest -n 2 -q -p no:cacheprovider tests/test_fuzz.py tests/test_data_fuzz.py tests/test_cli_fuzz.py
 
 # The lowest versions pyproject.toml allows (requirements/lowest.txt), in a venv of their own, on
 # the fast tests: keeps pyproject's lower bounds true. Not in CI (it resolves from the registry).

@@ -267,12 +267,14 @@ def labels_from_array(y: np.ndarray, expect: Expect, origin: str, place=None) ->
         if y.ndim == 2 and columns == 1:
             y = y.reshape(len(y))  # a column of class ids
         elif y.ndim == 2 and columns == expect.classes and np.issubdtype(y.dtype, np.number):
-            y = y.astype(np.float32)
-            if np.all((y == 0) | (y == 1)) and np.all(y.sum(1) == 1):
+            with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 -> inf: not a distribution
+                y = y.astype(np.float32)
+                sums = y.sum(1)
+            if np.all((y == 0) | (y == 1)) and np.all(sums == 1):
                 return y.argmax(1).astype(np.int64)  # one-hot rows -> indices
-            if np.all(y >= 0) and np.allclose(y.sum(1), 1, atol=1e-4):
+            if np.all(y >= 0) and np.allclose(sums, 1, atol=1e-4):
                 return y  # distributions, e.g. for kl_divergence
-            bad = ~(((y == 0) | (y == 1)).all(1) & (y.sum(1) == 1)) & ~((y >= 0).all(1) & np.isclose(y.sum(1), 1, atol=1e-4))
+            bad = ~(((y == 0) | (y == 1)).all(1) & (sums == 1)) & ~((y >= 0).all(1) & np.isclose(sums, 1, atol=1e-4))
             _first_bad(bad, place, f"labels of shape [{expect.classes}] per row must be one-hot rows or "
                        "distributions (non-negative, summing to 1)", "a row that is neither",
                        "give one-hot rows (a single 1) or class probabilities")
@@ -360,7 +362,7 @@ def _csv(path: Path, target: str | None, delimiter: str, expect: Expect) -> Arra
     del xs, interned
     shape = _single_vector_input(expect, str(path), x.shape[1])
     if expect.inputs[0][2] == "int":
-        x = x.astype(np.int64)
+        x = csv_token_ids(x, path, features, lines, expect)
     numbers = label_numbers(cells)
     if numbers is None:  # text: class names, numbered in sorted order
         y = text_classes(cells, expect, str(path))
@@ -368,6 +370,22 @@ def _csv(path: Path, target: str | None, delimiter: str, expect: Expect) -> Arra
         require_finite_rows(numbers.reshape(len(numbers), 1), path, [label], lines)
         y = labels_from_array(numbers, expect, str(path), place=lambda i: f"{path}:{lines[i]}")
     return Arrays([x.reshape(len(x), *shape)], y, str(path), tabular=len(shape) == 1, target=header[t])
+
+
+def csv_token_ids(x: np.ndarray, path: Path, columns: list[str], lines, expect: Expect) -> np.ndarray:
+    """CSV cells (float32, finite) for an `int` input -> int64 token ids: whole numbers within the
+    vocabulary of the Embedding reading them, checked before the cast."""
+    vocab = expect.vocab.get(expect.inputs[0][0])
+    bad = (x != np.round(x)) | (x < 0)
+    if vocab is not None:
+        bad |= x >= vocab
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        top = f"0..{vocab - 1}" if vocab is not None else "0 or more"
+        raise UserError(f"{path}:{lines[row]}: {columns[col]} holds a value that is not a token id (a whole number "
+                        f"{top}) ({int(bad.sum())} such value{'s' if int(bad.sum()) != 1 else ''})",
+                        help="token ids index the Embedding's vocabulary: raise `vocab`, or map rare tokens to an id below it")
+    return x.astype(np.int64)
 
 
 def label_numbers(cells: list[str]) -> np.ndarray | None:
@@ -645,7 +663,8 @@ def _match_array(x: np.ndarray, i: int, expect: Expect, origin: str, array: str 
     if kind == "int":
         require_token_ids(x, expect.vocab.get(name), origin, array or name, first_row)
         return x.astype(np.int64, copy=False)
-    x = x.astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):  # beyond float32's range -> inf, refused just below
+        x = x.astype(np.float32, copy=False)
     if array is not None:
         _require_finite(x, origin, array=array, first_row=first_row, scope=scope)
     return x
@@ -773,8 +792,10 @@ def fold_indices(y: np.ndarray, fold: tuple[int, int], seed: int, stratify: bool
 
 
 def fit_stats(x: np.ndarray) -> dict[str, np.ndarray]:
-    mean = x.mean(0)
-    std = x.std(0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = x.mean(0), x.std(0)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):  # values near float32's limit: sum in float64
+        mean, std = x.mean(0, dtype=np.float64), x.std(0, dtype=np.float64)
     return {"mean": mean.astype(np.float32), "std": np.where(std > 1e-12, std, 1.0).astype(np.float32)}
 
 
@@ -783,9 +804,11 @@ def prepare(arrays: Arrays, expect: Expect, validation: float, seed: int, standa
     import torch
 
     stratify = expect.kind == "multiclass" or (expect.kind == "binary" and arrays.y.ndim == 2 and arrays.y.shape[1] == 1)
-    strata_y = arrays.y if arrays.y.ndim == 1 else arrays.y.reshape(len(arrays.y), -1)[:, 0].astype(np.int64)
-    if arrays.y.dtype != np.int64 and not stratify:
+    if arrays.y.ndim == 1:
+        strata_y = arrays.y
+    else:  # the first value of each row; as class ids only where they are (regression targets may be 1e30)
         strata_y = arrays.y.reshape(len(arrays.y), -1)[:, 0]
+        strata_y = strata_y.astype(np.int64) if stratify else strata_y
     stratify = stratify and strata_y.dtype == np.int64
     train_idx, val_idx = (fold_indices(strata_y, fold, seed, stratify) if fold is not None
                           else split_indices(strata_y, validation, seed, stratify))

@@ -44,11 +44,22 @@ def shown_name(key: str) -> str:
     return text if len(text) <= 60 else text[:50] + "..." + text[-7:]
 
 
-def names_text(keys) -> str:
-    keys = list(keys)
-    shown = ", ".join(shown_name(k) for k in keys[:MAX_NAMES_SHOWN])
-    more = len(keys) - MAX_NAMES_SHOWN
-    return (shown + (f" and {more} more" if more > 0 else "")) or "nothing"
+def names_text(names) -> str:
+    """The arrays of an archive for messages: the names of its .npy members (at most ten), and how
+    many other files it holds -- whose names are not shown (an arbitrary zip may be named as .npz)."""
+    items = names.items() if isinstance(names, dict) else ((k, None) for k in names)
+    arrays, others = [], 0
+    for key, info in items:
+        if info is None or not isinstance(info, zipfile.ZipInfo) or info.filename.endswith(".npy"):
+            arrays.append(key)
+        else:
+            others += 1
+    shown = ", ".join(shown_name(k) for k in arrays[:MAX_NAMES_SHOWN])
+    if len(arrays) > MAX_NAMES_SHOWN:
+        shown += f" and {len(arrays) - MAX_NAMES_SHOWN} more arrays"
+    if others:
+        shown += f"{' and ' if shown else ''}{others} other file{'s' if others != 1 else ''}"
+    return shown or "nothing"
 
 
 def shape_text(shape) -> str:

@@ -20,9 +20,9 @@ from typing import Iterator
 import numpy as np
 
 from ..diagnostics import UserError
-from .data import (Expect, _class_labels, _match_array, _require_finite, check_npz_rows, csv_rows, feature_columns,
-                   input_layout, label_column, label_name, label_numbers, labels_from_array, npz_input_keys,
-                   numeric_rows, require_finite_rows, require_labels, text_classes)
+from .data import (Expect, _class_labels, _match_array, _require_finite, check_npz_rows, csv_rows, csv_token_ids,
+                   feature_columns, input_layout, label_column, label_name, label_numbers, labels_from_array,
+                   npz_input_keys, numeric_rows, require_finite_rows, require_labels, text_classes)
 from .npz_files import SAVE_HELP, Archive, names_text
 
 
@@ -110,7 +110,7 @@ def _csv_batch(path, expect, rows, lines, features, drop_at, label, names, start
     x = numeric_rows(cells, path, features, lines)
     require_finite_rows(x, path, features, lines, scope="in this batch of rows")
     if expect.inputs[0][2] == "int":
-        x = x.astype(np.int64)
+        x = csv_token_ids(x, path, features, lines, expect)
     x = _match_array(x, 0, expect, str(path), array="the features", first_row=start, scope="in this batch of rows")
     y = _csv_labels(path, [r[drop_at] for r in rows], lines, label, names, expect) if label is not None else None
     return RowBatch(start, [x], y)
