@@ -2,8 +2,8 @@
 
 Random and mutated CSV and .npz files, from a fixed seed (CI runs the same inputs every time), are
 fed to the function `nnspec train` loads its data with (`data.load_data`: read, check against the
-spec, split, standardise) and to the batch reader of `evaluate` (`row_files.row_batches` with
-labels). Each must load, or raise the project's user-error type (UserError, SpecError): never any
+spec, split, standardise) and to the batch reader of `evaluate` and `predict`
+(`row_files.row_batches`, with and without labels). Each must load, or raise the project's user-error type (UserError, SpecError): never any
 other exception, never more than a few seconds, and the whole run never more than 500 MB above
 where it started. A message must not quote the file: every generated file carries a marker string
 in its cells, header and array names, and no message may contain it.
@@ -355,13 +355,17 @@ def _pick(rng: random.Random, weights: dict[str, int]) -> str:
 
 
 def _load_both(path: Path, source: tuple, spec: str, outcomes: dict) -> list[str]:
-    """Train's loader, then evaluate's batch reader; the problems found (empty: the invariant holds)."""
+    """Train's loader, then evaluate's and predict's batch readers; the problems found (empty: the
+    invariant holds)."""
     problems = []
     checked = CHECKED[spec]
     for what, load in (("train", lambda: load_data(checked, path.parent / "spec.nn", source)),
                        ("evaluate", lambda: list(row_batches(path, Expect.of(checked), 7, labels=True,
                                                              target=source[1].get("target"),
-                                                             delimiter=source[1].get("delimiter", ","))))):
+                                                             delimiter=source[1].get("delimiter", ",")))),
+                       ("predict", lambda: list(row_batches(path, Expect.of(checked), 7,
+                                                            target=source[1].get("target"),
+                                                            delimiter=source[1].get("delimiter", ","))))):
         start = time.perf_counter()
         try:
             load()
@@ -382,7 +386,7 @@ def _load_both(path: Path, source: tuple, spec: str, outcomes: dict) -> list[str
 def _run(kind_weights: dict[str, int], make, suffix: str, tmp_path: Path, seed: int) -> dict[str, int]:
     rng = random.Random(seed)
     counts = {k: 0 for k in kind_weights}
-    outcomes = {"loaded": 0, "refused": 0}  # train and evaluate, each
+    outcomes = {"loaded": 0, "refused": 0}  # train, evaluate and predict, each
     failures = []
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     for i in range(EACH):
@@ -407,10 +411,10 @@ def _run(kind_weights: dict[str, int], make, suffix: str, tmp_path: Path, seed: 
 
 def test_random_and_mutated_csv_files_load_or_are_user_errors(tmp_path: Path):
     counts, outcomes = _run(CSV_KINDS, _csv_input, ".csv", tmp_path, SEED)
-    print(f"CSV inputs by kind: {counts}; outcomes (train and evaluate): {outcomes}")
+    print(f"CSV inputs by kind: {counts}; outcomes (train, evaluate, predict): {outcomes}")
 
 
 def test_random_and_mutated_npz_files_load_or_are_user_errors(tmp_path: Path):
     counts, outcomes = _run(NPZ_KINDS, lambda rng, kind, spec: (_npz_input(rng, kind, spec), {}), ".npz", tmp_path,
                             SEED + 1)
-    print(f"NPZ inputs by kind: {counts}; outcomes (train and evaluate): {outcomes}")
+    print(f"NPZ inputs by kind: {counts}; outcomes (train, evaluate, predict): {outcomes}")
