@@ -6,23 +6,30 @@ diagnostics in one pass; it never stops at the first problem and never imports t
 """
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import re
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
-from . import catalog, ir
+from . import catalog, ir, memory
 from .catalog.base import ShapeError, feature_axis
 from .catalog.schema import Bound, Param, bind, coerce, literal
 from .catalog.settings import DATA_SOURCES, SCHEDULES, SEARCH_SETTINGS, TRAIN_SETTINGS
 from .diagnostics import Diagnostic, Sink, Span, suggest
 from .limits import check_data_size
+from .memory import MAX_PARAM_BYTES, MAX_TRAIN_BYTES, count_text, memory_text  # noqa: F401 (re-exported)
 
 MAX_ELEMENTS = 2**31  # a single activation larger than this cannot be trained on one device
-MAX_PARAM_BYTES = 32 * 2**30
-MAX_TRAIN_BYTES = 160 * 2**30  # above the largest single accelerator (141 GiB on an H200)
 MAX_REPEAT = 10_000
 MAX_BLOCK_DEPTH = 256  # blocks using blocks; 200-deep nesting must check
+# What the layers section may expand to (repetitions and block uses multiplied out), decided before
+# anything is expanded (E209): checking then costs time and memory linear in the source plus at
+# most this many graph nodes (docs/security.md).
+MAX_GRAPH_NODES = 1_000_000
+LEVELS_PER_NODE = 100  # a node inside 100 nested blocks counts twice: its name is that long
+RECURSIVE_STEPS = 20_000  # steps counting inside blocks that use themselves (E202), which are not memoised
 
 data_sources = catalog.Registry("data source", DATA_SOURCES)
 schedules = catalog.Registry("schedule", SCHEDULES)
@@ -77,6 +84,423 @@ class _Scope:
         self.counters: dict[str, int] = {}
         self.used: set[str] = set()
         self.defined: dict[str, Span] = {}
+        self.names_at: dict[str, set[str]] = {}  # node -> the tensor names bound to it now
+        for name, node in env.items():
+            self.names_at.setdefault(node, set()).add(name)
+
+    def bind(self, name: str, node: str) -> None:
+        old = self.env.get(name)
+        if old is not None:
+            self.names_at[old].discard(name)
+        self.env[name] = node
+        self.names_at.setdefault(node, set()).add(name)
+
+
+class _TooComplex(Exception):
+    """The expansion count itself took too many steps: more than MAX_GRAPH_NODES for distinct
+    block instances (what it was counting is past the limit too), or more than RECURSIVE_STEPS
+    inside blocks that use themselves (E202: the elaborator would follow every path through them)."""
+
+
+def expansion_text(n: int) -> str:
+    """1,234,567 up to a billion; then 10^12, 2 * 10^12, about 2.5 * 10^12 (no 4,300-digit str())."""
+    if n < 10**9:
+        return f"{n:,}"
+    exp = int((n.bit_length() - 1) * 0.30103)  # a lower bound of log10(n), corrected below
+    while 10 ** (exp + 1) <= n:
+        exp += 1
+    lead, rest = divmod(n, 10**exp)
+    if rest == 0:
+        return f"10^{exp}" if lead == 1 else f"{lead} * 10^{exp}"
+    tenths = n * 10 // 10**exp
+    return f"about {tenths // 10}.{tenths % 10} * 10^{exp}"
+
+
+class _Size(NamedTuple):
+    """What an expression expands to: graph nodes, and the sum over them of how many block uses
+    deep each one sits (below where it is counted from). A node's name grows with that depth
+    (`b0_1.b1_1. ... .dense_1`), so deep nesting costs memory as well."""
+
+    nodes: int
+    depth: int = 0
+
+    def __add__(self, other: "_Size") -> "_Size":  # type: ignore[override]
+        return _Size(self.nodes + other.nodes, self.depth + other.depth)
+
+    def times(self, k: int) -> "_Size":
+        return _Size(self.nodes * k, self.depth * k)
+
+    def deeper(self) -> "_Size":
+        return _Size(self.nodes, self.depth + self.nodes)
+
+    @property
+    def weight(self) -> int:
+        """What counts against MAX_GRAPH_NODES: a node, plus 1/100 for each block it sits in
+        (a node takes ~600 bytes, a level of its name ~7)."""
+        return self.nodes + self.depth // LEVELS_PER_NODE
+
+
+NONE, ONE = _Size(0), _Size(1)
+
+
+class _Expansion:
+    """How many graph nodes the layers section expands to, counted before expanding anything.
+
+    The count follows the elaborator's rules: a repetition multiplies (a search space as the count
+    at its largest valid value, since a trial may choose it; an invalid count checks its operand
+    once), a block use is its body (counted once per block and distinct arguments), every option of
+    a `choice` counts (each one is checked), a layer, an activation, a placeholder for a wrong
+    operation, `+` and `concat` count 1 (a layer with `activation=` 2), a tensor name 0; a
+    statement counts at least 1 and an n-term sum n - 1, so that the count bounds the elaborator's
+    steps as well as its nodes. `plan` walks the layers section and returns the outermost
+    repetitions and block uses that take the total past the limit; the elaborator reports them
+    (E209) and puts a placeholder in their place, so what it expands stays within the limit plus
+    the layers written in the source.
+    """
+
+    def __init__(self, elab: "Elaborator", limit: int):
+        self.elab = elab
+        self.blocks = elab.blocks
+        self.limit = limit
+        self.memo: dict = {}  # (block, its arguments) -> _Size
+        self.top: dict = {}  # (id(expr), role) -> _Size, for the layers section's own expressions
+        self.steps = 0  # inside block bodies: bounded by `limit`, else _TooComplex
+        self.recursive_steps = 0  # of those, inside blocks on a cycle: bounded by RECURSIVE_STEPS
+        self.why = ""  # why the last _TooComplex was raised
+        self.recursive = self._on_cycles()
+        self.refused: dict[int, tuple[ir.Expr, Diagnostic]] = {}
+        self.total = 0
+
+    def _on_cycles(self) -> set[str]:
+        """The blocks that can reach themselves (E202): Tarjan's strongly connected components,
+        iterative and linear in the blocks and their uses."""
+        calls = {name: [c for c, _ in self.elab._block_calls(b)] for name, b in self.blocks.items()}
+        index: dict[str, int] = {}
+        low: dict[str, int] = {}
+        stack: list[str] = []
+        on_stack: set[str] = set()
+        cyclic: set[str] = set()
+        for root in calls:
+            if root in index:
+                continue
+            work = [(root, iter(calls[root]))]
+            index[root] = low[root] = len(index)
+            stack.append(root)
+            on_stack.add(root)
+            while work:
+                node, callees = work[-1]
+                callee = next(callees, None)
+                if callee is not None:
+                    if callee not in index:
+                        index[callee] = low[callee] = len(index)
+                        stack.append(callee)
+                        on_stack.add(callee)
+                        work.append((callee, iter(calls[callee])))
+                    elif callee in on_stack:
+                        low[node] = min(low[node], index[callee])
+                    continue
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1 or node in calls[node]:
+                        cyclic.update(component)
+        return cyclic
+
+    def _step(self, role: str, e: ir.Expr, params, stack, env=None) -> _Size:
+        if not stack:  # the layers section: `plan` asks about the same expressions again
+            key = (id(e), role)
+            if key not in self.top:
+                self.top[key] = getattr(self, "_" + role)(e, params, stack, env)
+            return self.top[key]
+        self.steps += 1
+        if self.steps > self.limit:
+            self.why = "instances"
+            raise _TooComplex
+        if stack[-1] in self.recursive:  # not memoised: each path through the cycle costs again
+            self.recursive_steps += 1
+            if self.recursive_steps > RECURSIVE_STEPS:
+                self.why = "recursion"
+                raise _TooComplex
+        return getattr(self, "_" + role)(e, params, stack, env)
+
+    def op(self, e, params=None, stack=(), env=None) -> _Size:
+        return self._step("op", e, params or {}, stack)
+
+    def stmt(self, e, params, stack, env) -> _Size:
+        return self._step("stmt", e, params, stack, env)
+
+    def tensor(self, e, params, stack, env) -> _Size:
+        return self._step("tensor", e, params, stack, env)
+
+    # ---------------------------------------------------------------- the elaborator's rules
+    def _op(self, e: ir.Expr, params, stack, env) -> _Size:
+        """An operation applied to a tensor (`_apply_op`)."""
+        if isinstance(e, ir.Ident) and e.name in params:  # the caller's expression, substituted once
+            e = params[e.name]
+            if isinstance(e, ir.Ident):
+                return self._block(ir.Call(e.name, (), e.span, e.span), params, stack) if e.name in self.blocks else ONE
+        if isinstance(e, ir.Ident):
+            return self._block(ir.Call(e.name, (), e.span, e.span), params, stack) if e.name in self.blocks else ONE
+        if isinstance(e, ir.Group):
+            e = e.inner
+            if not isinstance(e, ir.Chain):
+                return self.op(e, params, stack)
+        if isinstance(e, ir.Chain):
+            return sum((self.op(i, params, stack) for i in e.items), NONE)
+        if isinstance(e, ir.Mul):
+            count, once = self.repeat_count(e, params), self.op(e.left, params, stack)
+            if self.default_is_wrong(e, params) and count * once.nodes < once.nodes + 1:
+                return once + ONE  # E207: the operand once, then a placeholder
+            return once.times(count)
+        if isinstance(e, ir.Space):
+            return sum((self.op(o, params, stack) for o in e.options), NONE) if e.kind == "choice" else ONE
+        if isinstance(e, ir.Call):
+            if e.name in self.blocks:
+                return self._block(e, params, stack)
+            entry = catalog.layers.get(e.name)
+            return _Size(1 + (entry is not None and _has_activation(entry, e)))
+        return ONE  # an activation, or a placeholder for a wrong operation
+
+    def _stmt(self, e: ir.Expr, params, stack, env) -> _Size:
+        """A chain from the current tensor or from a tensor expression (`_chain`)."""
+        items = e.items if isinstance(e, ir.Chain) else (e,)
+        first = items[0]
+        n = self.tensor(first, params, stack, env) if _tensor_like(first, env) else self.op(first, params, stack)
+        return sum((self.op(i, params, stack) for i in items[1:]), n)
+
+    def _tensor(self, e: ir.Expr, params, stack, env) -> _Size:
+        """A tensor expression (`_tensor`): a name, a sum, concat(...), activation(tensor), a chain."""
+        if isinstance(e, ir.Ident):
+            return NONE
+        if isinstance(e, ir.Group):
+            return self.tensor(e.inner, params, stack, env)
+        if isinstance(e, ir.Chain):
+            return self.stmt(e, params, stack, env)
+        terms = _operands(e)
+        own = _Size(max(1, len(terms) - 1))  # one node; an n-term sum is n - 1 steps of work
+        return sum((self.tensor(t, params, stack, env) for t in terms if _tensor_like(t, env)), own)
+
+    def _block(self, call: ir.Call, params, stack: tuple[str, ...]) -> _Size:
+        block = self.blocks[call.name]
+        if block.name in stack or len(stack) >= MAX_BLOCK_DEPTH:
+            return ONE  # recursion (E202) or too deep (E004): the elaborator stops there
+        scope = _Scope((), {}, params, ())
+        bound: dict[str, ir.Expr] = {}
+        for arg, param in zip([a for a in call.args if a.name is None], block.params):
+            bound[param] = self.elab._resolve(arg.value, scope)
+        for arg in call.args:
+            if arg.name is not None:
+                bound[arg.name] = self.elab._resolve(arg.value, scope)
+        key = None
+        if block.name not in self.recursive:  # then its count does not depend on the blocks above it
+            key = (block.name, tuple(sorted(bound.items(), key=lambda kv: kv[0])))
+            if key in self.memo:
+                return self.memo[key]
+        inner, env, total = stack + (block.name,), {"in"}, NONE
+        for st in block.body:
+            size = self.stmt(st.expr, bound, inner, env)
+            total += size if size.nodes else _Size(1, size.depth)  # a statement is at least a step
+            if st.target is not None:
+                env.add(st.target)
+        total = (total if total.nodes else ONE).deeper()  # its nodes sit one block deeper
+        if key is not None:
+            self.memo[key] = total
+        return total
+
+    def default_is_wrong(self, e: ir.Mul, params) -> bool:
+        """A count the checker refuses (E207): its operand is checked once, then a placeholder."""
+        value = literal(self.elab._resolve(e.right, _Scope((), {}, params, ())), {}, "repeat")
+        return isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_REPEAT
+
+    def repeat_count(self, e: ir.Mul, params) -> int:
+        """The count a repetition multiplies by: the largest valid one, a search space's included
+        (1 when none is valid)."""
+        right = self.elab._resolve(e.right, _Scope((), {}, params, ()))
+        if isinstance(right, ir.Space) and right.kind != "choice":  # int_range(low, high): at most high
+            low = literal(right.options[0], {}, "repeat") if right.options else None
+            if not (isinstance(low, (int, float)) and not isinstance(low, bool) and low <= MAX_REPEAT):
+                return 1
+            options = right.options[1:2]
+        else:
+            options = right.options if isinstance(right, ir.Space) else (right,)
+        best = 1
+        for o in options:
+            value = literal(o, {}, "repeat")
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+                best = max(best, min(value, MAX_REPEAT))
+        return best
+
+    # ---------------------------------------------------------------- refusing
+    def plan(self, stmts: tuple[ir.Stmt, ...], inputs) -> dict[int, tuple[ir.Expr, Diagnostic]]:
+        """{id(expr): (expr, its E209)} for each outermost repetition or block use of the layers
+        section that would take the total past the limit; each then counts 1 (its placeholder).
+        `self.total`: the weight of what the elaborator will make (an upper bound)."""
+        env = set(inputs)
+        total = 1 if len(env) != 1 and stmts and not _tensor_like(_first_item(stmts[0].expr), env) else 0
+        for st in stmts:  # ^ a first statement with no tensor to start from gets a placeholder (E208)
+            total = self._walk_stmt(st.expr, total, env)
+            if st.target is not None:
+                env.add(st.target)
+        self.total = total
+        return self.refused
+
+    def _fits(self, role: str, e: ir.Expr, total: int, env) -> tuple[bool, _Size | None]:
+        try:
+            size = self._step(role, e, {}, (), env)
+        except _TooComplex:
+            return False, None
+        return total + size.weight <= self.limit, size
+
+    def _walk_stmt(self, e: ir.Expr, total: int, env) -> int:
+        fits, size = self._fits("stmt", e, total, env)
+        if fits:
+            return total + size.weight
+        items = e.items if isinstance(e, ir.Chain) else (e,)
+        total = self._walk_tensor(items[0], total, env) if _tensor_like(items[0], env) else \
+            self._walk_op(items[0], total)
+        for op in items[1:]:
+            total = self._walk_op(op, total)
+        return total
+
+    def _walk_tensor(self, e: ir.Expr, total: int, env) -> int:
+        fits, size = self._fits("tensor", e, total, env)
+        if fits:
+            return total + size.weight
+        if isinstance(e, ir.Group):
+            return self._walk_tensor(e.inner, total, env)
+        if isinstance(e, ir.Chain):
+            return self._walk_stmt(e, total, env)
+        if isinstance(e, ir.Ident):
+            return total
+        terms = _operands(e)
+        total += max(1, len(terms) - 1)
+        for t in terms:
+            if _tensor_like(t, env):
+                total = self._walk_tensor(t, total, env)
+        return total
+
+    def _walk_op(self, e: ir.Expr, total: int) -> int:
+        fits, size = self._fits("op", e, total, None)
+        if fits:
+            return total + size.weight
+        if isinstance(e, ir.Mul) or (isinstance(e, (ir.Ident, ir.Call)) and e.name in self.blocks):
+            self.refused[id(e)] = (e, self._error(e, size, total))
+            return total + 1
+        inner = e.inner if isinstance(e, ir.Group) else e
+        parts = inner.items if isinstance(inner, ir.Chain) else \
+            inner.options if isinstance(inner, ir.Space) and inner.kind == "choice" else None
+        if parts is None:
+            if inner is not e:
+                return self._walk_op(inner, total)
+            return total + (size.weight if size else 1)  # a layer written in the source: counted, never refused
+        for part in parts:
+            total = self._walk_op(part, total)
+        return total
+
+    def _error(self, e: ir.Expr, size: _Size | None, total: int) -> Diagnostic:
+        limit = f"{self.limit:,}"
+        what = "this repetition" if isinstance(e, ir.Mul) else f"this use of block '{e.name}'"
+        if size is None and self.why == "recursion":
+            said = (f"expands blocks that use themselves (E202) along too many paths: more than "
+                    f"{RECURSIVE_STEPS:,} steps to count them")
+        elif size is None:
+            said = f"expands to more than {limit} layers (too many distinct block instances to count them)"
+        else:
+            said = f"expands to {expansion_text(size.nodes)} layers"
+            if total + size.nodes <= self.limit:  # deep in blocks: their names made them count more
+                deep = size.depth // max(size.nodes, 1)
+                said += (f" nested {deep:,} block{'s' if deep != 1 else ''} deep on average, which count as "
+                         f"{expansion_text(size.weight)} (a layer's name grows with its nesting)")
+            if size.weight <= self.limit:
+                said += f", which with the {total:,} before it makes {expansion_text(total + size.weight)}"
+            said += f"; the limit is {limit}"
+        notes = [f"the search space at {m.right.span} counts at its largest valid count, "
+                 f"{self.repeat_count(m, {}):,}, since a trial may choose it"
+                 for m in _subexpressions(e) if isinstance(m, ir.Mul) and isinstance(m.right, ir.Space)][:3]
+        return Diagnostic("error", "E209", f"{what} {said}", e.span, tuple(notes),
+                          "repeat less: nested repetitions, and blocks that repeat blocks, multiply their counts")
+
+
+def _tensor_like(e: ir.Expr, env) -> bool:
+    """The elaborator's `_is_tensor`, for the tensor names `env` defined so far."""
+    if isinstance(e, ir.Ident):
+        return e.name in env
+    if isinstance(e, ir.Add):
+        return True
+    if isinstance(e, ir.Call):
+        if e.name == "concat":
+            return True
+        first = e.positional[:1]
+        return e.name in catalog.activations and bool(first) and _tensor_like(first[0], env)
+    if isinstance(e, ir.Chain):
+        return _tensor_like(e.items[0], env)
+    if isinstance(e, ir.Group):
+        return _tensor_like(e.inner, env)
+    return False
+
+
+def _first_item(e: ir.Expr) -> ir.Expr:
+    return e.items[0] if isinstance(e, ir.Chain) else e
+
+
+def _operands(e: ir.Expr) -> tuple:
+    """The tensors a sum, concat(...) or activation(tensor) combines."""
+    if isinstance(e, ir.Add):
+        return e.terms
+    if isinstance(e, ir.Call) and e.name == "concat":
+        return tuple(a.value for a in e.args)
+    if isinstance(e, ir.Call):
+        return e.positional[:1]
+    return ()
+
+
+def _names_in(expr: ir.Expr) -> set[str]:
+    """Every bare name and called name in an expression (tensors, blocks, layers)."""
+    return {e.name for e in _subexpressions(expr) if isinstance(e, (ir.Ident, ir.Call))}
+
+
+def _subexpressions(expr: ir.Expr) -> list[ir.Expr]:
+    """An expression and every expression inside it, in source order."""
+    found: list[ir.Expr] = []
+    todo: list = [expr]
+    while todo:
+        e = todo.pop()
+        found.append(e)
+        if isinstance(e, ir.Call):
+            todo.extend(a.value for a in e.args)
+        elif isinstance(e, (ir.Chain, ir.ListExpr)):
+            todo.extend(e.items)
+        elif isinstance(e, ir.Add):
+            todo.extend(e.terms)
+        elif isinstance(e, ir.Mul):
+            todo.extend((e.left, e.right))
+        elif isinstance(e, ir.Group):
+            todo.append(e.inner)
+        elif isinstance(e, ir.Space):
+            todo.extend(e.options)
+        elif isinstance(e, ir.Neg):
+            todo.append(e.value)
+    return sorted(found, key=lambda e: (e.span.line, e.span.col))
+
+
+def _has_activation(entry: catalog.LayerEntry, call: ir.Call) -> bool:
+    """Whether a layer call gives an activation (which the elaborator makes a second node)."""
+    if entry.name == "Bidirectional":
+        return True
+    if not entry.activation_param:
+        return False
+    if any(a.name == "activation" for a in call.args):
+        return True
+    names = [p.name for p in entry.params]
+    return "activation" in names and len(call.positional) > names.index("activation")
 
 
 class Elaborator:
@@ -98,6 +522,8 @@ class Elaborator:
                            help="choose another name for the block")
             self.blocks[b.name] = b
         self.repeat_spaces: tuple[ir.Space, ...] = ()
+        self.refused: dict[int, tuple[ir.Expr, Diagnostic]] = {}
+        self.marks: list[tuple[int, int, str, ir.Space]] = []  # (from, to) in self.order, key, space
         self._check_recursion()
 
     # ------------------------------------------------------------ blocks calling blocks
@@ -132,20 +558,26 @@ class Elaborator:
             if root in state:
                 continue
             path, stack = [root], [iter(self._block_calls(self.blocks[root]))]
+            at = {root: 0}  # position on the path
             state[root] = "active"
             while stack:
                 step = next(stack[-1], None)
                 if step is None:
-                    state[path.pop()] = "done"
+                    state[path[-1]] = "done"
+                    del at[path.pop()]
                     stack.pop()
                     continue
                 callee, span = step
                 if state.get(callee) == "active":
-                    cycle = path[path.index(callee):] + [callee]
+                    start = at[callee]
+                    length = len(path) - start + 1
+                    cycle = path[start:] + [callee] if length <= 9 else \
+                        path[start:start + 4] + [f"... {length - 8:,} more ..."] + path[-3:] + [callee]  # its ends
                     self.sink.error("E202", f"block '{callee}' uses itself (recursion through {' -> '.join(cycle)})",
                                     span, help="blocks cannot be recursive; repeat with `Block(...) * n` instead")
                 elif callee not in state:
                     state[callee] = "active"
+                    at[callee] = len(path)
                     path.append(callee)
                     stack.append(iter(self._block_calls(self.blocks[callee])))
 
@@ -171,6 +603,10 @@ class Elaborator:
             where = self.spec.sections.get("layers", header_span(self.spec))
             self.sink.error("E011", "the model has no layers", where,
                             help="add a `layers { ... }` section, e.g. layers { Dense(1) }")
+        self.refused = _Expansion(self, MAX_GRAPH_NODES).plan(self.spec.layers, env)  # before expanding anything
+        for expr, diag in self.refused.values():
+            self.sink.add(diag)
+            self._mark_used_blocks(expr)
         top = _Scope((), env, {}, ())
         top.defined = {k: seen[k] for k in env}
         default = next(iter(env.values())) if len(env) == 1 else None  # one input (declared once, or twice: E015)
@@ -188,8 +624,18 @@ class Elaborator:
                 self.sink.warning("W202", f"block '{block.name}' is never used", Span(
                     sp.line, sp.col, sp.line, sp.col + len("block ") + len(block.name)),
                     help="use it in `layers`, or remove it: the body of an unused block is not checked")
+        self._apply_marks()
         nodes = tuple(self._with_alias(self.nodes[n]) for n in self.order)
         return ir.Graph(nodes, tuple(i.name for i in self.spec.inputs if i.name in self.nodes), out)
+
+    def _mark_used_blocks(self, expr: ir.Expr) -> None:
+        """A refused repetition or block use is not expanded, but the blocks it names are used (no W202)."""
+        todo = [name for name in _names_in(expr) if name in self.blocks]
+        while todo:
+            name = todo.pop()
+            if name not in self.instantiated:
+                self.instantiated.add(name)
+                todo.extend(callee for callee, _ in self._block_calls(self.blocks[name]))
 
     def _with_alias(self, node: ir.Node) -> ir.Node:
         alias = self.aliases.get(node.name)
@@ -220,7 +666,7 @@ class Elaborator:
                     self.sink.error("E206", f"'{st.target}' is a parameter of this block and cannot name a tensor",
                                     st.span)
                 if result is not None:
-                    scope.env[st.target] = result
+                    scope.bind(st.target, result)
                     self.aliases.setdefault(result, st.target)
                 scope.defined[st.target] = Span(st.span.line, st.span.col, st.span.line, st.span.col + len(st.target))
                 scope.used.discard(st.target)
@@ -268,7 +714,7 @@ class Elaborator:
             if current is None:
                 self._no_current(first, scope)
                 current = self._placeholder(scope, first.span, ())
-            scope.used.update(k for k, v in scope.env.items() if v == current)
+            scope.used.update(scope.names_at.get(current, ()))
             x = self._apply(first, current, scope)
         for op in rest:
             if self._is_tensor(op, scope) and not isinstance(op, ir.Call):
@@ -315,11 +761,12 @@ class Elaborator:
             self.sink.error("E200", "`in` is defined only inside a block: it is the block's input", ident.span,
                             help=f"at the top level, start from an input, e.g. `{first} -> ...`")
             return
-        pool = list(scope.env) + (["in"] if scope.prefix else [])
+        pool = scope.env.keys()  # not copied: thousands of names, thousands of mistakes (a block's has `in`)
         hint = suggest(ident.name, pool) or \
             suggest(ident.name, catalog.layers.spellings + catalog.activations.spellings + list(self.blocks))
+        listed = ", ".join(itertools.islice(pool, 20)) + (f" and {len(pool) - 20:,} more" if len(pool) > 20 else "")
         self.sink.error("E200", f"'{ident.name}' is not defined", ident.span,
-                        help=hint or (f"defined tensors here: {', '.join(pool)}" if pool else None))
+                        help=hint or (f"defined tensors here: {listed}" if pool else None))
 
     def _tensor(self, expr: ir.Expr, scope: _Scope) -> str | None:
         """Evaluate a tensor expression: a name, a sum, concat(...), or activation(tensor)."""
@@ -400,6 +847,9 @@ class Elaborator:
         return result if result is not None else self._placeholder(scope, op.span, (x,))
 
     def _apply_op(self, op: ir.Expr, x: str, scope: _Scope) -> str | None:
+        if id(op) in self.refused:  # it would expand past MAX_GRAPH_NODES: reported (E209), not expanded
+            scope.used.update(_names_in(op))
+            return None
         op = self._resolve(op, scope) if isinstance(op, ir.Ident) and op.name in scope.params else op
         if isinstance(op, ir.Space):
             return self._apply_space(op, x, scope)
@@ -441,13 +891,44 @@ class Elaborator:
             for name in self.order[mark:]:
                 del self.nodes[name]
             del self.order[mark:]
+            while self.marks and self.marks[-1][0] >= mark:  # marks of the nodes just dropped
+                self.marks.pop()
             scope.counters = counters
         return result
 
     def _mark_searched(self, start: int, key: str, space: ir.Space) -> None:
-        for name in self.order[start:]:
-            node = self.nodes[name]
-            self.nodes[name] = replace(node, searched={**node.searched, key: space})
+        """The nodes from position `start` on were made under a search space (a repetition count,
+        a choice of layers). Recorded as a range and applied once at the end (`_apply_marks`):
+        marking node by node at every level cost nodes x nesting depth."""
+        if start < len(self.order):
+            self.marks.append((start, len(self.order), key, space))
+
+    def _apply_marks(self) -> None:
+        """node.searched[key] = the space of the outermost mark holding the node (the last made;
+        marks are nested or apart). Each position is given each key once: a union-find skips the
+        positions already given it."""
+        given: dict[int, dict[str, ir.Space]] = {}
+        for key in {m[2] for m in self.marks}:
+            after = list(range(len(self.order) + 1))  # after[i]: the first position >= i not given `key`
+
+            def free(i: int) -> int:
+                root = i
+                while after[root] != root:
+                    root = after[root]
+                while after[i] != root:
+                    after[i], i = root, after[i]
+                return root
+            for start, end, k, space in reversed(self.marks):
+                if k != key:
+                    continue
+                i = free(start)
+                while i < end:
+                    given.setdefault(i, {})[key] = space
+                    after[i] = i + 1
+                    i = free(i + 1)
+        for i, spaces in given.items():
+            node = self.nodes[self.order[i]]
+            self.nodes[node.name] = replace(node, searched={**node.searched, **spaces})
 
     def _repeat(self, op: ir.Mul, x: str, scope: _Scope) -> str | None:
         count_expr = self._resolve(op.right, scope)
@@ -626,15 +1107,14 @@ class Elaborator:
     def _note_use(self, mark: int, block: ir.Block, call: ir.Call) -> None:
         """Diagnostics found in a block's body get a note naming the use that produced them
         (the arguments may be the cause); one said identically by several uses is kept once."""
-        found = self.sink.items[mark:]
-        del self.sink.items[mark:]
+        found = self.sink.truncate(mark)
         note = f"in the use of block '{block.name}' at {call.span.line}:{call.span.col}"
         for d in found:
             nested = any(n.startswith("in the use of block") for n in d.notes)
             if nested or block.span.line <= d.span.line <= block.span.end_line:
                 d = replace(d, notes=d.notes + (note,))
-            if not any((e.code, e.message, e.span) == (d.code, d.message, d.span) for e in self.sink.items):
-                self.sink.items.append(d)
+            if not self.sink.has_like(d):
+                self.sink.add(d)
 
     def _bind_block_args(self, block: ir.Block, call: ir.Call, scope: _Scope) -> dict[str, ir.Expr] | None:
         params = tuple(Param(p, "any") for p in block.params)
@@ -901,62 +1381,32 @@ def _check_cross(checked_task: Task | None, train: dict, graph: ir.Graph, spec: 
         sink.error("E020", f"`folds {train['folds']}` and `validation {train['validation']}` both choose the "
                    "validation rows", st.span if st else spec.span,
                    help=f"keep one: with folds, each of the {train['folds']} runs validates on its own fold")
-    params_bytes = graph.total_params * 4
-    if params_bytes > MAX_PARAM_BYTES:
-        sink.error("E307", f"the model has {count_text(graph.total_params)} parameters: it would need "
-                   f"{memory_text(params_bytes)} of memory for the weights alone in float32",
-                   header_span(spec), help="reduce layer sizes; this cannot be allocated")
-    elif spec.loss:
-        _check_training_memory(train, graph, spec, sink)
+    _check_memory(train, graph, spec, sink)
 
 
-def _check_training_memory(train: dict, graph: ir.Graph, spec: ir.Spec, sink: Sink) -> None:
-    """A rough lower bound of one training step's memory, so that absurd sizes fail here, not in torch.
-
-    Every node's output is kept for the backward pass and gets a gradient (2 values per element);
-    weights need themselves, their gradient and up to two optimizer moments (4 values).
-    """
-    batch = train.get("batch_size")
-    batch = batch if isinstance(batch, int) and not isinstance(batch, bool) else 1
-    problem = training_memory_problem(graph, batch)
-    if problem is not None:
-        st = spec.train_setting("batch_size")
-        sink.error("E307", problem, st.span if st else header_span(spec),
-                   help=f"more than any single device holds ({memory_text(MAX_TRAIN_BYTES)} is the limit here): "
-                        "reduce the input and layer sizes or the batch_size")
-
-
-def training_memory_problem(graph: ir.Graph, batch: int) -> str | None:
-    """Why one training step of `batch` examples cannot fit in memory, or None; `nnspec train`
-    asks again when --batch-size (or batch_size full) changes the batch."""
-    per_example = sum(n.out.numel or 0 for n in graph.nodes if n.out is not None)
-    activations = 2 * 4 * batch * per_example
-    weights = 4 * 4 * graph.total_params
-    if activations + weights <= MAX_TRAIN_BYTES:
-        return None
-    return (f"training one batch of {batch} would need at least {memory_text(activations + weights)} "
-            f"of memory ({memory_text(activations)} for activations and their gradients, "
-            f"{memory_text(weights)} for weights, gradients and optimizer state)")
-
-
-def count_text(n: int) -> str:
-    """1,234,567 for counts a reader can take in; 'about 10^400' beyond (and no 4300-digit str())."""
-    if n < 10**18:
-        return f"{n:,}"
-    return f"about 10^{int((n.bit_length() - 1) * 0.30103)}"
-
-
-def memory_text(nbytes: int) -> str:
-    """Bytes in binary units (GiB, TiB...), computed on integers so 10^400 bytes cannot overflow."""
-    units = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
-    scale = 0
-    while scale < len(units) - 1 and nbytes >= 1024 ** (scale + 1):
-        scale += 1
-    if nbytes >= 1024 ** (len(units) - 1) * 1024:
-        return f"about 2^{nbytes.bit_length() - 1} bytes"
-    if scale == 0:
-        return f"{nbytes} bytes"
-    return f"{nbytes / 1024 ** scale:,.1f} {units[scale]}"
+def _check_memory(train: dict, graph: ir.Graph, spec: ir.Spec, sink: Sink) -> None:
+    """E307 for what no single device holds, W307 for more than this machine's memory: the one
+    decision, memory.memory_problem, that `nnspec train` takes again (and refuses either) for the
+    batch and the device it really uses. A model with a loss is counted for one training step."""
+    batch = None
+    if spec.loss:
+        batch = train.get("batch_size")
+        batch = batch if isinstance(batch, int) and not isinstance(batch, bool) else 1
+    problem = memory.memory_problem(graph, batch, memory.machine_memory())
+    if problem is None:
+        return
+    st = spec.train_setting("batch_size")
+    if problem.code == "E307":
+        span = header_span(spec) if problem.what == "weights" or st is None else st.span
+    elif problem.what == "training" and st is not None:
+        span = st.span
+    else:  # the layer with the most parameters, else the layers section
+        biggest = max((n for n in graph.nodes if n.params), key=lambda n: n.params, default=None)
+        where = spec.sections.get("layers")
+        span = biggest.span if biggest is not None and problem.what == "weights" else \
+            Span(where.line, where.col, where.line, where.col + len("layers")) if where else header_span(spec)
+    sink.add(Diagnostic("error" if problem.code == "E307" else "warning", problem.code, problem.message, span,
+                        (), problem.help))
 
 
 def check_spec(spec: ir.Spec, sink: Sink) -> Checked:
@@ -974,10 +1424,14 @@ def check_spec(spec: ir.Spec, sink: Sink) -> Checked:
 def _without_cascades(diags: list[Diagnostic]) -> tuple[Diagnostic, ...]:
     """Drop value errors about a search space that is itself reported as malformed (E404):
     the stand-in value lowering gave it (`choice()` -> 0) is not the user's."""
-    bad = [d.span for d in diags if d.code == "E404"]
+    bad = sorted(((d.span.line, d.span.col), (d.span.end_line, d.span.end_col)) for d in diags if d.code == "E404")
+    if not bad:
+        return tuple(diags)
+    starts = [start for start, _ in bad]
+    furthest = list(itertools.accumulate((end for _, end in bad), max))  # of the spaces starting up to here
 
-    def covers(outer: Span, inner: Span) -> bool:
-        return (outer.line, outer.col) <= (inner.line, inner.col) and \
-            (inner.end_line, inner.end_col) <= (outer.end_line, outer.end_col)
-    return tuple(d for d in diags if not (d.code in ("E107", "E108", "E109") and any(covers(d.span, b) for b in bad)))
+    def covered(sp: Span) -> bool:  # by an E404's span: one starting at or before it, ending at or after it
+        i = bisect.bisect_right(starts, (sp.line, sp.col))
+        return i > 0 and furthest[i - 1] >= (sp.end_line, sp.end_col)
+    return tuple(d for d in diags if not (d.code in ("E107", "E108", "E109") and covered(d.span)))
 

@@ -45,11 +45,11 @@ def guarded(fn):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except SpecError as err:
-            from .diagnostics import render
+            from .diagnostics import render_all
 
             spec_file = getattr(err, "filename", "<spec>")
             source = getattr(err, "source", "")
-            echo_err("\n\n".join(render(d, spec_file, source) for d in err.diagnostics))
+            echo_err(render_all(err.diagnostics, spec_file, source))
             sys.exit(EXIT_SPEC)
         except UserError as err:
             echo_err(err.render())

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .check import Checked, check_spec, data_source
-from .diagnostics import Diagnostic, Sink, Span, SpecError, UserError, error, render_all
+from .diagnostics import Diagnostic, Sink, Span, SpecError, UserError, error, render_all, suggestion_budget
 from .lower import lower
 from .parse import decode, parse_text, unclosed_brackets
 
@@ -29,7 +29,7 @@ class Result:
 
 
 def check_text(text: str, filename: str = "<spec>") -> Result:
-    with _gc_paused():
+    with _gc_paused(), suggestion_budget():  # `did you mean` costs at most a fixed number of comparisons
         return _check_text(text, filename)
 
 

@@ -25,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from nnspec.cli import main
+from nnspec.diagnostics import MAX_LINE_SHOWN
 from nnspec.pipeline import check_file, check_text
 
 HERE = Path(__file__).parent
@@ -88,10 +89,16 @@ def test_rendering_shows_location_source_line_and_carets(path: Path):
         if 1 <= diag.span.line <= len(lines) and lines[diag.span.line - 1].strip():
             source_line = lines[diag.span.line - 1]
             block = rendered[rendered.index(head):].splitlines()
-            assert block[2] == f"{diag.span.line} | {source_line}"
             carets = block[3].split("| ", 1)[1]
-            assert carets.index("^") == diag.span.col - 1  # no tabs in the corpus
             assert set(carets.strip()) == {"^"}
+            if len(source_line) <= MAX_LINE_SHOWN:
+                assert block[2] == f"{diag.span.line} | {source_line}"
+                assert carets.index("^") == diag.span.col - 1  # no tabs in the corpus
+            else:  # an excerpt around the span, the carets under the same characters
+                shown = block[2].split("| ", 1)[1]
+                assert len(shown) <= MAX_LINE_SHOWN + 6 and "..." in shown
+                at = carets.index("^")
+                assert shown[at:at + 10] == source_line[diag.span.col - 1:diag.span.col + 9]
 
 
 def _invoke(args: list[str]):

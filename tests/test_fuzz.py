@@ -8,6 +8,10 @@ Two generators feed the same invariants (tests/fuzz_mutations.py):
   the language's alphabet.
 CI runs >= 5,000 inputs in-process plus 20 through the real CLI; `make fuzz` runs many more
 (NNSPEC_FUZZ_INPUTS mutants, default 4,800; with hypothesis's 1,000 and the CLI's 20, 5,820 inputs). A failure prints the mutant's bytes to reproduce it.
+A third generator writes nested repetitions and blocks (random depth, counts up to 10,000, blocks
+using blocks, search spaces as counts): each is answered in bounded time and memory, and the
+checker's count made before expanding bounds what it then builds (300 in CI, NNSPEC_FUZZ_INPUTS / 40
+under `make fuzz`).
 """
 from __future__ import annotations
 
@@ -186,3 +190,124 @@ def test_invariants_reject_a_diagnostic_outside_the_file():
     assert invariant_problems(text, bad)
     inside = Result("f.nn", text, None, (error("E003", "x", Span.point(2, 1)),))
     assert not invariant_problems(text, inside)
+
+
+# ---------------------------------------------------------------- nested repetitions and blocks
+NESTED = max(300, TOTAL // 40)
+NESTED_LIMIT = 5_000  # MAX_GRAPH_NODES while fuzzing: what is accepted stays cheap to build
+COUNTS = ("1", "2", "3", "5", "10", "100", "1000", "10000", "0", "10001", "2.5")
+
+
+def _count(rng: random.Random, params: list[str]) -> str:
+    r = rng.random()
+    if params and r < 0.15:
+        return rng.choice(params)
+    if r < 0.45:
+        return str(rng.randint(1, 5))
+    if r < 0.6:
+        lo, hi = sorted(rng.sample(range(1, 10_001), 2))
+        lo = min(lo, rng.randint(1, 5))
+        return rng.choice([f"int_range({lo}, {hi})", f"choice({lo}, {hi})", f"choice({rng.choice(COUNTS)}, {hi})"])
+    if r < 0.75:
+        return str(rng.randint(1, 10_000))
+    return rng.choice(COUNTS)
+
+
+def _op(rng: random.Random, depth: int, blocks: list[tuple[str, int]], params: list[str]) -> str:
+    r = rng.random()
+    if depth > 0 and r < 0.3:
+        inner = " -> ".join(_op(rng, depth - 1, blocks, params) for _ in range(rng.randint(1, 3)))
+        return f"({inner}) * {_count(rng, params)}"
+    if depth > 0 and r < 0.4:
+        return f"{_op(rng, depth - 1, blocks, params)} * {_count(rng, params)}"
+    if blocks and r < 0.65:
+        name, arity = rng.choice(blocks)
+        args = ", ".join(_count(rng, params) for _ in range(arity))
+        return f"{name}({args})" if args or rng.random() < 0.7 else name
+    if depth > 0 and r < 0.72:
+        return f"choice({_op(rng, depth - 1, blocks, params)}, {_op(rng, depth - 1, blocks, params)})"
+    if r < 0.9:
+        return f"Dense({rng.choice(params) if params and rng.random() < 0.3 else 4})"
+    return rng.choice(["relu", "tanh", "Dense(4, activation=relu)", "Dropout(0.1)"])
+
+
+def _chain(rng: random.Random, blocks: list[tuple[str, int]], params: list[str], start: str = "") -> str:
+    depth = rng.randint(0, 4)
+    ops = " -> ".join(_op(rng, depth, blocks, params) for _ in range(rng.randint(1, 3)))
+    return f"{start} -> {ops}" if start else ops
+
+
+def nested_spec(rng: random.Random) -> str:
+    """Nested repetitions and blocks: random depth, counts up to 10,000 (and wrong ones), blocks
+    using blocks (now and then themselves: E202), repetitions in blocks, search spaces as counts."""
+    n = rng.randint(0, 6)
+    arity = [rng.randint(0, 2) for _ in range(n)]
+    lines = ["model Nested {", "    input x: [4]"]
+    for i in reversed(range(n)):  # B_i uses B_j for j > i, and now and then any block (a cycle)
+        params = ["n", "k"][:arity[i]]
+        callable_ = [(f"B{j}", arity[j]) for j in range(n) if j > i or rng.random() < 0.05]
+        body = []
+        if rng.random() < 0.3:
+            body += [f"h = {_chain(rng, callable_, params, 'in')}", rng.choice(["h + in", "concat(h, in)", "h -> relu"])]
+        body += [_chain(rng, callable_, params) for _ in range(rng.randint(0 if body else 1, 2))]
+        lines += [f"    block B{i}({', '.join(params)}) {{"] + [f"        {b}" for b in body] + ["    }"]
+    blocks = [(f"B{j}", arity[j]) for j in range(n)]
+    lines.append("    layers {")
+    lines += [f"        {rng.choice(['', '', f't{s} = '])}{_chain(rng, blocks, [])}" for s in range(rng.randint(1, 4))]
+    lines += ["        Dense(1)", "    }", "    loss mse", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def test_nested_repetitions_and_blocks_are_answered_in_bounded_time_and_memory(monkeypatch):
+    """Every spec is answered within 5 s and 500 MB (tracemalloc's peak) with its diagnostics
+    inside the file; when it is accepted, the graph holds no more nodes than the checker counted
+    before building it (the count is an upper bound, so the limit bounds the work). The limit is
+    lowered to NESTED_LIMIT here so that accepted specs stay quick; tests/test_hostile_input.py
+    checks the real one."""
+    import time
+    import tracemalloc
+
+    from nnspec import check
+    from nnspec.pipeline import check_text
+
+    monkeypatch.setattr(check, "MAX_GRAPH_NODES", NESTED_LIMIT)
+    counted: list[int] = []
+    plan = check._Expansion.plan
+
+    def counting_plan(self, stmts, inputs):
+        refused = plan(self, stmts, inputs)
+        counted.append(self.total)
+        return refused
+    monkeypatch.setattr(check._Expansion, "plan", counting_plan)
+    rng = random.Random(SEED + 7)
+    failures, outcomes = [], {"E209": 0, "ok": 0}
+    for _ in range(NESTED):
+        source = nested_spec(rng)
+        counted.clear()
+        tracemalloc.start()
+        start = time.perf_counter()
+        try:
+            result = check_text(source, "nested.nn")
+        except Exception as exc:  # noqa: BLE001 - reported with the spec below
+            failures.append((f"{type(exc).__name__}: {exc}", source))
+            continue
+        finally:
+            seconds = time.perf_counter() - start
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        problems = invariant_problems(source, result)
+        if seconds >= 5 or peak >= 500 * 2**20:
+            problems.append(f"{seconds:.1f} s, {peak / 2**20:.0f} MB")
+        if result.checked is not None and counted:
+            built = len(result.checked.graph.nodes) - len(result.checked.graph.inputs)
+            if built > counted[0]:
+                problems.append(f"built {built} nodes, counted {counted[0]}")
+            if counted[0] > NESTED_LIMIT + len(source):  # layers written out count, but are never refused
+                problems.append(f"accepted {counted[0]} nodes, past the limit")
+        outcomes["E209"] += any(d.code == "E209" for d in result.diagnostics)
+        outcomes["ok"] += result.ok
+        if problems:
+            failures.append((problems[0], source))
+    assert not failures, f"{len(failures)} nested specs failed; the first: {failures[0][0]}\n{failures[0][1]}"
+    assert outcomes["E209"] >= NESTED // 10 and outcomes["ok"] >= NESTED // 20, outcomes
+

@@ -246,8 +246,9 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
                      "the batch size is the global batch")
     autocast_dtype = amp_dtype(amp, dev)
 
+    _refuse_absurd_memory(checked, 1, dev)  # before the data: weights and one example must fit
     dataset = load_data(checked, result.filename, data, seed=seed, fold=fold)
-    _refuse_absurd_memory(checked, min(batch or len(dataset.train), len(dataset.train)))  # the loop's batch
+    _refuse_absurd_memory(checked, min(batch or len(dataset.train), len(dataset.train)), dev)  # the loop's batch
     dataset.train, dataset.val = dataset.train.to(dev), dataset.val.to(dev) if dataset.val is not None else None
     torch.manual_seed(seed)
     model = build_model(checked).to(dev)
@@ -333,14 +334,24 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
         lock.release()
 
 
-def _refuse_absurd_memory(checked, batch: int) -> None:
-    """The checker's E307 estimate again, for the batch this run really uses (--batch-size, full)."""
-    from ..check import MAX_TRAIN_BYTES, memory_text, training_memory_problem
+def _refuse_absurd_memory(checked, batch: int | None, device=None) -> None:
+    """The checker's decision (memory.memory_problem: E307, W307) again, for the batch this run
+    really uses (--batch-size, full; None: the weights alone) and the memory it runs in: this
+    machine's (the model is built there first) and, on a GPU, the GPU's. Refused before allocating."""
+    from .. import memory
 
-    problem = training_memory_problem(checked.graph, batch)
+    on_gpu = device is not None and device.type == "cuda"
+    problem = memory.memory_problem(checked.graph, None if on_gpu else batch, memory.machine_memory())
+    if problem is None and on_gpu and batch is not None:
+        import torch
+
+        total = torch.cuda.get_device_properties(device).total_memory
+        problem = memory.memory_problem(checked.graph, batch, total, where=f"the GPU {device}")
     if problem is not None:
-        raise UserError(problem, code="E307", help=f"more than any single device holds ({memory_text(MAX_TRAIN_BYTES)} "
-                        "is the limit here): use a smaller --batch-size")
+        help = problem.help
+        if problem.what == "training":
+            help += " (--batch-size sets the batch)"
+        raise UserError(problem.message, code="E307", help=help)
 
 
 def _best_row(progress) -> dict:
@@ -411,6 +422,7 @@ def _load_for(result, checkpoint: str, device: str):
 
     result, _ = concrete(result, defaults=True)
     checked = result.checked
+    _refuse_absurd_memory(checked, None)  # the weights must fit before the checkpoint is read
     state = ckpt_io.load(checkpoint, ckpt_io.ir_hash(checked), checked.spec.name)
     dev = resolve_device(device)
     model = build_model(checked)
