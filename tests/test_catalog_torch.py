@@ -1,62 +1,53 @@
-"""Generated from the catalog: every layer's example, lowered to PyTorch, must have the shape
-the checker infers, the parameter count it counts, and gradients reaching every parameter;
-every activation must equal PyTorch's own function."""
+"""Generated from the catalog: every layer's examples (its entry's example and variants),
+lowered to PyTorch, must have the shape the checker infers, the parameter count it counts (equal
+to torch's own sum of numel), and gradients reaching every parameter; every activation must equal
+PyTorch's own function; `padding=same` with any stride must equal an independent reference."""
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from catalog_examples import EXAMPLES, IDS, LAYER_ENTRIES, one_layer
 from nnspec import catalog
-from nnspec.backends import torch_layers
 from nnspec.backends.torch_model import build_model, parameter_counts
-from nnspec.pipeline import check_text
 
 
-def _input_decl(example_input) -> str:
-    (shape,) = example_input  # ("int", 7): int token ids of length 7
-    if shape[0] == "int":
-        return f"int[{shape[1]}]"
-    return "[" + ", ".join(str(d) for d in shape) + "]"
-
-
-def _random_input(t, batch: int = 2) -> torch.Tensor:
-    shape = [batch] + list(t.shape)
+def _random_input(t, batch: int = 3, steps: int = 6) -> torch.Tensor:
+    shape = [batch] + [steps if d is None else d for d in t.shape]
     if t.dtype == "int":
-        return torch.randint(0, 10, shape)
+        return torch.randint(1, 9, shape)
     return torch.randn(shape)
 
 
-def one_layer(call: str, decl: str):
-    result = check_text(f"model T {{\n  input x: {decl}\n  layers {{ {call} }}\n}}\n")
-    assert result.ok, result.render()
-    return result.checked
-
-
-LAYER_ENTRIES = list(catalog.layers)
-
-
-def test_every_layer_has_a_builder_and_an_example():
-    for entry in LAYER_ENTRIES:
-        assert entry.name in torch_layers.BUILDERS or entry.name in torch_layers.ELABORATED, \
-            f"{entry.name} has no torch builder in nnspec/backends/torch_layers.py"
-        assert entry.example and entry.example_input, f"{entry.name} has no example for the generated tests"
-
-
 @pytest.mark.parametrize("entry", LAYER_ENTRIES, ids=lambda e: e.name)
-def test_layer_example_lowers_faithfully(entry):
+def test_every_layer_has_an_example_and_a_torch_module(entry):
+    assert entry.example and entry.example_input, f"{entry.name} has no example for the generated tests"
+    checked = one_layer(entry.example, entry.example_input[0])
+    kinds = {n.kind for n in checked.graph.nodes if n.op == "layer"}
+    if entry.name in kinds:  # not elaborated into another kind by the checker (Bidirectional is)
+        assert entry.build is not None, f"{entry.name} has no torch module (`build` in its catalog entry)"
+
+
+@pytest.mark.parametrize("entry, call, shape", EXAMPLES, ids=IDS)
+def test_layer_example_lowers_faithfully(entry, call, shape):
     torch.manual_seed(0)
-    checked = one_layer(entry.example, _input_decl(entry.example_input))
+    checked = one_layer(call, shape)
     model = build_model(checked)
     graph = checked.graph
     x = _random_input(graph.node(graph.inputs[0]).out)
     if x.is_floating_point():
         x.requires_grad_(True)
     y = model(x)
-    assert tuple(y.shape[1:]) == graph.output_node.out.shape
+    expected = graph.output_node.out.shape  # a `?` dimension (None) takes any length
+    assert len(y.shape) == 1 + len(expected) and all(d in (None, n) for d, n in zip(expected, y.shape[1:]))
 
     layer = next(n for n in graph.nodes if n.op == "layer")
     trainable, buffers = parameter_counts(model)
+    assert trainable == sum(p.numel() for p in model.parameters()) == layer.params - layer.non_trainable
     assert trainable + buffers == graph.total_params
     assert buffers == layer.non_trainable
 
@@ -119,53 +110,6 @@ def test_softmax_acts_on_the_feature_axis(decl, dim):
     torch.testing.assert_close(build_model(checked)(x), torch.softmax(x, dim=dim))
 
 
-# More arguments and layouts than the one example per entry, checked the same way.
-VARIANTS = [
-    ("Dense(3, bias=false)", "[4, 6]"),
-    ("BatchNorm()", "[5]"),
-    ("BatchNorm(momentum=0.01)", "[6, 4]"),
-    ("Conv1D(6, 3, padding=same, dilation=2, groups=3)", "[9, 3]"),
-    ("Conv1D(2, 3, stride=2, padding=1)", "[9, 4]"),
-    ("Conv2D(4, [3, 2], stride=2, groups=2)", "[2, 9, 8]"),
-    ("ConvTranspose2D(2, 3, stride=2, padding=1, output_padding=1)", "[3, 4, 5]"),
-    ("MaxPool1D(3, stride=2, padding=same)", "[10, 2]"),
-    ("MaxPool2D(3, stride=2, padding=same)", "[2, 7, 6]"),
-    ("AvgPool2D(3, stride=2, padding=1)", "[2, 7, 6]"),
-    ("AvgPool1D(2, padding=same)", "[7, 3]"),
-    ("GlobalAvgPool()", "[6, 3]"),
-    ("GlobalMaxPool()", "[3, 4, 4]"),
-    ("Upsample(3, mode=linear)", "[4, 2]"),
-    ("Upsample(2, mode=bilinear)", "[2, 3, 3]"),
-    ("SimpleRNN(4, layers=2)", "[5, 3]"),
-    ("LSTM(4, bidirectional=true, layers=2)", "[5, 3]"),
-    ("GRU(4, return_sequences=true, layers=2, dropout=0.2)", "[5, 3]"),
-    ("Bidirectional(GRU(3))", "[5, 2]"),
-    ("MultiHeadAttention(heads=4, dropout=0.1)", "[5, 8]"),
-    ("TransformerEncoder(heads=2, ff=8, activation=gelu, norm_first=true)", "[4, 6]"),
-    ("PositionalEncoding(max_len=10, kind=learned)", "[5, 4]"),
-    ("Reshape([-1, 3])", "[4, 3, 2]"),
-    ("Embedding(vocab=9, dim=3, padding_idx=0)", "int[?]"),
-]
-
-
-@pytest.mark.parametrize("call, decl", VARIANTS, ids=[v[0] for v in VARIANTS])
-def test_layer_variant_lowers_faithfully(call, decl):
-    torch.manual_seed(0)
-    checked = one_layer(call, decl)
-    model = build_model(checked)
-    graph = checked.graph
-    t = graph.node(graph.inputs[0]).out
-    shape = [3] + [d if d is not None else 6 for d in t.shape]
-    x = torch.randint(1, 9, shape) if t.dtype == "int" else torch.randn(shape, requires_grad=True)
-    y = model(x)
-    expected = tuple(6 if d is None else d for d in graph.output_node.out.shape)
-    assert tuple(y.shape[1:]) == expected
-    assert sum(parameter_counts(model)) == graph.total_params
-    (y * torch.randn_like(y)).sum().backward()
-    for name, p in model.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient at {name}"
-
-
 def _windows_reference(x: torch.Tensor, size: int, stride: int, reduce) -> torch.Tensor:
     """Pooling with padding=same written out window by window, padding left out of each window."""
     n, t, f = x.shape
@@ -185,3 +129,47 @@ def test_same_padding_pools_leave_padding_out(kind):
     x = torch.randn(2, 8, 2)
     reduce = (lambda w: w.amax(1)) if kind == "Max" else (lambda w: w.mean(1))
     torch.testing.assert_close(model(x), _windows_reference(x, 3, 2, reduce))
+
+
+# padding=same with any stride: TensorFlow's rule, written out here from its documentation
+# (out = ceil(in / stride); total padding max((out - 1) * stride + dilation * (kernel - 1) + 1 - in, 0),
+# the odd one at the end), applied by F.pad before PyTorch's own unpadded convolution.
+SAME_CASES = [  # call, input, (kernel, stride, dilation) per axis
+    ("Conv1D(3, 4, stride=3, padding=same, dilation=2)", (10, 2), ((4,), (3,), (2,))),
+    ("Conv1D(2, 5, stride=2, padding=same)", (7, 3), ((5,), (2,), (1,))),
+    ("Conv2D(3, [4, 3], stride=[2, 3], padding=same, dilation=[1, 2])", (2, 9, 10), ((4, 3), (2, 3), (1, 2))),
+    ("Conv2D(2, 3, stride=2, padding=same, groups=2)", (2, 8, 7), ((3, 3), (2, 2), (1, 1))),
+]
+
+
+def _tf_same_padded(x: torch.Tensor, kernel, stride, dilation) -> torch.Tensor:
+    pads = []
+    for axis in reversed(range(len(kernel))):
+        n = x.shape[2 + axis]
+        out = math.ceil(n / stride[axis])
+        total = max((out - 1) * stride[axis] + dilation[axis] * (kernel[axis] - 1) + 1 - n, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads)
+
+
+@pytest.mark.parametrize("call, shape, geometry", SAME_CASES, ids=[c[0] for c in SAME_CASES])
+def test_same_padding_with_any_stride_matches_tensorflows_rule(call, shape, geometry):
+    kernel, stride, dilation = geometry
+    torch.manual_seed(0)
+    model = build_model(one_layer(call, shape)).eval()
+    layer = next(m for name, m in model.named_children())
+    dims = len(kernel)
+    channels = shape[-1] if dims == 1 else shape[0]
+    reference = getattr(nn, f"Conv{dims}d")(channels, layer.weight.shape[0], kernel, stride=stride, dilation=dilation,
+                                             groups=channels // layer.weight.shape[1])
+    with torch.no_grad():
+        reference.weight.copy_(layer.weight)
+        reference.bias.copy_(layer.bias)
+    x = torch.randn(2, *shape)
+    channels_first = x.transpose(1, 2) if dims == 1 else x
+    with torch.no_grad():
+        expected = reference(_tf_same_padded(channels_first, kernel, stride, dilation))
+        got = model(x)
+    spatial = channels_first.shape[2:]
+    assert tuple(expected.shape[2:]) == tuple(math.ceil(n / s) for n, s in zip(spatial, stride))
+    torch.testing.assert_close(got, expected.transpose(1, 2) if dims == 1 else expected, rtol=1e-6, atol=1e-6)

@@ -1,4 +1,5 @@
-"""ONNX export: checker, onnxruntime vs PyTorch for every spec, names, metadata, Netron."""
+"""ONNX export: checker, onnxruntime vs PyTorch for every catalog layer's examples and every spec,
+names, metadata, Netron."""
 from __future__ import annotations
 
 import os
@@ -17,6 +18,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from catalog_examples import EXAMPLES, IDS, one_layer, spec_text
 from nnspec.backends import onnx_export as ox
 from nnspec.backends import torch_layers as tl
 from nnspec.cli import main
@@ -77,6 +79,21 @@ def test_every_spec_exports_and_matches_pytorch_in_onnxruntime(spec, tmp_path):
         assert np.abs(got - expected).max() <= 1e-5
 
 
+@pytest.mark.parametrize("entry, call, shape", EXAMPLES, ids=IDS)
+def test_every_catalog_example_exports_and_matches_pytorch(entry, call, shape, tmp_path):
+    """export() checks the file and runs it in onnxruntime against PyTorch at batch 1 and 3 (other
+    `?` lengths than the traced one); here with perturbed weights and statistics as well."""
+    checked = one_layer(call, shape)
+    model = _distinct_weights(ox.build_eval_model(checked))
+    info = ox.export(checked, spec_text(call, shape), tmp_path / "layer.onnx", model=model)
+    assert max(info["max_abs_diff"].values()) <= 1e-5
+    xs = ox.example_inputs(checked, batch=2, steps=5, seed=3)
+    session = ort.InferenceSession(str(tmp_path / "layer.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = model(*xs).numpy()
+    assert np.abs(session.run(None, {"x": xs[0].numpy()})[0] - expected).max() <= 1e-5
+
+
 def _distinct_weights(model):
     """Perturb every weight and running statistic: no two layers then hold equal tensors (the
     exporter merges equal initializers, e.g. the ones/zeros of fresh BatchNorms), and BatchNorm
@@ -92,8 +109,8 @@ def _distinct_weights(model):
 
 def _rnn(kind: str, bidirectional: bool, layers: int, return_sequences: bool):
     torch.manual_seed(0)
-    m = tl.RNN_CLASSES[kind](5, 6, num_layers=layers, batch_first=True, bidirectional=bidirectional)
-    m.return_sequences = return_sequences
+    m = getattr(tl, kind)(5, 6, num_layers=layers, batch_first=True, bidirectional=bidirectional,
+                          return_sequences=return_sequences)
     return m.eval()
 
 

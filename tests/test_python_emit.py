@@ -1,8 +1,9 @@
 """`nnspec compile --emit python`: the emitted source reproduces build_model's module.
 
-For every spec: the generated file (imported from a tmp dir, as a user would) has the same
-state_dict keys and shapes, loads build_model's weights strictly, and gives the same outputs
-(max abs diff <= 1e-6) in eval mode, with padded token sequences where a spec has them.
+For every catalog layer's examples, and every spec: the generated file (imported from a tmp dir,
+as a user would) imports only torch, has the same state_dict keys and shapes, loads
+build_model's weights strictly, and gives the same outputs (max abs diff <= 1e-6) in eval mode,
+with padded token sequences where a spec has them. Its layer classes are nnspec's own source.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from catalog_examples import EXAMPLES, IDS, one_layer
+from nnspec.backends import torch_layers
 from nnspec.backends.onnx_export import example_inputs
 from nnspec.backends.python_source import python_source
 from nnspec.backends.torch_model import build_model
@@ -67,11 +70,35 @@ def test_emitted_source_reproduces_the_lowered_module(spec, tmp_path):
     result = CliRunner().invoke(main, ["compile", str(spec), "--emit", "python", "-o", str(tmp_path / "gen.py")])
     assert result.exit_code == 0, result.output
     text = (tmp_path / "gen.py").read_text()
-    assert _imports(text) <= {"torch", "torch.nn.functional"} | {"torch"}
+    assert _imports(text) <= {"torch", "torch.nn.functional"}
     tree = ast.parse(text)
     classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
-    assert len(classes) == 1 and classes[0].name == load_checked(spec).checked.spec.name
+    assert classes[-1].name == load_checked(spec).checked.spec.name  # after the layer classes it uses
     assert _same_outputs(load_checked(spec).checked, text, tmp_path) <= 1e-6
+
+
+@pytest.mark.parametrize("entry, call, shape", EXAMPLES, ids=IDS)
+def test_every_catalog_example_is_reproduced(entry, call, shape, tmp_path):
+    checked = one_layer(call, shape)
+    text = python_source(checked, "layer.nn")
+    assert _imports(text) <= {"torch", "torch.nn.functional"}
+    assert _same_outputs(checked, text, tmp_path) <= 1e-6
+
+
+def test_ejected_layer_classes_are_the_ones_that_train():
+    """Each top-level class and function of the file but the model is torch_layers' (or the
+    geometry's) own source, character for character: a layer cannot train one way and eject another."""
+    import inspect
+
+    from nnspec.catalog import geometry
+
+    text = python_source(one_layer("Conv1D(4, 3, stride=2, padding=same)", (9, 3)), "c.nn")
+    tree = ast.parse(text)
+    copied = [n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))][:-1]
+    assert {n.name for n in copied} >= {"Window", "Conv", "conv_out", "pad_list", "same_pads"}
+    for n in copied:
+        own = getattr(torch_layers, n.name, None) or getattr(geometry, n.name)
+        assert ast.get_source_segment(text, n) == inspect.getsource(own).rstrip("\n"), n.name
 
 
 LAYER_ZOO = """
@@ -167,3 +194,15 @@ def test_emitted_default_path_is_beside_the_spec(tmp_path):
     assert result.exit_code == 0, result.output
     text = (tmp_path / "iris.py").read_text()
     assert "class IrisMLP(nn.Module):" in text and "self.dense_1 = nn.Linear(4, 16, bias=True)" in text
+
+
+@pytest.mark.parametrize("name", ["torch", "inf", "nan", "device", "nnspec_backends_torch_layers_step", "Conv",
+                                  "Window", "F", "nn"])
+def test_an_input_named_like_a_name_of_the_generated_code(name, tmp_path):
+    """The generated forward's globals (`torch`, the functions fx names after their module) and the
+    ejected file's own names are not shadowed by an input's name (`input torch` broke the forward)."""
+    text = (f"model M {{\n  input {name}: [4, 6]\n  layers {{\n    {name} -> Conv1D(3, 2, activation=step) -> "
+            "Dense(2) -> softmax\n  }\n}\n")
+    result = check_text(text, "m.nn")
+    assert result.ok, result.render()
+    assert _same_outputs(result.checked, python_source(result.checked, "m.nn"), tmp_path) <= 1e-6

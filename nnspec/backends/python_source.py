@@ -1,28 +1,47 @@
 """Standalone PyTorch source for a spec (`nnspec compile FILE --emit python`): the way out.
 
-The text is one `nn.Module` class that imports only torch and reproduces the lowered module
-(`torch_model.build_model`): the same submodule names (so the same state_dict keys and
-shapes) and the same forward. Constructor arguments are read from the modules that
-`build_model` creates, so the two cannot drift apart; the forward is written node by node
-from the graph, one local variable per node, named as the node.
+The file is made from what trains, never written again beside it:
+- the classes of `torch_layers.py` the model's layers are made of, and the functions they call
+  (the window geometry of `catalog/geometry.py`, an activation such as `step`), copied as
+  source: the same text that trains;
+- `__init__`: one line per layer, the call its catalog entry's `build` described and
+  `build_model` made (`Conv(2, 1, 32, (3, 3), ...)`, `nn.Linear(4, 16, bias=True)`), in the
+  same order, so the same state_dict keys and shapes;
+- `forward`: torch.fx's code for the model's generated forward, the one that trains.
 
-nnspec only writes this text; it never executes it (the tests import the generated file).
+It imports only torch. Everything written into it from the spec is a literal written with
+repr, a name the checker made (`conv2d_1`, `residual_1.dense_2`) or torch.fx's sanitized code;
+the file name goes through `in_docstring`. nnspec only writes this text; it never executes it
+(the tests import the generated file).
 """
 from __future__ import annotations
 
+import ast
+import importlib.util
+import inspect
 import keyword
 import re
+import sys
+import types
 from pathlib import Path
 
-from ..catalog.base import feature_axis
+from ..catalog.base import TorchModule
 from ..diagnostics import UserError
-from ..ir import Node
 
 INDENT = " " * 8
 
+# What the ejected file imports, as (module, attribute) per name: the names its copied source may use.
+IMPORTS = ("import torch", "import torch.nn.functional as F", "from torch import Tensor, nn")
+PROVIDED = {"torch": ("torch", None), "F": ("torch.nn.functional", None), "Tensor": ("torch", "Tensor"),
+            "nn": ("torch", "nn")}
+NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*")
+
 
 def _py(v) -> str:
-    """A Python literal (floats keep every digit, so the emitted numbers are exactly ours)."""
+    """A Python literal (floats keep every digit, so the emitted numbers are exactly ours); a
+    TorchModule is the call that makes it."""
+    if isinstance(v, TorchModule):
+        return call_text(v)
     if isinstance(v, float):
         return repr(v)
     if isinstance(v, tuple) and len(v) == 1:
@@ -30,7 +49,19 @@ def _py(v) -> str:
     if isinstance(v, (tuple, list)):
         inner = ", ".join(_py(i) for i in v)
         return f"({inner})" if isinstance(v, tuple) else f"[{inner}]"
-    return repr(v)
+    if v is None or isinstance(v, (bool, int, str)):
+        return repr(v)
+    raise AssertionError(f"{v!r} is not a literal the ejected source can hold")
+
+
+def call_text(spec: TorchModule) -> str:
+    """`Conv(2, 1, 32, (3, 3), stride=(1, 1), ...)`: the call `torch_layers.instantiate` makes."""
+    if not NAME.fullmatch(spec.cls):
+        raise AssertionError(f"{spec.cls!r} is not a class name")
+    if not all(k.isidentifier() and not keyword.iskeyword(k) for k in spec.kwargs):
+        raise AssertionError(f"{spec.cls}'s keyword arguments {list(spec.kwargs)} are not all names")
+    args = [_py(a) for a in spec.args] + [f"{k}={_py(v)}" for k, v in spec.kwargs.items()]
+    return f"{spec.cls}({', '.join(args)})"
 
 
 def in_docstring(text: str) -> str:
@@ -40,440 +71,201 @@ def in_docstring(text: str) -> str:
     return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
 
 
-RESERVED = {"self", "torch", "nn", "F"}  # the generated module's own names
-
-
-def class_name(model: str) -> str:
-    """The model's name as a Python class name: a keyword (`model lambda`) or one of the module's
-    own names gets a trailing underscore. (The grammar allows only [A-Za-z_][A-Za-z_0-9]*.)"""
+def class_name(model: str, taken: set[str] = frozenset()) -> str:
+    """The model's name as a Python class name: a keyword (`model lambda`), one of the module's own
+    names (`torch`, `nn`, `Conv`...) gets trailing underscores. (The grammar allows only
+    [A-Za-z_][A-Za-z_0-9]*.)"""
     if not model.isidentifier():  # the grammar never lets one through; refuse rather than write it
         raise UserError(f"the model name {model!r} is not a Python identifier")
-    return model + "_" if keyword.iskeyword(model) or model in RESERVED else model
+    name = model
+    while keyword.iskeyword(name) or name in taken or name in {"self", "None", "True", "False"} | set(PROVIDED):
+        name += "_"
+    return name
 
 
-class Writer:
-    filename = "<spec>"  # the spec's file name, for the module docstring
+# ---------------------------------------------------------------- copied source
+class _Module:
+    """The top-level definitions of one of nnspec's modules, as source, and what each refers to."""
 
-    def __init__(self, checked, model):
-        self.checked, self.model = checked, model
-        self.graph = checked.graph
-        self.init: list[str] = []
-        self.body: list[str] = []
-        self.containers: set[str] = set()
-        self.vars: dict[str, str] = {}
-        self.masks: dict[str, str | None] = {}
-        self.used_names: set[str] = set()
+    def __init__(self, module: types.ModuleType):
+        self.name = module.__name__
+        self.lines = inspect.getsource(module).splitlines()
+        self.defs: dict[str, ast.stmt] = {}
+        self.imports: dict[str, tuple[str, str | None]] = {}  # name -> (module, attribute)
+        for stmt in ast.parse("\n".join(self.lines)).body:
+            if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
+                self.defs[stmt.name] = stmt
+            elif isinstance(stmt, ast.Assign):
+                for target in stmt.targets:
+                    if isinstance(target, ast.Name):
+                        self.defs[target.id] = stmt
+            elif isinstance(stmt, ast.Import):
+                for alias in stmt.names:
+                    if alias.asname:
+                        self.imports[alias.asname] = (alias.name, None)
+                    else:
+                        self.imports[alias.name.split(".")[0]] = (alias.name.split(".")[0], None)
+            elif isinstance(stmt, ast.ImportFrom):
+                source = importlib.util.resolve_name("." * stmt.level + (stmt.module or ""), module.__package__)
+                for alias in stmt.names:
+                    self.imports[alias.asname or alias.name] = (source, alias.name)
 
-    # ------------------------------------------------------------ names
-    def var(self, node_name: str) -> str:
-        if node_name not in self.vars:
-            base = re.sub(r"\W", "_", node_name.replace(".", "_"))
-            if keyword.iskeyword(base) or base in ("self", "torch", "nn", "F"):
-                base += "_"
-            name, n = base, 1
-            while name in self.used_names:
-                n += 1
-                name = f"{base}_{n}"
-            self.used_names.add(name)
-            self.vars[node_name] = name
-        return self.vars[node_name]
+    def text(self, name: str) -> str:
+        stmt = self.defs[name]
+        first = min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])])
+        return "\n".join(self.lines[first - 1:stmt.end_lineno])
 
-    def declare(self, node: Node, ctor: str) -> None:
-        """`self.<name> = <ctor>`, creating plain containers for block instances first."""
+    def refers_to(self, name: str) -> list[str]:
+        """The names `name`'s definition reads (its own, locals and builtins included)."""
+        stmt = self.defs[name]
+        return sorted({n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - {name})
+
+
+_MODULES: dict[str, _Module] = {}
+
+
+def _module(name: str) -> _Module:
+    """One of nnspec's modules the model's code comes from (imported already, by that code)."""
+    if name not in _MODULES:
+        _MODULES[name] = _Module(sys.modules[name])
+    return _MODULES[name]
+
+
+def copied_source(roots: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(name, source) of each definition in `roots` ((module, name) pairs of nnspec's modules) and
+    of every definition of nnspec's they use, each before its users. A name they take from
+    anywhere but torch or nnspec (math, typing...) cannot be ejected: an AssertionError."""
+    seen: set[tuple[str, str]] = set()
+    out: list[tuple[str, str]] = []
+    names: dict[str, str] = {}  # ejected name -> its module, to refuse two definitions of one name
+
+    def visit(module: str, name: str) -> None:
+        if (module, name) in seen:
+            return
+        seen.add((module, name))
+        src = _module(module)
+        for ref in src.refers_to(name):
+            if ref in src.defs:
+                visit(module, ref)
+            elif ref in src.imports:
+                origin = src.imports[ref]
+                if PROVIDED.get(ref) == origin:
+                    continue
+                if not (origin[0].startswith("nnspec.") and origin[1] == ref):
+                    raise AssertionError(f"{module}.{name} uses {ref} from {origin[0]}: the ejected source imports only "
+                                         f"{', '.join(PROVIDED)} from torch")
+                visit(*origin)
+        if names.setdefault(name, module) != module:
+            raise AssertionError(f"{name} is defined in both {names[name]} and {module}")
+        out.append((name, src.text(name)))
+
+    for module, name in roots:
+        visit(module, name)
+    return out
+
+
+def _classes(spec: TorchModule) -> list[str]:
+    """The torch_layers classes a TorchModule (and the TorchModules among its arguments) uses."""
+    own = [] if spec.cls.startswith("nn.") else [spec.cls]
+    inner = [c for v in (*spec.args, *spec.kwargs.values()) if isinstance(v, TorchModule) for c in _classes(v)]
+    return own + inner
+
+
+# ---------------------------------------------------------------- the file
+def python_source(checked, filename: str = "<spec>") -> str:
+    return ejected(checked, filename)[1]
+
+
+def ejected(checked, filename: str = "<spec>") -> tuple[str, str]:
+    """(the model class's name, the file's text)."""
+    from . import torch_layers
+    from .torch_model import build_model
+
+    model = build_model(checked)
+    layers = [n for n in checked.graph.nodes if n.op == "layer"]
+    for node in layers:
+        if not NAME.fullmatch(node.name) or any(keyword.iskeyword(p) for p in node.name.split(".")):
+            raise AssertionError(f"layer name {node.name!r} is not a Python attribute path")
+    forward, fx_globals = _forward(model)
+    roots = [(torch_layers.__name__, c) for node in layers for c in _classes(model.made_from[node.name])]
+    aliases = []
+    for name, value in fx_globals:
+        roots.append((value.__module__, value.__name__))
+        aliases.append(f"{name} = {value.__name__}")
+    copied = copied_source(roots)
+    cls = class_name(checked.spec.name, {name for name, _ in copied} | {name for name, _ in fx_globals})
+    lines = [
+        f'"""{cls}: standalone PyTorch source generated by nnspec from {in_docstring(Path(filename).name)}.',
+        "",
+        "It needs only torch. Load weights trained by nnspec with",
+        f"    model = {cls}(); model.load_state_dict(torch.load(path, weights_only=True)['model'])",
+        "(or any state_dict of the same keys); call model.eval() before inference.",
+        "The layer classes and functions below are nnspec's own, as they train.",
+        '"""',
+        *IMPORTS,
+    ]
+    for _, text in copied:
+        lines += ["", "", text]
+    if aliases:
+        lines += ["", "", "# the functions the generated forward calls, under the names torch.fx gave them", *aliases]
+    lines += ["", "", f"class {cls}(nn.Module):", "    def __init__(self):", "        super().__init__()"]
+    lines += [INDENT + line for line in _init(layers, model.made_from)]
+    return cls, "\n".join(lines + [""] + _with_docstring(forward, checked.graph) + [""])
+
+
+def _forward(model) -> tuple[list[str], list[tuple[str, types.FunctionType]]]:
+    """torch.fx's code of the model's forward, as lines, and the nnspec functions it calls by the
+    global names fx gave them (`nnspec_backends_torch_layers_step`)."""
+    code = model.fx_forward.graph.python_code(root_module="self")
+    used = {n.id for n in ast.walk(ast.parse(code.src)) if isinstance(n, ast.Name)}
+    functions = []
+    for name, value in sorted(code.globals.items()):
+        if name not in used or name == "torch":
+            continue
+        if not (isinstance(value, types.FunctionType) and value.__module__.startswith("nnspec.")):
+            raise AssertionError(f"the generated forward uses {name} ({value!r}), which the ejected source lacks")
+        functions.append((name, value))
+    forward = [line.rstrip() for line in code.src.strip().splitlines()]
+    assert forward[0].startswith("def forward(self"), forward[0]
+    return forward, functions
+
+
+def _init(layers, made_from: dict[str, TorchModule]) -> list[str]:
+    """`self.<layer> = <the call its entry's build described>`, block instances as plain containers."""
+    lines, containers = [], set()
+    for node in layers:
         parts = node.name.split(".")
         for depth in range(1, len(parts)):
             prefix = ".".join(parts[:depth])
-            if prefix not in self.containers:
-                self.containers.add(prefix)
-                self.init.append(f"self.{prefix} = nn.Module()  # block instance {prefix}")
-        self.init.append(f"self.{node.name} = {ctor}")
-
-    def emit(self, line: str) -> None:
-        self.body.append(line)
-
-    # ------------------------------------------------------------ graph
-    def write(self) -> str:
-        for name in self.graph.inputs:
-            self.var(name)
-            self.masks[name] = None
-        for node in self.graph.nodes:
-            if node.op == "input":
-                continue
-            x = self.var(node.inputs[0]) if node.inputs else None
-            out = self.var(node.name)
-            if node.op == "layer":
-                self.layer(node, x, out)
-            elif node.op == "activation":
-                self.emit(f"{out} = {activation_text(node, x)}")
-                self.masks[node.name] = self.masks[node.inputs[0]]
-            elif node.op == "add":
-                self.emit(f"{out} = {' + '.join(self.var(i) for i in node.inputs)}")
-                self.masks[node.name] = self.first_mask(node)
-            elif node.op == "concat":
-                axis = 1 + feature_axis(len(node.out.shape))
-                self.emit(f"{out} = torch.cat([{', '.join(self.var(i) for i in node.inputs)}], dim={axis})")
-                self.masks[node.name] = self.first_mask(node)
-            else:
-                raise AssertionError(f"unknown graph op {node.op}")
-        return self.source()
-
-    def first_mask(self, node: Node) -> str | None:
-        return next((self.masks[i] for i in node.inputs if self.masks[i] is not None), None)
-
-    def layer(self, node: Node, x: str, out: str) -> None:
-        module = self.model.get_submodule(node.name)
-        mask = self.masks[node.inputs[0]]
-        writer = LAYER_WRITERS.get(node.kind)
-        if writer is None:
-            raise UserError(f"layer '{node.name}' ({node.kind}) has no PyTorch source writer",
-                            where=f"line {node.span.line}", help="use nnspec compile --emit onnx")
-        self.masks[node.name] = writer(self, node, module, x, out, mask)
-
-    # ------------------------------------------------------------ text
-    def source(self) -> str:
-        spec = self.checked.spec
-        ins = ", ".join(self.var(n) for n in self.graph.inputs)
-        described = "\n".join(
-            f"        {self.var(n)}: [N, {', '.join('T' if d is None else str(d) for d in self.graph.node(n).out.shape)}]"
-            f" {'int64 token ids' if self.graph.node(n).out.dtype == 'int' else 'float32'}"
-            for n in self.graph.inputs)
-        out = self.graph.output_node
-        cls = class_name(spec.name)
-        lines = [
-            f'"""{cls}: standalone PyTorch source generated by nnspec from {in_docstring(self.filename)}.',
-            "",
-            "It needs only torch. Load weights trained by nnspec with",
-            f"    model = {cls}(); model.load_state_dict(torch.load(path, weights_only=True)['model'])",
-            "(or any state_dict of the same keys); call model.eval() before inference.",
-            '"""',
-            "import torch",
-            "import torch.nn.functional as F",
-            "from torch import nn",
-            "",
-            "",
-            f"class {cls}(nn.Module):",
-            "    def __init__(self):",
-            "        super().__init__()",
-            *[INDENT + line for line in self.init],
-            "",
-            f"    def forward(self, {ins}):",
-            '        """Inputs (batch first):',
-            described,
-            f"        Returns [N, {', '.join('T' if d is None else str(d) for d in out.out.shape)}]"
-            f" ({out.kind if out.op == 'activation' else 'as written'}).",
-            '        """',
-            *[INDENT + line for line in self.body],
-            f"        return {self.var(self.graph.output)}",
-            "",
-        ]
-        return "\n".join(lines)
+            if prefix not in containers:
+                containers.add(prefix)
+                lines.append(f"self.{prefix} = nn.Module()  # block instance {prefix}")
+        lines.append(f"self.{node.name} = {call_text(made_from[node.name])}")
+    return lines
 
 
-# ---------------------------------------------------------------- activations
-def activation_text(node: Node, x: str) -> str:
-    """The call `torch_layers.activation_call` makes, as text (the same function, same kwargs)."""
-    from . import torch_layers as tl
-
-    rank = len(node.out.shape) if node.out is not None else 1
-    call = tl.activation_call(node.kind, node.args, rank)
-    if call is None:
-        return x
-    fn, kwargs = call
-    if fn is tl.step:
-        return f"(torch.sign({x}) + 1 + ({x} == 0).to({x}.dtype)) / 2  # step (Heaviside), zero gradient"
-    if fn is tl.scaled_tanh:
-        a, b = kwargs["a"], kwargs["b"]
-        return f"torch.tanh({x}) * {_py((b - a) / 2)} + {_py((a + b) / 2)}  # scaled_tanh onto [{a}, {b}]"
-    args = "".join(f", {k}={_py(v)}" for k, v in kwargs.items())
-    return f"{_function_name(fn)}({x}{args})"
+def _with_docstring(forward: list[str], graph) -> list[str]:
+    """The forward's lines, indented into the class, with a docstring of its inputs and output."""
+    out = graph.output_node
+    shape = ", ".join("T" if d is None else str(d) for d in out.out.shape)
+    docstring = [
+        '    """Inputs (batch first):',
+        *(f"        {placeholder}: {_described(graph.node(n).out)}"
+          for placeholder, n in zip(_arguments(forward[0]), graph.inputs)),
+        f"    Returns [N, {shape}] ({out.kind if out.op == 'activation' else 'as written'}).",
+        '    """',
+    ]
+    return ["    " + line if line else "" for line in forward[:1] + docstring + forward[1:]]
 
 
-def _function_name(fn) -> str:
-    import torch
-    import torch.nn.functional as F
-
-    name = fn.__name__
-    if getattr(F, name, None) is fn:
-        return f"F.{name}"
-    if getattr(torch, name, None) is fn:
-        return f"torch.{name}"
-    raise AssertionError(f"activation function {fn} is neither torch.* nor F.*")
+def _arguments(signature: str) -> list[str]:
+    """`def forward(self, x, y):` -> ["x", "y"]."""
+    return [a.strip() for a in signature[signature.index("(") + 1:signature.rindex(")")].split(",")][1:]
 
 
-# ---------------------------------------------------------------- layers
-def w_dense(w, node, m, x, out, mask):
-    w.declare(node, f"nn.Linear({m.in_features}, {m.out_features}, bias={m.bias is not None})")
-    w.emit(f"{out} = self.{node.name}({x})")
-    return mask
-
-
-def w_flatten(w, node, m, x, out, mask):
-    w.emit(f"{out} = {x}.flatten(1)")
-    return None
-
-
-def w_reshape(w, node, m, x, out, mask):
-    w.emit(f"{out} = {x}.reshape({x}.shape[0], {', '.join(str(d) for d in m.shape)})")
-    return None
-
-
-def w_dropout(w, node, m, x, out, mask):
-    w.declare(node, f"nn.Dropout({_py(float(m.p))})")
-    w.emit(f"{out} = self.{node.name}({x})")
-    return mask
-
-
-def w_batchnorm(w, node, m, x, out, mask):
-    from . import torch_layers as tl
-
-    cls = type(m).__name__ if not isinstance(m, tl.SeqBatchNorm) else "BatchNorm1d"
-    w.declare(node, f"nn.{cls}({m.num_features}, eps={_py(m.eps)}, momentum={_py(m.momentum)})")
-    if isinstance(m, tl.SeqBatchNorm):  # features last: BatchNorm1d wants [N, F, T]
-        w.emit(f"{out} = self.{node.name}({x}.transpose(1, 2)).transpose(1, 2)")
-    else:
-        w.emit(f"{out} = self.{node.name}({x})")
-    return mask
-
-
-def w_layernorm(w, node, m, x, out, mask):
-    w.declare(node, f"nn.LayerNorm({_py(tuple(m.normalized_shape))}, eps={_py(m.eps)})")
-    w.emit(f"{out} = self.{node.name}({x})")
-    return mask
-
-
-def _conv_args(m) -> str:
-    pad = m.padding if isinstance(m.padding, str) else _py(tuple(m.padding))
-    pad = repr(pad) if isinstance(m.padding, str) else pad
-    return (f"kernel_size={_py(tuple(m.kernel_size))}, stride={_py(tuple(m.stride))}, padding={pad}, "
-            f"dilation={_py(tuple(m.dilation))}, groups={m.groups}, bias={m.bias is not None}")
-
-
-def _resized_mask(w, out: str, mask: str | None, kernel: int, stride: int, padding, dilation: int = 1,
-                  length_of: str | None = None) -> str | None:
-    """The padding mask after a convolution or pooling over time: each row's valid length
-    goes through the layer's length formula; steps past it are padding."""
-    if mask is None:
-        return None
-    def plus(n: int) -> str:
-        return f" + {n}" if n > 0 else (f" - {-n}" if n < 0 else "")
-
-    if padding == "same":
-        length = f"torch.div({mask}.sum(1){plus(stride - 1)}, {stride}, rounding_mode='floor')"
-    else:
-        pad = 0 if padding == "valid" else padding
-        length = (f"(torch.div({mask}.sum(1){plus(2 * pad - dilation * (kernel - 1) - 1)}, {stride}, "
-                  "rounding_mode='floor') + 1)")
-    w.emit(f"{out}_mask = torch.arange({length_of or out + '.shape[1]'}, device={out}.device)[None, :] < "
-           f"{length}.clamp(min=0)[:, None]  # valid steps after {out}")
-    return f"{out}_mask"
-
-
-def w_conv1d(w, node, m, x, out, mask):
-    w.declare(node, f"nn.Conv1d({m.in_channels}, {m.out_channels}, {_conv_args(m)})")
-    if mask is not None:  # padded steps read as zeros, like the convolution's own padding
-        w.emit(f"{out}_in = {x}.masked_fill(~{mask}[:, :, None], 0.0)")
-        x = f"{out}_in"
-    w.emit(f"{out} = self.{node.name}({x}.transpose(1, 2)).transpose(1, 2)  # over time: [N, T, F] <-> [N, F, T]")
-    pad = m.padding if isinstance(m.padding, str) else m.padding[0]
-    return _resized_mask(w, out, mask, m.kernel_size[0], m.stride[0], pad, m.dilation[0])
-
-
-def w_conv2d(w, node, m, x, out, mask):
-    w.declare(node, f"nn.Conv2d({m.in_channels}, {m.out_channels}, {_conv_args(m)})")
-    w.emit(f"{out} = self.{node.name}({x})")
-    return None
-
-
-def w_convt2d(w, node, m, x, out, mask):
-    w.declare(node, f"nn.ConvTranspose2d({m.in_channels}, {m.out_channels}, kernel_size={_py(tuple(m.kernel_size))}, "
-                    f"stride={_py(tuple(m.stride))}, padding={_py(tuple(m.padding))}, "
-                    f"output_padding={_py(tuple(m.output_padding))}, bias={m.bias is not None})")
-    w.emit(f"{out} = self.{node.name}({x})")
-    return None
-
-
-def w_pool(w, node, m, x, out, mask):
-    dims = 1 if m.rank == 2 else 2
-    fn = f"F.{m.kind}_pool{dims}d"
-    src = x
-    if m.rank == 2:  # pooling over time: [N, T, F] -> [N, F, T]
-        src = f"{out}_in"
-        w.emit(f"{src} = {x}.transpose(1, 2)")
-    k, s = _py((m.size,) * dims), _py((m.stride,) * dims)
-    pads = _pool_pads(w, node, m, out, src, dims)
-    pad = (lambda t, value="": f"F.pad({t}, {pads}{value})") if pads else (lambda t, value="": t)
-    real = f"{mask}[:, None, :]" if mask is not None else None
-    if m.kind == "max":
-        if real is not None:  # padded steps never win the max
-            w.emit(f"{src} = {src}.masked_fill(~{real}, float('-inf'))")
-        padded = pad(src, ", value=float('-inf')")
-        w.emit(f"{out} = {fn}({padded}, {k}, {s})")
-    elif real is None and not pads:
-        w.emit(f"{out} = {fn}({src}, {k}, {s})")
-    else:  # the mean over the real cells of each window: (window mean of x) / (window mean of 1s)
-        if real is None:
-            w.emit(f"{out}_real = torch.ones((1, 1) + tuple({src}.shape[-{dims}:]), dtype={src}.dtype, "
-                   f"device={src}.device)")
-        else:
-            w.emit(f"{out}_real = {real}.to({src}.dtype)")
-            w.emit(f"{src} = {src}.masked_fill(~{real}, 0.0)")
-        w.emit(f"{out} = {fn}({pad(src)}, {k}, {s}) / {fn}({pad(out + '_real')}, {k}, {s}).clamp_min(1e-12)")
-    if m.rank != 2:
-        return mask
-    new_mask = _resized_mask(w, out, mask, m.size, m.stride, m.padding, length_of=f"{out}.shape[2]")
-    if new_mask is not None:  # a window holding no real step gives 0
-        w.emit(f"{out} = {out}.masked_fill(~{new_mask}[:, None, :], 0.0)")
-    w.emit(f"{out} = {out}.transpose(1, 2)")
-    return new_mask
-
-
-def _pool_pads(w, node, m, out: str, src: str, dims: int) -> str | None:
-    """F.pad's list (last axis first) for the pooling's padding, as text; None for valid."""
-    if m.padding == "valid":
-        return None
-    if m.padding != "same":
-        return _py([m.padding] * (2 * dims))
-    w.emit(f"# {node.name}: {node.kind}(size={m.size}, stride={m.stride}, padding=same) gives "
-           f"ceil(L / {m.stride}) outputs per axis")
-    pads = []
-    for axis in range(-1, -dims - 1, -1):
-        p = f"{out}_pad{-axis}"
-        w.emit(f"{p} = max((-(-{src}.shape[{axis}] // {m.stride}) - 1) * {m.stride} + {m.size} - "
-               f"{src}.shape[{axis}], 0)")
-        pads += [f"{p} // 2", f"{p} - {p} // 2"]
-    return "[" + ", ".join(pads) + "]"
-
-
-def w_global(w, node, m, x, out, mask):
-    red = "mean" if m.kind == "avg" else "amax"
-    if m.rank == 3:
-        w.emit(f"{out} = {x}.{red}((2, 3))")
-    elif mask is None:
-        w.emit(f"{out} = {x}.{red}(1)")
-    elif m.kind == "max":  # padded steps excluded; a row of padding only pools to 0
-        w.emit(f"{out} = {x}.masked_fill(~{mask}.unsqueeze(-1), float('-inf')).amax(1)"
-               f".masked_fill(~{mask}.any(1, keepdim=True), 0)")
-    else:  # the mean over real steps
-        w.emit(f"{out} = {x}.masked_fill(~{mask}.unsqueeze(-1), 0).sum(1) / "
-               f"{mask}.sum(1, keepdim=True).clamp(min=1).to({x}.dtype)")
-    return None
-
-
-def w_upsample(w, node, m, x, out, mask):
-    corners = ", align_corners=False" if m.mode in ("linear", "bilinear") else ""
-    if m.rank == 2:
-        if mask is not None and m.mode == "linear":  # interpolate up to the real end only
-            w.emit(f"{out}_last = ({mask}.sum(1, keepdim=True) - 1).clamp(min=0)")
-            w.emit(f"{out}_steps = torch.minimum(torch.arange({x}.shape[1], device={x}.device)[None, :], {out}_last)")
-            w.emit(f"{out}_in = {x}.gather(1, {out}_steps[:, :, None].expand(-1, -1, {x}.shape[2]))")
-            x = f"{out}_in"
-        w.emit(f"{out} = F.interpolate({x}.transpose(1, 2), scale_factor={m.scale}, mode={m.mode!r}{corners})"
-               ".transpose(1, 2)")
-        if mask is not None:
-            w.emit(f"{out}_mask = {mask}.repeat_interleave({m.scale}, dim=1)")
-            return f"{out}_mask"
-        return None
-    w.emit(f"{out} = F.interpolate({x}, scale_factor={m.scale}, mode={m.mode!r}{corners})")
-    return mask
-
-
-def w_embedding(w, node, m, x, out, mask):
-    w.declare(node, f"nn.Embedding({m.num_embeddings}, {m.embedding_dim}, padding_idx={m.padding_idx})")
-    w.emit(f"{out} = self.{node.name}({x})")
-    pad = node.args.get("padding_idx")
-    if pad is None:
-        return None
-    w.emit(f"{out}_mask = {x} != {pad}  # True at real tokens, False at padding")
-    return f"{out}_mask"
-
-
-def w_rnn(w, node, m, x, out, mask):
-    cls = {"LSTM": "LSTM", "GRU": "GRU", "RNN_TANH": "RNN", "RNN_RELU": "RNN"}[m.mode]
-    extra = ", nonlinearity='relu'" if m.mode == "RNN_RELU" else ""
-    w.declare(node, f"nn.{cls}({m.input_size}, {m.hidden_size}, num_layers={m.num_layers}, bias={m.bias}, "
-                    f"batch_first=True, dropout={_py(float(m.dropout))}, bidirectional={m.bidirectional}{extra})")
-    seqs = out if m.return_sequences else "_"
-    if mask is None:
-        w.emit(f"{seqs}, {out}_state = self.{node.name}({x})")
-    else:  # the real steps only: packed by length (padding at the end of each row)
-        w.emit(f"{out}_packed = nn.utils.rnn.pack_padded_sequence({x}, {mask}.sum(1).clamp(min=1).cpu(), "
-               "batch_first=True, enforce_sorted=False)")
-        w.emit(f"{seqs}, {out}_state = self.{node.name}({out}_packed)")
-        if m.return_sequences:
-            w.emit(f"{out}, _ = nn.utils.rnn.pad_packed_sequence({out}, batch_first=True, total_length={x}.shape[1])")
-    if m.return_sequences:
-        return mask
-    h = f"{out}_state[0]" if cls == "LSTM" else f"{out}_state"  # LSTM's state is (h, c)
-    if m.bidirectional:
-        w.emit(f"{out} = torch.cat(({h}[-2], {h}[-1]), dim=1)  # last step of both directions")
-    else:
-        w.emit(f"{out} = {h}[-1]  # the last (real) step")
-    return None
-
-
-def w_attention(w, node, m, x, out, mask):
-    w.declare(node, f"nn.MultiheadAttention({m.embed_dim}, {m.num_heads}, dropout={_py(float(m.dropout))}, "
-                    "batch_first=True)")
-    pad = "None" if mask is None else f"~{mask}"
-    w.emit(f"{out}, _ = self.{node.name}({x}, {x}, {x}, key_padding_mask={pad}, need_weights=False)")
-    return mask
-
-
-def w_transformer(w, node, m, x, out, mask):
-    layer = m.layers[0]
-    a = node.args
-    w.declare(node, "nn.TransformerEncoder(\n"
-                    f"{INDENT}    nn.TransformerEncoderLayer({layer.self_attn.embed_dim}, {layer.self_attn.num_heads}, "
-                    f"dim_feedforward={layer.linear1.out_features}, dropout={_py(float(a['dropout']))},\n"
-                    f"{INDENT}                               activation={a['activation']!r}, "
-                    f"layer_norm_eps={_py(layer.norm1.eps)}, batch_first=True, norm_first={layer.norm_first}),\n"
-                    f"{INDENT}    {m.num_layers}, enable_nested_tensor=False)")
-    pad = "None" if mask is None else f"~{mask}"
-    w.emit(f"{out} = self.{node.name}({x}, src_key_padding_mask={pad})")
-    return mask
-
-
-def w_posenc(w, node, m, x, out, mask):
-    """A container with `weight` (a learned Parameter, or the fixed sinusoidal table as a
-    non-saved buffer) and `dropout`: the same state_dict as nnspec's PositionalEncoding."""
-    import math
-
-    max_len, features = m.weight.shape
-    w.declare(node, "nn.Module()")
-    p = node.name
-    if m.kind == "learned":
-        w.init.append(f"self.{p}.weight = nn.Parameter(torch.empty({max_len}, {features}).normal_(std=0.02))")
-    else:
-        w.init += [
-            f"{p.replace('.', '_')}_pos = torch.arange({max_len}, dtype=torch.float32)[:, None]",
-            f"{p.replace('.', '_')}_freq = torch.exp(torch.arange(0, {features}, 2, dtype=torch.float32) * "
-            f"{_py(-math.log(10000.0) / features)})  # 10000^(-2i/d)",
-            f"{p.replace('.', '_')}_table = torch.zeros({max_len}, {features})",
-            f"{p.replace('.', '_')}_table[:, 0::2] = torch.sin({p.replace('.', '_')}_pos * {p.replace('.', '_')}_freq)",
-            f"{p.replace('.', '_')}_table[:, 1::2] = torch.cos({p.replace('.', '_')}_pos * {p.replace('.', '_')}_freq)",
-            f"self.{p}.register_buffer('weight', {p.replace('.', '_')}_table, persistent=False)  # sinusoidal, fixed",
-        ]
-    w.init.append(f"self.{p}.dropout = nn.Dropout({_py(float(m.dropout.p))})")
-    w.emit(f"{out} = self.{p}.dropout({x} + self.{p}.weight[: {x}.shape[1]].to({x}.dtype))")
-    return mask
-
-
-LAYER_WRITERS = {
-    "Dense": w_dense, "Flatten": w_flatten, "Reshape": w_reshape, "Dropout": w_dropout,
-    "BatchNorm": w_batchnorm, "LayerNorm": w_layernorm, "Conv1D": w_conv1d, "Conv2D": w_conv2d,
-    "ConvTranspose2D": w_convt2d, "MaxPool1D": w_pool, "MaxPool2D": w_pool, "AvgPool1D": w_pool,
-    "AvgPool2D": w_pool, "GlobalAvgPool": w_global, "GlobalMaxPool": w_global, "Upsample": w_upsample,
-    "Embedding": w_embedding, "SimpleRNN": w_rnn, "LSTM": w_rnn, "GRU": w_rnn,
-    "MultiHeadAttention": w_attention, "TransformerEncoder": w_transformer, "PositionalEncoding": w_posenc,
-}
-
-
-def python_source(checked, filename: str = "<spec>") -> str:
-    from .torch_model import build_model
-
-    writer = Writer(checked, build_model(checked))
-    writer.filename = Path(filename).name
-    return writer.write()
+def _described(t) -> str:
+    dims = ", ".join("T" if d is None else str(d) for d in t.shape)
+    return f"[N, {dims}] {'int64 token ids' if t.dtype == 'int' else 'float32'}"
 
 
 def emit(result, output: str | None) -> None:
@@ -483,6 +275,6 @@ def emit(result, output: str | None) -> None:
     from ..fsutil import atomic_write_text
 
     path = Path(output) if output else Path(result.filename).with_suffix(".py")
-    text = python_source(result.checked, result.filename)
+    cls, text = ejected(result.checked, result.filename)
     atomic_write_text(path, text)
-    click.echo(f"wrote {path} (class {class_name(result.checked.spec.name)}, imports only torch)")
+    click.echo(f"wrote {path} (class {cls}, imports only torch)")

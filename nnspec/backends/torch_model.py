@@ -18,29 +18,31 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
-from ..catalog.base import feature_axis
+from .. import catalog
+from ..catalog.base import TorchModule, feature_axis
 from ..ir import Graph, Node
 from ..train.losses import fused_activation
 from . import torch_layers as tl
-
-REGULARIZED = ("Dense", "Conv1D", "Conv2D", "ConvTranspose2D")
 
 
 class NnspecModel(nn.Module):
     """A spec's network. forward(*inputs) follows the spec; forward_train(*inputs) returns what
     the loss consumes. Inputs are batch-first, in `input_names` order."""
 
-    def __init__(self, checked, layers: dict[str, nn.Module]):
+    def __init__(self, checked, layers: dict[str, nn.Module], made_from: dict[str, TorchModule] | None = None):
         super().__init__()
+        # what each layer module was made from (its catalog entry's build): the ejected source writes the same calls
+        self.made_from: dict[str, TorchModule] = dict(made_from or {})
         self.input_names: list[str] = list(checked.graph.inputs)
         self.fused_activation: str | None = fused_activation(checked)
         out = checked.graph.output_node
         self.output_rank = len(out.out.shape) if out is not None and out.out is not None else 1
         for name, module in layers.items():
             _install(self, name, module)
-        self._penalties = [(name, float(n.args.get("l1", 0.0)), float(n.args.get("l2", 0.0)))
-                           for name, n in ((n.name, n) for n in checked.graph.nodes if n.kind in REGULARIZED)
-                           if n.args.get("l1", 0.0) or n.args.get("l2", 0.0)]
+        # a layer with `l1`/`l2` arguments penalizes its `weight`
+        self._penalties = [(n.name, float(n.args.get("l1", 0.0)), float(n.args.get("l2", 0.0)))
+                           for n in checked.graph.nodes
+                           if n.op == "layer" and (n.args.get("l1", 0.0) or n.args.get("l2", 0.0))]
         # The generated code lives in GraphModules that share this model's submodules; they are
         # kept out of the module tree (object.__setattr__) so parameters are listed once.
         fwd = fx.GraphModule(self, _fx_graph(checked.graph, layers, stop_before_output=False), "NnspecForward")
@@ -103,9 +105,16 @@ def _install(root: nn.Module, dotted: str, module: nn.Module) -> None:
     parent.add_module(leaf, module)
 
 
+# Names the generated forward's code refers to as globals (torch.fx's builtins, and the functions
+# it calls, named after their module: nnspec_backends_torch_layers_step): an input may not shadow them.
+FX_GLOBALS = {"torch", "inf", "nan", "NoneType", "device", "fx_pytree", "pytree"}
+
+
 def _placeholder_name(name: str) -> str:
-    """An input's argument name in the generated forward: not a keyword, not `self` (`input self: [4]`)."""
-    return name + "_" if keyword.iskeyword(name) or name == "self" else name
+    """An input's argument name in the generated forward: not a keyword, not `self` (`input self: [4]`),
+    not a global the generated code uses (`input torch: [4]`)."""
+    taken = keyword.iskeyword(name) or name == "self" or name in FX_GLOBALS or name.startswith("nnspec_")
+    return name + "_" if taken else name
 
 
 def _fx_graph(graph: Graph, layers: dict[str, nn.Module], stop_before_output: bool) -> fx.Graph:
@@ -154,12 +163,12 @@ def _first_mask(node: Node, masks: dict[str, fx.Node | None]) -> fx.Node | None:
 
 def _layer(g: fx.Graph, node: Node, module: nn.Module, x: fx.Node, mask: fx.Node | None):
     mode = tl.mask_mode(module)
-    if node.kind == "Embedding":
+    if mode == "start":  # Embedding: the padding mask starts at the token ids
         out = g.call_module(node.name, (x,))
-        pad = node.args.get("padding_idx")
-        if pad is None:
+        if module.padding_idx is None:
             return out, None
-        return out, g.create_node("call_function", operator.ne, (x, pad), name=_fx_name(node.name) + "_mask")
+        return out, g.create_node("call_function", operator.ne, (x, module.padding_idx),
+                                  name=_fx_name(node.name) + "_mask")
     if mask is None:
         return g.call_module(node.name, (x,)), None
     if mode in ("use", "consume"):
@@ -185,13 +194,17 @@ def _activation(g: fx.Graph, node: Node, x: fx.Node) -> fx.Node:
 def build_model(checked) -> NnspecModel:
     """The checked spec as an NnspecModel (CPU, float32, training mode, PyTorch's default init)."""
     layers: dict[str, nn.Module] = {}
+    made_from: dict[str, TorchModule] = {}
     graph = checked.graph
     for node in graph.nodes:
         if node.op != "layer":
             continue
-        in_types = [graph.node(i).out for i in node.inputs]
-        layers[node.name] = tl.build_layer(node.kind, node.args, in_types)
-    return NnspecModel(checked, layers)
+        entry = catalog.layers.get(node.kind)
+        if entry is None or entry.build is None:
+            raise AssertionError(f"layer kind {node.kind} has no torch module: its catalog entry has no `build`")
+        made_from[node.name] = entry.build(node.args, [graph.node(i).out for i in node.inputs])
+        layers[node.name] = tl.instantiate(made_from[node.name])
+    return NnspecModel(checked, layers, made_from)
 
 
 def parameter_counts(module: nn.Module) -> tuple[int, int]:

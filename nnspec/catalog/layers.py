@@ -1,13 +1,22 @@
-"""Layer entries: schema, pure shape rule, parameter count. Adding a layer touches this file
-(and its torch builder in `nnspec/backends/torch_layers.py`) and one test row."""
+"""Layer entries: schema, pure shape rule, parameter count and torch module, side by side.
+
+A layer is one entry here (or one rank of a family): adding one touches this file, and
+`python -m nnspec.docgen` regenerates the reference. The tests run every entry's examples
+through the checker, PyTorch, ONNX and the ejected Python source.
+
+The window layers (convolutions, transposed convolutions, pooling, upsampling) are families over
+1, 2 or 3 spatial axes, one class each (as Keras's BaseConv(rank) or Equinox's
+Conv(num_spatial_dims)); their geometry is `geometry.py`'s.
+"""
 from __future__ import annotations
 
 import math
 from typing import Any, Mapping, Sequence
 
 from ..ir import TensorType
-from .base import (LayerEntry, ShapeError, feature_axis, no_params, require_float, require_known,
-                   require_rank)
+from .base import (RANKS, Example, LayerEntry, ShapeError, TorchModule, feature_axis, join_channels, no_params,
+                   require_float, require_known, require_rank, split_channels, torch_module)
+from .geometry import conv_out, convt_out, per_axis, upsample_out
 from .schema import Param
 
 Args = Mapping[str, Any]
@@ -18,24 +27,6 @@ BIAS = Param("bias", "bool", True, doc="learn an additive bias")
 L1 = Param("l1", "float", 0.0, min=0.0, doc="L1 penalty on the weights, added to the loss")
 L2 = Param("l2", "float", 0.0, min=0.0, doc="L2 penalty on the weights, added to the loss")
 PADDING = ("valid", "same")
-
-
-def _pair(v) -> tuple[int, int]:
-    if isinstance(v, list):
-        if len(v) != 2:
-            raise ShapeError(f"expected one size or two [height, width]; received {v}", code="E107")
-        return v[0], v[1]
-    return v, v
-
-
-def conv_out(size: int | None, kernel: int, stride: int, padding, dilation: int = 1) -> int | None:
-    """Output length of a convolution or pooling along one axis (PyTorch's formula)."""
-    if size is None:
-        return None
-    if padding == "same":
-        return math.ceil(size / stride)
-    pad = 0 if padding == "valid" else padding
-    return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def _positive(out: int | None, layer: str, ins: TensorType, what: str) -> None:
@@ -58,6 +49,10 @@ def dense_count(a: Args, ins: Ins) -> tuple[int, int]:
     return f * a["units"] + (a["units"] if a["bias"] else 0), 0
 
 
+def dense_build(a: Args, ins: Ins) -> TorchModule:
+    return torch_module("nn.Linear", ins[0].shape[-1], a["units"], bias=a["bias"])
+
+
 def flatten_shape(a: Args, ins: Ins) -> TensorType:
     x = ins[0]
     n = x.numel
@@ -65,6 +60,10 @@ def flatten_shape(a: Args, ins: Ins) -> TensorType:
         raise ShapeError(f"Flatten needs every dimension known; received {x}",
                          "pool over the variable axis first (GlobalAvgPool) or fix the input size", code="E306")
     return TensorType((n,), x.dtype)
+
+
+def flatten_build(a: Args, ins: Ins) -> TorchModule:
+    return torch_module("Flatten")
 
 
 def reshape_shape(a: Args, ins: Ins) -> TensorType:
@@ -85,6 +84,14 @@ def reshape_shape(a: Args, ins: Ins) -> TensorType:
         raise ShapeError(f"cannot reshape {x} ({n} elements) to {target} ({math.prod(target)} elements)",
                          "the number of elements must stay the same", code="E305")
     return TensorType(tuple(target), x.dtype)
+
+
+def reshape_build(a: Args, ins: Ins) -> TorchModule:
+    return torch_module("Reshape", a["shape"] if isinstance(a["shape"], list) else [a["shape"]])
+
+
+def dropout_build(a: Args, ins: Ins) -> TorchModule:
+    return torch_module("nn.Dropout", a["rate"])
 
 
 def same_shape(a: Args, ins: Ins) -> TensorType:
@@ -111,6 +118,15 @@ def batchnorm_count(a: Args, ins: Ins) -> tuple[int, int]:
     return 2 * c, 2 * c  # gamma, beta; running mean and variance
 
 
+BATCHNORM_MODULES = {1: "nn.BatchNorm1d", 2: "SeqBatchNorm", 3: "nn.BatchNorm2d"}
+
+
+def batchnorm_build(a: Args, ins: Ins) -> TorchModule:
+    x = ins[0]
+    return torch_module(BATCHNORM_MODULES[len(x.shape)], x.shape[feature_axis(len(x.shape))], eps=a["eps"],
+                        momentum=a["momentum"])
+
+
 def layernorm_shape(a: Args, ins: Ins) -> TensorType:
     x = ins[0]
     require_float(x, "LayerNorm")
@@ -123,22 +139,96 @@ def layernorm_count(a: Args, ins: Ins) -> tuple[int, int]:
     return 2 * ins[0].shape[-1], 0
 
 
-# ---------------------------------------------------------------- convolution and pooling
-def conv1d_shape(a: Args, ins: Ins) -> TensorType:
-    x = ins[0]
-    require_float(x, "Conv1D")
-    require_rank(x, (2,), "Conv1D", "Conv1D runs over a sequence [T, F]; for images use Conv2D")
-    f = require_known(x.shape[1], "feature size", "Conv1D")
-    _check_groups("Conv1D", f, a)
-    _check_same_stride("Conv1D", a)
-    t = conv_out(x.shape[0], a["kernel"], a["stride"], a["padding"], a["dilation"])
-    _positive(t, "Conv1D", x, "kernel")
-    return TensorType((t, a["filters"]))
+def layernorm_build(a: Args, ins: Ins) -> TorchModule:
+    return torch_module("nn.LayerNorm", ins[0].shape[-1], eps=a["eps"])
 
 
-def conv1d_count(a: Args, ins: Ins) -> tuple[int, int]:
-    f = ins[0].shape[1]
-    return a["kernel"] * (f // a["groups"]) * a["filters"] + (a["filters"] if a["bias"] else 0), 0
+# ---------------------------------------------------------------- window families
+class _Window:
+    """A family of layers that differ only in the number of spatial axes they run over (`dims`,
+    1 to 3): an input of rank dims + 1, [T, F] (features last), [C, H, W] or [C, D, H, W]. One
+    instance is one catalog entry; its methods are the entry's shape, count and build rules."""
+
+    title = ""  # the entry's name, with {} for dims: "Conv{}D"
+
+    def __init__(self, dims: int):
+        self.dims = dims
+        self.name = self.title.format(dims)
+
+    def spatial(self, x: TensorType, hint: str | None = None) -> tuple[Any, tuple]:
+        """(channels, spatial sizes) of a float input of this family's rank."""
+        require_float(x, self.name)
+        require_rank(x, (self.dims + 1,), self.name, hint)
+        return split_channels(x.shape)
+
+    def channels(self, c: int | None) -> int:
+        return require_known(c, "feature size" if self.dims == 1 else "channel count", self.name)
+
+    def entry(self, params: tuple[Param, ...], doc: str, category: str, aliases: tuple[str, ...],
+              example: Example, variants: tuple[Example, ...], **traits: Any) -> LayerEntry:
+        return LayerEntry(self.name, params, self.shape, self.count, doc, aliases, category, self.build,
+                          example=example[0], example_input=(example[1],), variants=variants, **traits)
+
+    def shape(self, a: Args, ins: Ins) -> TensorType:
+        raise NotImplementedError
+
+    def count(self, a: Args, ins: Ins) -> tuple[int, int]:
+        return 0, 0
+
+    def build(self, a: Args, ins: Ins) -> TorchModule:
+        raise NotImplementedError
+
+
+def _conv_params(kernel_type: str) -> tuple[Param, ...]:
+    return (
+        Param("filters", "int", min=1, doc="output channels"),
+        Param("kernel", kernel_type, min=1, doc="kernel size"),
+        Param("stride", kernel_type, 1, min=1),
+        Param("padding", "int|enum", "valid", min=0, choices=PADDING,
+              doc="valid (none), same (output size = input size / stride) or a size"),
+        Param("dilation", kernel_type, 1, min=1),
+        Param("groups", "int", 1, min=1),
+        BIAS, ACT, L1, L2,
+    )
+
+
+OVER = {1: "over time of a sequence [T, F] (F = channels)", 2: "of an image [C, H, W]", 3: "of a volume [C, D, H, W]"}
+
+
+class Conv(_Window):
+    """Conv1D, Conv2D, Conv3D. padding=same gives ceil(size / stride) outputs per axis, padded as
+    TensorFlow does (the odd one at the end), for any stride and dilation."""
+
+    title = "Conv{}D"
+
+    def shape(self, a: Args, ins: Ins) -> TensorType:
+        x = ins[0]
+        other = 1 if self.dims == 2 else 2
+        c, sizes = self.spatial(x, f"{self.name} runs over {RANKS[self.dims + 1].name}; "
+                                   f"for {RANKS[other + 1].plural} use Conv{other}D")
+        _check_groups(self.name, self.channels(c), a)
+        kernel, stride, dilation = (per_axis(a[p], self.dims) for p in ("kernel", "stride", "dilation"))
+        out = tuple(conv_out(n, k, s, a["padding"], d) for n, k, s, d in zip(sizes, kernel, stride, dilation))
+        for n in out:
+            _positive(n, self.name, x, "kernel")
+        return TensorType(join_channels(a["filters"], out))
+
+    def count(self, a: Args, ins: Ins) -> tuple[int, int]:
+        c, _ = split_channels(ins[0].shape)
+        kernel = math.prod(per_axis(a["kernel"], self.dims))
+        return kernel * (c // a["groups"]) * a["filters"] + (a["filters"] if a["bias"] else 0), 0
+
+    def build(self, a: Args, ins: Ins) -> TorchModule:
+        return torch_module("Conv", self.dims, split_channels(ins[0].shape)[0], a["filters"],
+                            per_axis(a["kernel"], self.dims), stride=per_axis(a["stride"], self.dims),
+                            padding=a["padding"], dilation=per_axis(a["dilation"], self.dims),
+                            groups=a["groups"], bias=a["bias"])
+
+    @classmethod
+    def make(cls, dims: int, example: Example, *variants: Example) -> LayerEntry:
+        f = cls(dims)
+        return f.entry(_conv_params("int" if dims == 1 else "ints"), f"{dims}-D convolution {OVER[dims]}.", "conv",
+                       (f"Conv{dims}d",), example, variants, activation_param=True)
 
 
 def _check_groups(layer: str, channels: int, a: Args) -> None:
@@ -148,76 +238,117 @@ def _check_groups(layer: str, channels: int, a: Args) -> None:
                          code="E300")
 
 
-def _check_same_stride(layer: str, a: Args) -> None:
-    strides = a["stride"] if isinstance(a["stride"], list) else [a["stride"]]
-    if a["padding"] == "same" and any(s != 1 for s in strides):
-        raise ShapeError(f"{layer} with padding=same supports stride 1 only (as PyTorch does); received stride={a['stride']}",
-                         "use padding=valid or an explicit padding size with stride > 1", code="E108")
+class ConvTranspose(_Window):
+    """ConvTranspose1D, ConvTranspose2D, ConvTranspose3D (learned upsampling)."""
 
+    title = "ConvTranspose{}D"
 
-def conv2d_shape(a: Args, ins: Ins) -> TensorType:
-    x = ins[0]
-    require_float(x, "Conv2D")
-    require_rank(x, (3,), "Conv2D", "Conv2D runs over an image [C, H, W]; for sequences use Conv1D")
-    c = require_known(x.shape[0], "channel count", "Conv2D")
-    _check_groups("Conv2D", c, a)
-    _check_same_stride("Conv2D", a)
-    (kh, kw), (sh, sw), (dh, dw) = _pair(a["kernel"]), _pair(a["stride"]), _pair(a["dilation"])
-    h = conv_out(x.shape[1], kh, sh, a["padding"], dh)
-    w = conv_out(x.shape[2], kw, sw, a["padding"], dw)
-    _positive(h, "Conv2D", x, "kernel")
-    _positive(w, "Conv2D", x, "kernel")
-    return TensorType((a["filters"], h, w))
-
-
-def conv2d_count(a: Args, ins: Ins) -> tuple[int, int]:
-    c = ins[0].shape[0]
-    kh, kw = _pair(a["kernel"])
-    return kh * kw * (c // a["groups"]) * a["filters"] + (a["filters"] if a["bias"] else 0), 0
-
-
-def convt2d_shape(a: Args, ins: Ins) -> TensorType:
-    x = ins[0]
-    require_float(x, "ConvTranspose2D")
-    require_rank(x, (3,), "ConvTranspose2D")
-    require_known(x.shape[0], "channel count", "ConvTranspose2D")
-    (kh, kw), (sh, sw) = _pair(a["kernel"]), _pair(a["stride"])
-    pad, op = a["padding"], a["output_padding"]
-    if op >= max(sh, sw) and op > 0:
-        raise ShapeError(f"ConvTranspose2D's output_padding ({op}) must be smaller than its stride ({a['stride']})",
-                         code="E108")
-
-    def out(size, k, s):
-        return None if size is None else (size - 1) * s - 2 * pad + (k - 1) + op + 1
-    h, w = out(x.shape[1], kh, sh), out(x.shape[2], kw, sw)
-    _positive(h, "ConvTranspose2D", x, "padding")
-    _positive(w, "ConvTranspose2D", x, "padding")
-    return TensorType((a["filters"], h, w))
-
-
-def convt2d_count(a: Args, ins: Ins) -> tuple[int, int]:
-    kh, kw = _pair(a["kernel"])
-    return kh * kw * ins[0].shape[0] * a["filters"] + (a["filters"] if a["bias"] else 0), 0
-
-
-def pool_shape(layer: str, rank: int):
-    def rule(a: Args, ins: Ins) -> TensorType:
+    def shape(self, a: Args, ins: Ins) -> TensorType:
         x = ins[0]
-        require_float(x, layer)
-        require_rank(x, (rank,), layer, f"{layer} expects {'[T, F]' if rank == 2 else '[C, H, W]'}")
+        c, sizes = self.spatial(x)
+        self.channels(c)
+        kernel, stride = per_axis(a["kernel"], self.dims), per_axis(a["stride"], self.dims)
+        pad, op = a["padding"], a["output_padding"]
+        if op > 0 and op >= min(stride):  # PyTorch's rule, on every axis
+            raise ShapeError(f"{self.name}'s output_padding ({op}) must be smaller than its stride ({a['stride']})",
+                             code="E108")
+        out = tuple(convt_out(n, k, s, pad, op) for n, k, s in zip(sizes, kernel, stride))
+        for n in out:
+            _positive(n, self.name, x, "padding")
+        return TensorType(join_channels(a["filters"], out))
+
+    def count(self, a: Args, ins: Ins) -> tuple[int, int]:
+        c, _ = split_channels(ins[0].shape)
+        kernel = math.prod(per_axis(a["kernel"], self.dims))
+        return kernel * c * a["filters"] + (a["filters"] if a["bias"] else 0), 0
+
+    def build(self, a: Args, ins: Ins) -> TorchModule:
+        return torch_module("ConvTranspose", self.dims, split_channels(ins[0].shape)[0], a["filters"],
+                            per_axis(a["kernel"], self.dims), stride=per_axis(a["stride"], self.dims),
+                            padding=a["padding"], output_padding=a["output_padding"], bias=a["bias"])
+
+    @classmethod
+    def make(cls, dims: int, example: Example, *variants: Example) -> LayerEntry:
+        sizes = "int" if dims == 1 else "ints"
+        params = (Param("filters", "int", min=1), Param("kernel", sizes, min=1), Param("stride", sizes, 1, min=1),
+                  Param("padding", "int", 0, min=0), Param("output_padding", "int", 0, min=0), BIAS, ACT, L1, L2)
+        return cls(dims).entry(params, f"Transposed {dims}-D convolution (learned upsampling).", "conv",
+                               (f"Conv{dims}DTranspose",), example, variants, activation_param=True)
+
+
+POOL_PARAMS = (
+    Param("size", "int", 2, min=1, doc="window size"),
+    Param("stride", "int", None, min=1, doc="defaults to the window size"),
+    Param("padding", "int|enum", "valid", min=0, choices=PADDING),
+)
+POOLS = {"Max": ("max", "Max", "MaxPooling{}D"), "Avg": ("avg", "Mean", "AveragePooling{}D")}
+
+
+class Pool(_Window):
+    """MaxPool1D/2D/3D and AvgPool1D/2D/3D. padding=same gives ceil(size / stride) outputs, padded
+    as TensorFlow does; the padding is never a maximum and is left out of means (as in Keras)."""
+
+    def __init__(self, kind: str, dims: int):
+        self.title = kind + "Pool{}D"
+        self.kind = POOLS[kind][0]
+        super().__init__(dims)
+
+    def shape(self, a: Args, ins: Ins) -> TensorType:
+        x = ins[0]
+        c, sizes = self.spatial(x, f"{self.name} expects {RANKS[self.dims + 1].layout}")
         size, stride = a["size"], a["stride"] or a["size"]
         if isinstance(a["padding"], int) and a["padding"] > size // 2:
-            raise ShapeError(f"{layer}'s padding ({a['padding']}) must be at most half its size ({size})", code="E108")
-        if rank == 2:
-            t = conv_out(x.shape[0], size, stride, a["padding"])
-            _positive(t, layer, x, "pool size")
-            return TensorType((t, x.shape[1]))
-        h = conv_out(x.shape[1], size, stride, a["padding"])
-        w = conv_out(x.shape[2], size, stride, a["padding"])
-        _positive(h, layer, x, "pool size")
-        _positive(w, layer, x, "pool size")
-        return TensorType((x.shape[0], h, w))
-    return rule
+            raise ShapeError(f"{self.name}'s padding ({a['padding']}) must be at most half its size ({size})", code="E108")
+        out = tuple(conv_out(n, size, stride, a["padding"]) for n in sizes)
+        for n in out:
+            _positive(n, self.name, x, "pool size")
+        return TensorType(join_channels(c, out))
+
+    def build(self, a: Args, ins: Ins) -> TorchModule:
+        return torch_module("Pool", self.kind, self.dims, a["size"], a["stride"] or a["size"], a["padding"])
+
+    @classmethod
+    def make(cls, kind: str, dims: int, example: Example, *variants: Example) -> LayerEntry:
+        over = "windows of time" if dims == 1 else "spatial windows"
+        return cls(kind, dims).entry(POOL_PARAMS, f"{POOLS[kind][1]} over {over}.", "pool",
+                                     (POOLS[kind][2].format(dims),), example, variants)
+
+
+INTERPOLATION = {1: "linear", 2: "bilinear", 3: "trilinear"}  # F.interpolate's mode by spatial axes
+
+
+class Upsample(_Window):
+    """Upsample1D/2D/3D, and Upsample, which takes the spatial axes of its input ([T, F] or [C, H, W])."""
+
+    def __init__(self, dims: int | None):
+        self.accepts = (1, 2) if dims is None else (dims,)
+        self.title = "Upsample" if dims is None else "Upsample{}D"
+        super().__init__(dims)
+
+    def shape(self, a: Args, ins: Ins) -> TensorType:
+        x = ins[0]
+        require_float(x, self.name)
+        require_rank(x, tuple(d + 1 for d in self.accepts), self.name)
+        dims, mode = len(x.shape) - 1, a["mode"]
+        if mode not in ("nearest", INTERPOLATION[dims]):
+            fits = next(d for d, m in INTERPOLATION.items() if m == mode)
+            raise ShapeError(f"{self.name} mode={mode} needs {RANKS[fits + 1].name}; use mode=nearest or "
+                             f"{INTERPOLATION[dims]} on {RANKS[dims + 1].plural}", code="E109")
+        c, sizes = split_channels(x.shape)
+        return TensorType(join_channels(c, tuple(upsample_out(n, a["scale"]) for n in sizes)))
+
+    def build(self, a: Args, ins: Ins) -> TorchModule:
+        return torch_module("Upsample", len(ins[0].shape) - 1, a["scale"], a["mode"])
+
+    @classmethod
+    def make(cls, dims: int | None, example: Example, *variants: Example, aliases: tuple[str, ...] = ()) -> LayerEntry:
+        f = cls(dims)
+        modes = ("nearest",) + tuple(INTERPOLATION[d] for d in sorted(f.accepts, reverse=True))
+        params = (Param("scale", "int", 2, min=1), Param("mode", "enum", "nearest", choices=modes))
+        doc = ("Repeat pixels (or steps) `scale` times along each spatial axis." if dims is None else
+               f"Repeat the {'steps' if dims == 1 else 'cells'} of {RANKS[dims + 1].name} `scale` times along each "
+               f"spatial axis (nearest), or interpolate ({INTERPOLATION[dims]}).")
+        return f.entry(params, doc, "pool", aliases, example, variants)
 
 
 def global_pool_shape(layer: str):
@@ -230,19 +361,10 @@ def global_pool_shape(layer: str):
     return rule
 
 
-def upsample_shape(a: Args, ins: Ins) -> TensorType:
-    x = ins[0]
-    require_float(x, "Upsample")
-    require_rank(x, (2, 3), "Upsample")
-    s = a["scale"]
-    if len(x.shape) == 2:
-        if a["mode"] == "bilinear":
-            raise ShapeError("Upsample mode=bilinear needs an image [C, H, W]; use mode=nearest or linear on sequences",
-                             code="E109")
-        return TensorType((None if x.shape[0] is None else x.shape[0] * s, x.shape[1]))
-    if a["mode"] == "linear":
-        raise ShapeError("Upsample mode=linear is for sequences; use nearest or bilinear on images", code="E109")
-    return TensorType((x.shape[0],) + tuple(None if d is None else d * s for d in x.shape[1:]))
+def global_pool_build(kind: str):
+    def build(a: Args, ins: Ins) -> TorchModule:
+        return torch_module("GlobalPool", kind, len(ins[0].shape))
+    return build
 
 
 # ---------------------------------------------------------------- embeddings and recurrence
@@ -260,6 +382,10 @@ def embedding_shape(a: Args, ins: Ins) -> TensorType:
 
 def embedding_count(a: Args, ins: Ins) -> tuple[int, int]:
     return a["vocab"] * a["dim"], 0
+
+
+def embedding_build(a: Args, ins: Ins) -> TorchModule:
+    return torch_module("Embedding", a["vocab"], a["dim"], padding_idx=a["padding_idx"])
 
 
 RNN_GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
@@ -287,6 +413,14 @@ def rnn_count(layer: str):
             return dirs * gates * (units * (width + units) + 2 * units)
         return per_layer(ins[0].shape[1]) + (a["layers"] - 1) * per_layer(units * dirs), 0
     return rule
+
+
+def rnn_build(layer: str):
+    def build(a: Args, ins: Ins) -> TorchModule:
+        dropout = a["dropout"] if a["layers"] > 1 else 0.0  # PyTorch applies it between layers only
+        return torch_module(layer, ins[0].shape[1], a["units"], num_layers=a["layers"], batch_first=True,
+                            dropout=dropout, bidirectional=a["bidirectional"], return_sequences=a["return_sequences"])
+    return build
 
 
 def bidirectional_shape(a: Args, ins: Ins) -> TensorType:
@@ -318,10 +452,20 @@ def attention_count(a: Args, ins: Ins) -> tuple[int, int]:
     return 4 * f * f + 4 * f, 0  # q, k, v and output projections with biases
 
 
+def attention_build(a: Args, ins: Ins) -> TorchModule:
+    return torch_module("SelfAttention", ins[0].shape[1], a["heads"], dropout=a["dropout"], batch_first=True)
+
+
 def transformer_count(a: Args, ins: Ins) -> tuple[int, int]:
     f, ff = ins[0].shape[1], a["ff"]
     per_layer = (4 * f * f + 4 * f) + (f * ff + ff) + (ff * f + f) + 4 * f
     return a["layers"] * per_layer, 0
+
+
+def transformer_build(a: Args, ins: Ins) -> TorchModule:
+    layer = torch_module("nn.TransformerEncoderLayer", ins[0].shape[1], a["heads"], dim_feedforward=a["ff"],
+                         dropout=a["dropout"], activation=a["activation"], batch_first=True, norm_first=a["norm_first"])
+    return torch_module("TransformerEncoder", layer, a["layers"], enable_nested_tensor=False)
 
 
 def posenc_shape(a: Args, ins: Ins) -> TensorType:
@@ -343,26 +487,11 @@ def posenc_count(a: Args, ins: Ins) -> tuple[int, int]:
     return (a["max_len"] * ins[0].shape[1], 0) if a["kind"] == "learned" else (0, 0)
 
 
+def posenc_build(a: Args, ins: Ins) -> TorchModule:
+    return torch_module("PositionalEncoding", a["max_len"], ins[0].shape[1], a["kind"], a["dropout"])
+
+
 # ---------------------------------------------------------------- the entries
-def _conv_params(kernel_type: str) -> tuple[Param, ...]:
-    return (
-        Param("filters", "int", min=1, doc="output channels"),
-        Param("kernel", kernel_type, min=1, doc="kernel size"),
-        Param("stride", kernel_type, 1, min=1),
-        Param("padding", "int|enum", "valid", min=0, choices=PADDING,
-              doc="valid (none), same (output size = input size / stride) or a size"),
-        Param("dilation", kernel_type, 1, min=1),
-        Param("groups", "int", 1, min=1),
-        BIAS, ACT, L1, L2,
-    )
-
-
-POOL_PARAMS = (
-    Param("size", "int", 2, min=1, doc="window size"),
-    Param("stride", "int", None, min=1, doc="defaults to the window size"),
-    Param("padding", "int|enum", "valid", min=0, choices=PADDING),
-)
-
 RNN_PARAMS = (
     Param("units", "int", min=1, doc="hidden size"),
     Param("layers", "int", 1, min=1, doc="stacked recurrent layers"),
@@ -371,80 +500,90 @@ RNN_PARAMS = (
     Param("bidirectional", "bool", False),
 )
 
+
+def _rnn(name: str, doc: str, example: Example, *variants: Example, aliases: tuple[str, ...] = ()) -> LayerEntry:
+    return LayerEntry(name, RNN_PARAMS, rnn_shape(name), rnn_count(name), doc, aliases, "sequence", rnn_build(name),
+                      example=example[0], example_input=(example[1],), variants=variants)
+
+
+# Each entry's `example` (documented) and `variants` are run by the tests through the checker,
+# PyTorch (shapes, parameter counts, gradients), ONNX and the ejected Python source.
 LAYERS: tuple[LayerEntry, ...] = (
     LayerEntry("Dense", (Param("units", "int", min=1, doc="output features"), ACT, BIAS, L1, L2),
                dense_shape, dense_count, "Fully connected: y = x W + b, on the last axis of [F] or [T, F].",
-               aliases=("Linear",), activation_param=True, example="Dense(8)", example_input=((5,),)),
-    LayerEntry("Flatten", (), flatten_shape, no_params, "Collapse all dimensions into one vector.",
+               aliases=("Linear",), build=dense_build, activation_param=True, example="Dense(8)", example_input=((5,),),
+               variants=(("Dense(3, bias=false)", (4, 6)),)),
+    LayerEntry("Flatten", (), flatten_shape, no_params, "Collapse all dimensions into one vector.", build=flatten_build,
                example="Flatten()", example_input=((2, 3, 4),)),
     LayerEntry("Reshape", (Param("shape", "ints", doc="target shape without batch; one -1 allowed"),),
                reshape_shape, no_params, "Rearrange into another shape with the same element count.",
-               example="Reshape([6, 4])", example_input=((2, 3, 4),)),
+               build=reshape_build, example="Reshape([6, 4])", example_input=((2, 3, 4),),
+               variants=(("Reshape([-1, 3])", (4, 3, 2)),)),
     LayerEntry("Dropout", (Param("rate", "float", 0.5, min=0.0, max=1.0, doc="fraction of units zeroed in training"),),
-               same_shape, no_params, "Randomly zero units during training.",
+               same_shape, no_params, "Randomly zero units during training.", build=dropout_build,
                example="Dropout(0.3)", example_input=((7,),)),
     LayerEntry("BatchNorm", (Param("momentum", "float", 0.1, min=0.0, max=1.0), Param("eps", "float", 1e-5, min=0.0, min_exclusive=True)),
                batchnorm_shape, batchnorm_count, "Batch normalization over the feature/channel axis.",
-               aliases=("BatchNormalization",), example="BatchNorm()", example_input=((4, 5, 5),)),
+               aliases=("BatchNormalization",), build=batchnorm_build, example="BatchNorm()", example_input=((4, 5, 5),),
+               variants=(("BatchNorm()", (5,)), ("BatchNorm(momentum=0.01)", (6, 4)))),
     LayerEntry("LayerNorm", (Param("eps", "float", 1e-5, min=0.0, min_exclusive=True),),
                layernorm_shape, layernorm_count, "Layer normalization over the feature axis.",
-               aliases=("LayerNormalization",), example="LayerNorm()", example_input=((6, 8),)),
-    LayerEntry("Conv1D", _conv_params("int"), conv1d_shape, conv1d_count,
-               "1-D convolution over time of a sequence [T, F] (F = channels).", category="conv",
-               activation_param=True, example="Conv1D(4, 3)", example_input=((10, 3),)),
-    LayerEntry("Conv2D", _conv_params("ints"), conv2d_shape, conv2d_count,
-               "2-D convolution of an image [C, H, W].", category="conv", aliases=("Conv2d",),
-               activation_param=True, example="Conv2D(4, 3, padding=same)", example_input=((2, 9, 9),)),
-    LayerEntry("ConvTranspose2D", (
-        Param("filters", "int", min=1), Param("kernel", "ints", min=1), Param("stride", "ints", 1, min=1),
-        Param("padding", "int", 0, min=0), Param("output_padding", "int", 0, min=0), BIAS, ACT, L1, L2),
-        convt2d_shape, convt2d_count, "Transposed 2-D convolution (learned upsampling).", category="conv",
-        aliases=("Conv2DTranspose",), activation_param=True, example="ConvTranspose2D(3, 2, stride=2)",
-        example_input=((4, 5, 5),)),
-    LayerEntry("MaxPool1D", POOL_PARAMS, pool_shape("MaxPool1D", 2), no_params, "Max over windows of time.",
-               category="pool", aliases=("MaxPooling1D",), example="MaxPool1D(2)", example_input=((9, 3),)),
-    LayerEntry("MaxPool2D", POOL_PARAMS, pool_shape("MaxPool2D", 3), no_params, "Max over spatial windows.",
-               category="pool", aliases=("MaxPooling2D",), example="MaxPool2D(2)", example_input=((3, 9, 8),)),
-    LayerEntry("AvgPool1D", POOL_PARAMS, pool_shape("AvgPool1D", 2), no_params, "Mean over windows of time.",
-               category="pool", aliases=("AveragePooling1D",), example="AvgPool1D(3, stride=2)", example_input=((9, 3),)),
-    LayerEntry("AvgPool2D", POOL_PARAMS, pool_shape("AvgPool2D", 3), no_params, "Mean over spatial windows.",
-               category="pool", aliases=("AveragePooling2D",), example="AvgPool2D(2, padding=same)", example_input=((3, 7, 7),)),
+               aliases=("LayerNormalization",), build=layernorm_build, example="LayerNorm()", example_input=((6, 8),)),
+    Conv.make(1, ("Conv1D(4, 3)", (10, 3)),
+              ("Conv1D(6, 3, padding=same, dilation=2, groups=3)", (9, 3)), ("Conv1D(2, 3, stride=2, padding=1)", (9, 4)),
+              ("Conv1D(3, 4, stride=3, padding=same, dilation=2)", (10, 2)),
+              ("Conv1D(3, 3, stride=2, padding=same)", (None, 2))),
+    Conv.make(2, ("Conv2D(4, 3, padding=same)", (2, 9, 9)),
+              ("Conv2D(4, [3, 2], stride=2, groups=2)", (2, 9, 8)),
+              ("Conv2D(3, [4, 3], stride=[2, 3], padding=same, dilation=[1, 2])", (2, 9, 10))),
+    ConvTranspose.make(2, ("ConvTranspose2D(3, 2, stride=2)", (4, 5, 5)),
+                       ("ConvTranspose2D(2, 3, stride=2, padding=1, output_padding=1)", (3, 4, 5))),
+    Pool.make("Max", 1, ("MaxPool1D(2)", (9, 3)), ("MaxPool1D(3, stride=2, padding=same)", (10, 2))),
+    Pool.make("Max", 2, ("MaxPool2D(2)", (3, 9, 8)), ("MaxPool2D(3, stride=2, padding=same)", (2, 7, 6))),
+    Pool.make("Avg", 1, ("AvgPool1D(3, stride=2)", (9, 3)), ("AvgPool1D(2, padding=same)", (7, 3)),
+              ("AvgPool1D(3, stride=2, padding=same)", (None, 2))),
+    Pool.make("Avg", 2, ("AvgPool2D(2, padding=same)", (3, 7, 7)), ("AvgPool2D(3, stride=2, padding=1)", (2, 7, 6))),
     LayerEntry("GlobalAvgPool", (), global_pool_shape("GlobalAvgPool"), no_params,
                "Mean over space ([C, H, W] -> [C]) or time ([T, F] -> [F]; padding excluded).", category="pool",
-               aliases=("GlobalAveragePooling2D", "GlobalAveragePooling1D"), example="GlobalAvgPool()", example_input=((3, 4, 4),)),
+               aliases=("GlobalAveragePooling2D", "GlobalAveragePooling1D"), build=global_pool_build("avg"),
+               example="GlobalAvgPool()", example_input=((3, 4, 4),), variants=(("GlobalAvgPool()", (6, 3)),)),
     LayerEntry("GlobalMaxPool", (), global_pool_shape("GlobalMaxPool"), no_params,
                "Max over space ([C, H, W] -> [C]) or time ([T, F] -> [F]; padding excluded).", category="pool",
-               aliases=("GlobalMaxPooling2D", "GlobalMaxPooling1D"), example="GlobalMaxPool()", example_input=((6, 3),)),
-    LayerEntry("Upsample", (Param("scale", "int", 2, min=1), Param("mode", "enum", "nearest", choices=("nearest", "bilinear", "linear"))),
-               upsample_shape, no_params, "Repeat pixels (or steps) `scale` times along each spatial axis.",
-               category="pool", aliases=("UpSampling2D",), example="Upsample(2)", example_input=((2, 3, 3),)),
+               aliases=("GlobalMaxPooling2D", "GlobalMaxPooling1D"), build=global_pool_build("max"),
+               example="GlobalMaxPool()", example_input=((6, 3),), variants=(("GlobalMaxPool()", (3, 4, 4)),)),
+    Upsample.make(None, ("Upsample(2)", (2, 3, 3)), ("Upsample(3, mode=linear)", (4, 2)),
+                  ("Upsample(2, mode=bilinear)", (2, 3, 3)), aliases=("UpSampling2D",)),
     LayerEntry("Embedding", (Param("vocab", "int", min=1, doc="number of token ids"), Param("dim", "int", min=1, doc="vector size"),
                              Param("padding_idx", "int", None, min=0, doc="id of padding; its positions are masked downstream")),
                embedding_shape, embedding_count, "Look up a learned vector for each token id: int[T] -> [T, dim].",
-               category="sequence", accepts_int=True, example="Embedding(vocab=20, dim=4)", example_input=(("int", 7),)),
-    LayerEntry("SimpleRNN", RNN_PARAMS, rnn_shape("SimpleRNN"), rnn_count("SimpleRNN"),
-               "Elman recurrent layer (tanh).", category="sequence", aliases=("RNN",),
-               example="SimpleRNN(5, return_sequences=true)", example_input=((6, 3),)),
-    LayerEntry("LSTM", RNN_PARAMS, rnn_shape("LSTM"), rnn_count("LSTM"), "Long short-term memory.",
-               category="sequence", example="LSTM(5, layers=2)", example_input=((6, 3),)),
-    LayerEntry("GRU", RNN_PARAMS, rnn_shape("GRU"), rnn_count("GRU"), "Gated recurrent unit.",
-               category="sequence", example="GRU(5, bidirectional=true)", example_input=((6, 3),)),
+               category="sequence", build=embedding_build, accepts_int=True, example="Embedding(vocab=20, dim=4)",
+               example_input=(("int", 7),), variants=(("Embedding(vocab=9, dim=3, padding_idx=0)", ("int", None)),)),
+    _rnn("SimpleRNN", "Elman recurrent layer (tanh).", ("SimpleRNN(5, return_sequences=true)", (6, 3)),
+         ("SimpleRNN(4, layers=2)", (5, 3)), aliases=("RNN",)),
+    _rnn("LSTM", "Long short-term memory.", ("LSTM(5, layers=2)", (6, 3)),
+         ("LSTM(4, bidirectional=true, layers=2)", (5, 3))),
+    _rnn("GRU", "Gated recurrent unit.", ("GRU(5, bidirectional=true)", (6, 3)),
+         ("GRU(4, return_sequences=true, layers=2, dropout=0.2)", (5, 3))),
     LayerEntry("Bidirectional", (Param("layer", "layer", doc="a SimpleRNN, LSTM or GRU call"),),
                bidirectional_shape, bidirectional_count, "Run a recurrent layer both ways and join the outputs.",
-               category="sequence", example="Bidirectional(LSTM(4, return_sequences=true))", example_input=((6, 3),)),
+               category="sequence", example="Bidirectional(LSTM(4, return_sequences=true))", example_input=((6, 3),),
+               variants=(("Bidirectional(GRU(3))", (5, 2)),)),
     LayerEntry("MultiHeadAttention", (Param("heads", "int", min=1), Param("dropout", "float", 0.0, min=0.0, max=1.0)),
                attention_shape("MultiHeadAttention"), attention_count,
                "Multi-head self-attention over a sequence [T, F] (padding masked).", category="attention",
-               example="MultiHeadAttention(heads=2)", example_input=((5, 8),)),
+               build=attention_build, example="MultiHeadAttention(heads=2)", example_input=((5, 8),),
+               variants=(("MultiHeadAttention(heads=4, dropout=0.1)", (5, 8)),)),
     LayerEntry("TransformerEncoder", (
         Param("heads", "int", min=1), Param("ff", "int", 2048, min=1, doc="feed-forward width"),
         Param("layers", "int", 1, min=1), Param("dropout", "float", 0.1, min=0.0, max=1.0),
         Param("activation", "enum", "relu", choices=("relu", "gelu")), Param("norm_first", "bool", False)),
         attention_shape("TransformerEncoder"), transformer_count,
         "A stack of Transformer encoder layers (self-attention + feed-forward) over [T, F].",
-        category="attention", example="TransformerEncoder(heads=2, ff=16, layers=2)", example_input=((5, 8),)),
+        category="attention", build=transformer_build, example="TransformerEncoder(heads=2, ff=16, layers=2)",
+        example_input=((5, 8),), variants=(("TransformerEncoder(heads=2, ff=8, activation=gelu, norm_first=true)", (4, 6)),)),
     LayerEntry("PositionalEncoding", (Param("max_len", "int", 5000, min=1), Param("kind", "enum", "sinusoidal", choices=("sinusoidal", "learned")),
                                       Param("dropout", "float", 0.0, min=0.0, max=1.0)),
                posenc_shape, posenc_count, "Add position information to a sequence [T, F] (sinusoidal or learned).",
-               category="attention", example="PositionalEncoding()", example_input=((5, 8),)),
+               category="attention", build=posenc_build, example="PositionalEncoding()", example_input=((5, 8),),
+               variants=(("PositionalEncoding(max_len=10, kind=learned)", (5, 4)),)),
 )
