@@ -539,6 +539,8 @@ LAYERS: tuple[LayerEntry, ...] = (
     Conv.make(3, ("Conv3D(4, 3, padding=same)", (2, 5, 6, 4)),
               ("Conv3D(4, [3, 2, 1], stride=[1, 2, 3], groups=2, bias=false)", (2, 5, 6, 7)),
               ("Conv3D(2, 3, stride=2, padding=same)", (3, 5, 6, 7))),
+    ConvTranspose.make(1, ("ConvTranspose1D(3, 3, stride=2)", (5, 4)),
+                       ("ConvTranspose1D(2, 4, stride=3, padding=1, output_padding=2, bias=false)", (6, 3))),
     ConvTranspose.make(2, ("ConvTranspose2D(3, 2, stride=2)", (4, 5, 5)),
                        ("ConvTranspose2D(2, 3, stride=2, padding=1, output_padding=1)", (3, 4, 5))),
     Pool.make("Max", 1, ("MaxPool1D(2)", (9, 3)), ("MaxPool1D(3, stride=2, padding=same)", (10, 2))),
