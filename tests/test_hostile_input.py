@@ -203,6 +203,30 @@ def test_train_refuses_before_allocating_with_the_bytes_needed_and_available(mon
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
+def test_on_a_gpu_train_compares_a_step_with_the_gpus_memory_and_the_weights_with_this_machines(monkeypatch):
+    """No GPU needed: the device and its memory are stand-ins."""
+    torch = pytest.importorskip("torch")
+    from types import SimpleNamespace
+
+    from nnspec.diagnostics import UserError
+    from nnspec.train.run import _refuse_absurd_memory
+
+    checked = check_text(BIG).checked
+    gpu = type("Device", (), {"type": "cuda", "__str__": lambda self: "cuda:0"})()
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=16 * GiB))
+    monkeypatch.setattr(memory, "machine_memory", lambda: 64 * GiB)
+    with pytest.raises(UserError) as refused:  # a step (29.8 GiB) is more than the GPU's 16 GiB
+        _refuse_absurd_memory(checked, 1, gpu)
+    assert "the GPU cuda:0 has 16.0 GiB (17,179,869,184 bytes)" in refused.value.message
+    monkeypatch.setattr(memory, "machine_memory", lambda: 4 * GiB)
+    with pytest.raises(UserError) as refused:  # the model is built in this machine's memory first
+        _refuse_absurd_memory(checked, 1, gpu)
+    assert "this machine has 4.0 GiB" in refused.value.message and refused.value.code == "E307"
+    monkeypatch.setattr(memory, "machine_memory", lambda: 64 * GiB)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=141 * GiB))
+    _refuse_absurd_memory(checked, 1, gpu)  # fits both
+
+
 def test_train_refuses_in_a_real_process_without_a_traceback(tmp_path: Path):
     spec = tmp_path / "big.nn"
     spec.write_text(BIG)
