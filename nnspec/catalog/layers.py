@@ -543,6 +543,8 @@ LAYERS: tuple[LayerEntry, ...] = (
                        ("ConvTranspose1D(2, 4, stride=3, padding=1, output_padding=2, bias=false)", (6, 3))),
     ConvTranspose.make(2, ("ConvTranspose2D(3, 2, stride=2)", (4, 5, 5)),
                        ("ConvTranspose2D(2, 3, stride=2, padding=1, output_padding=1)", (3, 4, 5))),
+    ConvTranspose.make(3, ("ConvTranspose3D(2, 2, stride=2)", (3, 3, 4, 2)),
+                       ("ConvTranspose3D(2, [3, 2, 2], stride=[2, 3, 2], padding=1, output_padding=1)", (2, 3, 4, 3))),
     Pool.make("Max", 1, ("MaxPool1D(2)", (9, 3)), ("MaxPool1D(3, stride=2, padding=same)", (10, 2))),
     Pool.make("Max", 2, ("MaxPool2D(2)", (3, 9, 8)), ("MaxPool2D(3, stride=2, padding=same)", (2, 7, 6))),
     Pool.make("Avg", 1, ("AvgPool1D(3, stride=2)", (9, 3)), ("AvgPool1D(2, padding=same)", (7, 3)),
