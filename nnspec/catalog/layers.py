@@ -547,6 +547,8 @@ LAYERS: tuple[LayerEntry, ...] = (
                        ("ConvTranspose3D(2, [3, 2, 2], stride=[2, 3, 2], padding=1, output_padding=1)", (2, 3, 4, 3))),
     Pool.make("Max", 1, ("MaxPool1D(2)", (9, 3)), ("MaxPool1D(3, stride=2, padding=same)", (10, 2))),
     Pool.make("Max", 2, ("MaxPool2D(2)", (3, 9, 8)), ("MaxPool2D(3, stride=2, padding=same)", (2, 7, 6))),
+    Pool.make("Max", 3, ("MaxPool3D(2)", (2, 4, 5, 6)), ("MaxPool3D(3, stride=2, padding=same)", (2, 5, 6, 7)),
+              ("MaxPool3D(3, stride=2, padding=1)", (2, 5, 6, 7))),
     Pool.make("Avg", 1, ("AvgPool1D(3, stride=2)", (9, 3)), ("AvgPool1D(2, padding=same)", (7, 3)),
               ("AvgPool1D(3, stride=2, padding=same)", (None, 2))),
     Pool.make("Avg", 2, ("AvgPool2D(2, padding=same)", (3, 7, 7)), ("AvgPool2D(3, stride=2, padding=1)", (2, 7, 6))),
