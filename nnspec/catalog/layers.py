@@ -552,6 +552,8 @@ LAYERS: tuple[LayerEntry, ...] = (
     Pool.make("Avg", 1, ("AvgPool1D(3, stride=2)", (9, 3)), ("AvgPool1D(2, padding=same)", (7, 3)),
               ("AvgPool1D(3, stride=2, padding=same)", (None, 2))),
     Pool.make("Avg", 2, ("AvgPool2D(2, padding=same)", (3, 7, 7)), ("AvgPool2D(3, stride=2, padding=1)", (2, 7, 6))),
+    Pool.make("Avg", 3, ("AvgPool3D(2)", (2, 4, 5, 6)), ("AvgPool3D(3, stride=2, padding=same)", (2, 5, 6, 7)),
+              ("AvgPool3D(3, stride=1, padding=1)", (2, 3, 4, 5))),
     LayerEntry("GlobalAvgPool", (), global_pool_shape("GlobalAvgPool"), no_params,
                "Mean over space ([C, H, W] -> [C]) or time ([T, F] -> [F]; padding excluded).", category="pool",
                aliases=("GlobalAveragePooling2D", "GlobalAveragePooling1D"), build=global_pool_build("avg"),
