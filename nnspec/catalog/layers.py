@@ -566,6 +566,8 @@ LAYERS: tuple[LayerEntry, ...] = (
                   ("Upsample(2, mode=bilinear)", (2, 3, 3)), aliases=("UpSampling2D",)),
     Upsample.make(1, ("Upsample1D(2)", (4, 3)), ("Upsample1D(3, mode=linear)", (5, 2)), aliases=("UpSampling1D",)),
     Upsample.make(2, ("Upsample2D(2, mode=bilinear)", (2, 3, 4)), ("Upsample2D(3)", (1, 2, 3))),
+    Upsample.make(3, ("Upsample3D(2)", (2, 2, 3, 2)), ("Upsample3D(2, mode=trilinear)", (1, 3, 2, 4)),
+                  aliases=("UpSampling3D",)),
     LayerEntry("Embedding", (Param("vocab", "int", min=1, doc="number of token ids"), Param("dim", "int", min=1, doc="vector size"),
                              Param("padding_idx", "int", None, min=0, doc="id of padding; its positions are masked downstream")),
                embedding_shape, embedding_count, "Look up a learned vector for each token id: int[T] -> [T, dim].",
