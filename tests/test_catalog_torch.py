@@ -139,6 +139,8 @@ SAME_CASES = [  # call, input, (kernel, stride, dilation) per axis
     ("Conv1D(2, 5, stride=2, padding=same)", (7, 3), ((5,), (2,), (1,))),
     ("Conv2D(3, [4, 3], stride=[2, 3], padding=same, dilation=[1, 2])", (2, 9, 10), ((4, 3), (2, 3), (1, 2))),
     ("Conv2D(2, 3, stride=2, padding=same, groups=2)", (2, 8, 7), ((3, 3), (2, 2), (1, 1))),
+    ("Conv3D(2, [3, 2, 4], stride=[2, 3, 1], padding=same, dilation=[2, 1, 1])", (2, 7, 5, 6),
+     ((3, 2, 4), (2, 3, 1), (2, 1, 1))),
 ]
 
 

@@ -170,6 +170,8 @@ model PaddedWindows {
         MaxPool1D(3, stride=1, padding=1)
         AvgPool1D(2, stride=1)
         Upsample(2, mode=linear)
+        ConvTranspose1D(5, 3, stride=2, padding=1, output_padding=1)
+        Upsample1D(3, mode=linear)
         AvgPool1D(3, padding=same)
         GlobalAvgPool()
         Dense(2)

@@ -174,6 +174,18 @@ PADDED_SPECS = {
     LSTM(3)
   }
 }""",
+    "transposed_and_upsampled_over_time": """model U {
+  input tokens: int[?]
+  layers {
+    Embedding(vocab=30, dim=6, padding_idx=0)
+    Dense(6) -> tanh
+    ConvTranspose1D(5, 3, stride=2, padding=1, output_padding=1)
+    Upsample1D(2, mode=linear)
+    ConvTranspose1D(4, 2, stride=3)
+    Upsample1D(3)
+    LSTM(3)
+  }
+}""",
     "attention": """model A {
   input tokens: int[?]
   layers {
