@@ -10,13 +10,14 @@ import bisect
 import functools
 import itertools
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Mapping, NamedTuple
 
 from . import catalog, ir, memory
 from .catalog.base import ShapeError, feature_axis
 from .catalog.schema import Bound, Param, bind, coerce, literal
 from .catalog.settings import DATA_SOURCES, SCHEDULES, SEARCH_SETTINGS, TRAIN_SETTINGS
+from .checked import Checked, Task
 from .diagnostics import Diagnostic, Sink, Span, suggest
 from .limits import check_data_size
 from .memory import MAX_PARAM_BYTES, MAX_TRAIN_BYTES, count_text, memory_text  # noqa: F401 (re-exported)
@@ -33,32 +34,6 @@ RECURSIVE_STEPS = 20_000  # steps counting inside blocks that use themselves (E2
 
 data_sources = catalog.Registry("data source", DATA_SOURCES)
 schedules = catalog.Registry("schedule", SCHEDULES)
-
-
-@dataclass(frozen=True)
-class Task:
-    """What the network predicts, as the loss and the output layer say."""
-
-    kind: str  # "multiclass" | "binary" | "regression"
-    classes: int | None  # number of classes (multiclass) or outputs
-    output_activation: str | None  # the activation that ends the network, if any
-
-
-@dataclass(frozen=True)
-class Checked:
-    spec: ir.Spec
-    graph: ir.Graph
-    task: Task | None
-    loss: tuple[tuple[float, str, Mapping[str, Any]], ...]  # (weight, canonical loss, args)
-    optimizer: tuple[str, Mapping[str, Any]] | None
-    metrics: tuple[tuple[str, Mapping[str, Any]], ...]
-    train: Mapping[str, Any]
-    search: Mapping[str, Any]
-    diagnostics: tuple[Diagnostic, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not any(d.is_error for d in self.diagnostics)
 
 
 def header_span(spec: ir.Spec) -> Span:

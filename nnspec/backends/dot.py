@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import catalog
-from ..check import Checked
+from ..checked import Checked
 from ..diagnostics import UserError
 from ..ir import Node, Space, TensorType
 from .json_ir import _expr

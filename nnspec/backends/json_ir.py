@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ir
-from ..check import Checked
+from ..checked import Checked
 from .summary import totals
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..check import Checked
+from ..checked import Checked
 from ..ir import Node
 
 BYTES_PER_PARAM = 4  # float32

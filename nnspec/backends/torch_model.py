@@ -21,7 +21,6 @@ from torch import Tensor, nn
 from .. import catalog
 from ..catalog.base import TorchModule, feature_axis
 from ..ir import Graph, Node
-from ..train.losses import fused_activation
 from . import torch_layers as tl
 
 
@@ -34,7 +33,7 @@ class NnspecModel(nn.Module):
         # what each layer module was made from (its catalog entry's build): the ejected source writes the same calls
         self.made_from: dict[str, TorchModule] = dict(made_from or {})
         self.input_names: list[str] = list(checked.graph.inputs)
-        self.fused_activation: str | None = fused_activation(checked)
+        self.fused_activation: str | None = checked.fused_activation  # the catalog loss traits `fuses_*`
         out = checked.graph.output_node
         self.output_rank = len(out.out.shape) if out is not None and out.out is not None else 1
         for name, module in layers.items():

@@ -4,9 +4,14 @@ Traits tell the checker what an entry needs or gives:
 - activations: `zero_grad` (no useful gradient), `probabilities` (outputs sum to 1 over the
   feature axis), `unit_interval` (outputs in [0, 1]);
 - losses and metrics: the tasks they apply to: `multiclass`, `binary` (also multi-label and
-  per-pixel), `regression`, `distribution`.
+  per-pixel), `regression`, `distribution`;
+- losses: `fuses_softmax` / `fuses_sigmoid`: when the network ends in that activation, the loss
+  absorbs it and works from its logits (log-sum-exp / log-sigmoid forms, never the log of a
+  rounded 0). `fused_activation` reads these traits; the torch backend and the losses follow it.
 """
 from __future__ import annotations
+
+from typing import Iterable
 
 from .base import FunctionEntry
 from .schema import Param
@@ -41,24 +46,40 @@ ACTIVATIONS: tuple[FunctionEntry, ...] = (
 
 LOSSES: tuple[FunctionEntry, ...] = (
     F("binary_crossentropy", doc="-[y log p + (1 - y) log(1 - p)] on a sigmoid output (fused with it, on logits).",
-      aliases=("bce", "binary_cross_entropy"), traits=_t("binary")),
+      aliases=("bce", "binary_cross_entropy"), traits=_t("binary", "fuses_sigmoid")),
     F("categorical_crossentropy", (Param("label_smoothing", "float", 0.0, min=0.0, max=1.0),),
       doc="-sum y log p on a softmax output (fused with it, on logits) or on logits; labels are indices or one-hot.",
-      aliases=("cross_entropy", "sparse_categorical_crossentropy", "crossentropy"), traits=_t("multiclass")),
+      aliases=("cross_entropy", "sparse_categorical_crossentropy", "crossentropy"),
+      traits=_t("multiclass", "fuses_softmax")),
     F("mse", doc="Mean squared error.", aliases=("mean_squared_error",), traits=_t("regression")),
     F("mae", doc="Mean absolute error.", aliases=("mean_absolute_error",), traits=_t("regression")),
     F("huber", (Param("delta", "float", 1.0, min=0.0, min_exclusive=True),), doc="Quadratic below delta, linear above.",
       traits=_t("regression")),
     F("focal", (Param("gamma", "float", 2.0, min=0.0), Param("alpha", "float", 0.25, min=0.0, max=1.0)),
       doc="Focal loss: -alpha (1 - p_t)^gamma log p_t, down-weighting easy examples (binary).",
-      aliases=("focal_loss",), traits=_t("binary")),
+      aliases=("focal_loss",), traits=_t("binary", "fuses_sigmoid")),
     F("kl_divergence", doc="sum y log(y / p) between a target distribution and a softmax output.",
-      aliases=("kld", "kullback_leibler_divergence"), traits=_t("distribution", "multiclass")),
+      aliases=("kld", "kullback_leibler_divergence"), traits=_t("distribution", "multiclass", "fuses_softmax")),
     F("cosine_similarity", doc="1 - cos(y, y_hat) over the feature axis.", aliases=("cosine",),
       traits=_t("regression")),
     F("iou", (Param("smooth", "float", 1.0, min=0.0),),
-      doc="1 - soft Jaccard index |y ∩ p| / |y ∪ p| on a sigmoid output.", aliases=("jaccard",), traits=_t("binary")),
+      doc="1 - soft Jaccard index |y ∩ p| / |y ∪ p| on a sigmoid output.", aliases=("jaccard",),
+      traits=_t("binary", "fuses_sigmoid")),
 )
+
+FUSIBLE_ACTIVATIONS = ("softmax", "sigmoid")  # what a loss may absorb (trait `fuses_<activation>`)
+_LOSS_BY_NAME = {e.name: e for e in LOSSES}
+
+
+def fused_activation(output_activation: str | None, loss_names: Iterable[str]) -> str | None:
+    """The output activation the loss absorbs ('softmax' | 'sigmoid'), or None: the network ends
+    in it and a term of the loss (canonical names) has the trait `fuses_<activation>`."""
+    if output_activation not in FUSIBLE_ACTIVATIONS:
+        return None
+    trait = f"fuses_{output_activation}"
+    fuses = any(trait in _LOSS_BY_NAME[name].traits for name in loss_names if name in _LOSS_BY_NAME)
+    return output_activation if fuses else None
+
 
 METRICS: tuple[FunctionEntry, ...] = (
     F("accuracy", doc="Fraction of correct predictions (argmax for multi-class, p >= 0.5 for binary).",

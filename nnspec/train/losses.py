@@ -22,22 +22,13 @@ from torch import Tensor
 from ..catalog.base import feature_axis
 from ..diagnostics import UserError
 
-# output activation -> the losses that consume its logits instead of its output
-FUSIBLE = {
-    "softmax": ("categorical_crossentropy", "kl_divergence"),
-    "sigmoid": ("binary_crossentropy", "focal", "iou"),
-}
-
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def fused_activation(checked) -> str | None:
-    """The output activation the loss absorbs ('softmax' | 'sigmoid'), or None."""
-    out = checked.graph.output_node
-    if out is None or out.op != "activation" or out.kind not in FUSIBLE:
-        return None
-    names = {name for _, name, _ in checked.loss}
-    return out.kind if names & set(FUSIBLE[out.kind]) else None
+    """The output activation the loss absorbs ('softmax' | 'sigmoid'), or None: `Checked.fused_activation`,
+    from the loss entries' `fuses_*` traits in the catalog."""
+    return checked.fused_activation
 
 
 class _Ctx:

@@ -1,0 +1,53 @@
+"""The checker's result: what the backends and training read (`Checked`, `Task`).
+
+Plain frozen data, made by `check.check_spec` and never changed after. It lives apart from the
+checker so that the backends and training read the result without importing the front end
+(parse, lower, check, pipeline): data flows one way (docs/architecture.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from . import ir
+from .catalog.functions import fused_activation
+from .diagnostics import Diagnostic
+
+
+@dataclass(frozen=True)
+class Task:
+    """What the network predicts, as the loss and the output layer say."""
+
+    kind: str  # "multiclass" | "binary" | "regression"
+    classes: int | None  # number of classes (multiclass) or outputs
+    output_activation: str | None  # the activation that ends the network, if any
+
+
+@dataclass(frozen=True)
+class Checked:
+    spec: ir.Spec
+    graph: ir.Graph
+    task: Task | None
+    loss: tuple[tuple[float, str, Mapping[str, Any]], ...]  # (weight, canonical loss, args)
+    optimizer: tuple[str, Mapping[str, Any]] | None
+    metrics: tuple[tuple[str, Mapping[str, Any]], ...]
+    train: Mapping[str, Any]  # the train section's settings, every one (defaults filled in)
+    search: Mapping[str, Any]
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.is_error for d in self.diagnostics)
+
+    @property
+    def output_activation(self) -> str | None:
+        """The activation node that ends the network ('softmax', ...), or None."""
+        node = self.graph.output_node
+        return node.kind if node is not None and node.op == "activation" else None
+
+    @property
+    def fused_activation(self) -> str | None:
+        """The output activation the loss absorbs ('softmax' | 'sigmoid'), or None: read from the
+        loss entries' `fuses_*` traits (catalog/functions.py). The torch model's `forward_train`
+        stops before it and the losses work from its logits."""
+        return fused_activation(self.output_activation, (name for _, name, _ in self.loss))
