@@ -101,11 +101,15 @@ class Window(nn.Module):
     handed to `window` as `real` [N, 1, T] and resized by the layer's length formula."""
 
     takes_mask = True  # with mask_mode "resize": reads the mask, and hands on a resized one
+    shown: tuple[str, ...] = ()  # the attributes its repr shows
 
     def __init__(self, dims: int):
         super().__init__()
         self.dims = dims
         self.mask_mode = "resize" if dims == 1 else "none"
+
+    def extra_repr(self) -> str:
+        return ", ".join([f"{self.dims}-D"] + [f"{name}={getattr(self, name)}" for name in self.shown])
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         if self.dims != 1:
@@ -123,6 +127,12 @@ class Window(nn.Module):
         lengths = self.out_length(mask.sum(1))
         return lengths_to_mask(lengths.clamp(min=0), self.out_length(mask.shape[1]))
 
+    def take_weights(self, made: nn.Module) -> None:
+        """A torch convolution's weight and bias (PyTorch's initialisation and names) and geometry."""
+        self.weight = made.weight
+        self.register_parameter("bias", made.bias)
+        self.kernel_size, self.stride, self.dilation, self.groups = made.kernel_size, made.stride, made.dilation, made.groups
+
 
 class Conv(Window):
     """Convolution: the weights of nn.Conv1d/2d/3d (PyTorch's initialisation and names), applied
@@ -132,20 +142,14 @@ class Conv(Window):
     stride > 1 the windows' alignment depends on the length, as in TensorFlow, so a padded batch
     can differ from the sequences run alone there; otherwise it cannot.)"""
 
+    shown = ("kernel_size", "stride", "padding", "dilation", "groups")
+
     def __init__(self, dims: int, in_channels: int, filters: int, kernel: tuple, stride: tuple, padding,
                  dilation: tuple, groups: int, bias: bool):
         super().__init__(dims)
-        made = getattr(nn, f"Conv{dims}d")(in_channels, filters, kernel, stride=stride, dilation=dilation,
-                                           groups=groups, bias=bias)
-        self.weight = made.weight
-        self.register_parameter("bias", made.bias)
-        self.kernel_size, self.stride, self.padding = tuple(kernel), tuple(stride), padding
-        self.dilation, self.groups = tuple(dilation), groups
-
-    def extra_repr(self) -> str:
-        return (f"{self.dims}-D, {self.weight.shape[1] * self.groups}, {self.weight.shape[0]}, "
-                f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, groups={self.groups}, bias={self.bias is not None}")
+        self.take_weights(getattr(nn, f"Conv{dims}d")(in_channels, filters, kernel, stride=stride, dilation=dilation,
+                                                      groups=groups, bias=bias))
+        self.padding = padding
 
     def window(self, x: Tensor, real: Tensor | None) -> Tensor:
         if real is not None:
@@ -164,20 +168,15 @@ class ConvTranspose(Window):
     """Transposed convolution: the weights of nn.ConvTranspose1d/2d/3d, applied by
     F.conv_transpose1d/2d/3d. On a padded sequence, padded steps read as zeros."""
 
+    shown = ("kernel_size", "stride", "padding", "output_padding")
+
     def __init__(self, dims: int, in_channels: int, filters: int, kernel: tuple, stride: tuple, padding: int,
                  output_padding: int, bias: bool):
         super().__init__(dims)
-        made = getattr(nn, f"ConvTranspose{dims}d")(in_channels, filters, kernel, stride=stride, padding=padding,
-                                                    output_padding=output_padding, bias=bias)
-        self.weight = made.weight
-        self.register_parameter("bias", made.bias)
-        self.kernel_size, self.stride = tuple(kernel), tuple(stride)
+        self.take_weights(getattr(nn, f"ConvTranspose{dims}d")(in_channels, filters, kernel, stride=stride,
+                                                               padding=padding, output_padding=output_padding,
+                                                               bias=bias))
         self.padding, self.output_padding = padding, output_padding
-
-    def extra_repr(self) -> str:
-        return (f"{self.dims}-D, {self.weight.shape[0]}, {self.weight.shape[1]}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, output_padding={self.output_padding}, "
-                f"bias={self.bias is not None}")
 
     def window(self, x: Tensor, real: Tensor | None) -> Tensor:
         if real is not None:
@@ -200,12 +199,11 @@ class Pool(Window):
     with stride 1, valid or integer padding it cannot.)
     """
 
+    shown = ("kind", "size", "stride", "padding")
+
     def __init__(self, kind: str, dims: int, size: int, stride: int, padding):
         super().__init__(dims)
         self.kind, self.size, self.stride, self.padding = kind, size, stride, padding
-
-    def extra_repr(self) -> str:
-        return f"{self.kind}, {self.dims}-D, size={self.size}, stride={self.stride}, padding={self.padding}"
 
     def window(self, x: Tensor, real: Tensor | None) -> Tensor:
         k, s = (self.size,) * self.dims, (self.stride,) * self.dims
@@ -237,12 +235,11 @@ class Upsample(Window):
     spatial axis (F.interpolate). On a padded sequence, linear interpolation runs up to the real
     end only: padded steps repeat the last real one."""
 
+    shown = ("scale", "mode")
+
     def __init__(self, dims: int, scale: int, mode: str):
         super().__init__(dims)
         self.scale, self.mode = scale, mode
-
-    def extra_repr(self) -> str:
-        return f"{self.dims}-D, scale={self.scale}, mode={self.mode}"
 
     def window(self, x: Tensor, real: Tensor | None) -> Tensor:
         if real is not None and self.mode == "linear":

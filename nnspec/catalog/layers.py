@@ -164,6 +164,12 @@ class _Window:
     def channels(self, c: int | None) -> int:
         return require_known(c, "feature size" if self.dims == 1 else "channel count", self.name)
 
+    def output(self, x: TensorType, channels: Any, sizes: tuple, what: str) -> TensorType:
+        """The output of `channels` over spatial `sizes`; E303 where one is empty (`what` is too large)."""
+        for n in sizes:
+            _positive(n, self.name, x, what)
+        return TensorType(join_channels(channels, sizes))
+
     def entry(self, params: tuple[Param, ...], doc: str, category: str, aliases: tuple[str, ...],
               example: Example, variants: tuple[Example, ...], **traits: Any) -> LayerEntry:
         return LayerEntry(self.name, params, self.shape, self.count, doc, aliases, category, self.build,
@@ -209,14 +215,12 @@ class Conv(_Window):
         _check_groups(self.name, self.channels(c), a)
         kernel, stride, dilation = (per_axis(a[p], self.dims) for p in ("kernel", "stride", "dilation"))
         out = tuple(conv_out(n, k, s, a["padding"], d) for n, k, s, d in zip(sizes, kernel, stride, dilation))
-        for n in out:
-            _positive(n, self.name, x, "kernel")
-        return TensorType(join_channels(a["filters"], out))
+        return self.output(x, a["filters"], out, "kernel")
 
     def count(self, a: Args, ins: Ins) -> tuple[int, int]:
         c, _ = split_channels(ins[0].shape)
         kernel = math.prod(per_axis(a["kernel"], self.dims))
-        return kernel * (c // a["groups"]) * a["filters"] + (a["filters"] if a["bias"] else 0), 0
+        return kernel * (c // a.get("groups", 1)) * a["filters"] + (a["filters"] if a["bias"] else 0), 0
 
     def build(self, a: Args, ins: Ins) -> TorchModule:
         return torch_module("Conv", self.dims, split_channels(ins[0].shape)[0], a["filters"],
@@ -238,8 +242,8 @@ def _check_groups(layer: str, channels: int, a: Args) -> None:
                          code="E300")
 
 
-class ConvTranspose(_Window):
-    """ConvTranspose1D, ConvTranspose2D, ConvTranspose3D (learned upsampling)."""
+class ConvTranspose(Conv):
+    """ConvTranspose1D, ConvTranspose2D, ConvTranspose3D (learned upsampling); Conv's count."""
 
     title = "ConvTranspose{}D"
 
@@ -253,14 +257,7 @@ class ConvTranspose(_Window):
             raise ShapeError(f"{self.name}'s output_padding ({op}) must be smaller than its stride ({a['stride']})",
                              code="E108")
         out = tuple(convt_out(n, k, s, pad, op) for n, k, s in zip(sizes, kernel, stride))
-        for n in out:
-            _positive(n, self.name, x, "padding")
-        return TensorType(join_channels(a["filters"], out))
-
-    def count(self, a: Args, ins: Ins) -> tuple[int, int]:
-        c, _ = split_channels(ins[0].shape)
-        kernel = math.prod(per_axis(a["kernel"], self.dims))
-        return kernel * c * a["filters"] + (a["filters"] if a["bias"] else 0), 0
+        return self.output(x, a["filters"], out, "padding")
 
     def build(self, a: Args, ins: Ins) -> TorchModule:
         return torch_module("ConvTranspose", self.dims, split_channels(ins[0].shape)[0], a["filters"],
@@ -299,10 +296,7 @@ class Pool(_Window):
         size, stride = a["size"], a["stride"] or a["size"]
         if isinstance(a["padding"], int) and a["padding"] > size // 2:
             raise ShapeError(f"{self.name}'s padding ({a['padding']}) must be at most half its size ({size})", code="E108")
-        out = tuple(conv_out(n, size, stride, a["padding"]) for n in sizes)
-        for n in out:
-            _positive(n, self.name, x, "pool size")
-        return TensorType(join_channels(c, out))
+        return self.output(x, c, tuple(conv_out(n, size, stride, a["padding"]) for n in sizes), "pool size")
 
     def build(self, a: Args, ins: Ins) -> TorchModule:
         return torch_module("Pool", self.kind, self.dims, a["size"], a["stride"] or a["size"], a["padding"])
