@@ -19,8 +19,7 @@ from .catalog.schema import Bound, Param, bind, coerce, literal
 from .catalog.settings import DATA_SOURCES, SCHEDULES, SEARCH_SETTINGS, TRAIN_SETTINGS
 from .checked import Checked, Task
 from .diagnostics import Diagnostic, Sink, Span, suggest
-from .limits import check_data_size
-from .memory import MAX_PARAM_BYTES, MAX_TRAIN_BYTES, count_text, memory_text  # noqa: F401 (re-exported)
+from .memory import MAX_PARAM_BYTES, MAX_TRAIN_BYTES, count_text, memory_text, synthetic_bytes  # noqa: F401 (re-exported)
 
 MAX_ELEMENTS = 2**31  # a single activation larger than this cannot be trained on one device
 MAX_REPEAT = 10_000
@@ -1382,6 +1381,36 @@ def _check_memory(train: dict, graph: ir.Graph, spec: ir.Spec, sink: Sink) -> No
             Span(where.line, where.col, where.line, where.col + len("layers")) if where else header_span(spec)
     sink.add(Diagnostic("error" if problem.code == "E307" else "warning", problem.code, problem.message, span,
                         (), problem.help))
+
+
+def check_data_size(train: dict, graph, spec, sink) -> None:
+    """`nnspec check`: warn (W113) when the spec's synthetic data would not fit in this machine's
+    memory; `nnspec train` then refuses it with the numbers, before allocating anything."""
+    source = train.get("data")
+    if not source or source[0] != "synthetic":
+        return
+    n = source[1].get("n")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        return
+    nodes = [graph.node(name) for name in graph.inputs]
+    if graph.output_node is None or graph.output_node.out is None or any(nd.out is None for nd in nodes):
+        return
+    outputs = 1
+    for d in graph.output_node.out.shape:
+        outputs *= d or 1
+    need = synthetic_bytes([(nd.out.shape, nd.out.dtype) for nd in nodes], outputs, n)
+    total = memory.machine_memory()
+    if total is None or need <= total:
+        return
+    setting = spec.train_setting("data")
+    span = setting.span if setting is not None else spec.span
+    call = setting.values[0] if setting is not None and setting.values else None
+    for i, arg in enumerate(getattr(call, "args", ())):
+        if arg.name == "n" or (arg.name is None and i == 0):
+            span = arg.span
+    sink.warning("W113", f"synthetic(n={n}) would make {memory_text(need)} of data; this machine has "
+                 f"{memory_text(total)} of memory, so `nnspec train` will refuse it here",
+                 span, help="use a smaller n: synthetic data is made whole, in memory")
 
 
 def check_spec(spec: ir.Spec, sink: Sink) -> Checked:

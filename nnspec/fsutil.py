@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
@@ -170,3 +171,36 @@ def atomic_write_bytes(path: str | Path, data: bytes, **options) -> None:
 def atomic_write_text(path: str | Path, text: str, **options) -> None:
     """UTF-8, newlines written as given (no translation to the platform's)."""
     atomic_write_bytes(path, text.encode("utf-8"), **options)
+
+
+# ---------------------------------------------------------------- reading data files
+def open_data_file(path: Path, what: str = "data file", *, binary: bool = False,
+                   help: str = "paths in a spec are relative to the spec file"):
+    """Open a data file for reading, refusing what is not a regular file (a folder, a device such as
+    /dev/zero or /dev/stdin, a pipe, a socket) before reading a byte: such a file could be endless,
+    or block. Text files are opened as UTF-8 (a BOM is skipped) with universal line ends."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}", help=help) from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, not a {what}", help=help) from None
+    except OSError as err:  # no permission, a name too long...
+        raise UserError(f"cannot read the {what} {path}: {err.strerror or err}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise UserError(f"{path} is a folder, not a {what}", help=help)
+        if not stat.S_ISREG(mode):
+            kind = ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a pipe" if stat.S_ISFIFO(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+            raise UserError(f"{path} is {kind}, not a regular file: nnspec reads data only from regular files",
+                            help="copy the data into a file first")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        if binary:
+            return os.fdopen(fd, "rb")
+        return open(fd, newline="", encoding="utf-8-sig")  # -sig: a BOM is not part of the first column's name
+    except BaseException:
+        os.close(fd)
+        raise

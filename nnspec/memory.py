@@ -1,22 +1,117 @@
-"""How much memory a checked model needs, against what any device and this machine can hold.
+"""Memory: how much a model, a data file or a data source may make nnspec allocate, against what
+any device and this machine can hold. The one module for memory figures and their wording.
 
-One decision, `memory_problem`, serves `nnspec check` (E307 as an error, W307 as a warning) and
-`nnspec train` (which refuses both, before it loads data or builds the model). The estimate is a
-lower bound: float32 weights, their gradients and up to two optimizer moments (4 values per
-parameter), plus every node's output and its gradient for one batch (2 values per element).
-Nothing here imports torch.
+- The model (`memory_problem`): one decision serves `nnspec check` (E307 as an error, W307 as a
+  warning) and `nnspec train` (which refuses both, before it loads data or builds the model, for
+  its real batch and device: `require_model_fits`). The estimate is a lower bound: float32
+  weights, their gradients and up to two optimizer moments (4 values per parameter), plus every
+  node's output and its gradient for one batch (2 values per element).
+- Data (docs/security.md, "Other inputs"): a data file's or data source's size is checked before
+  anything is allocated for it, against the file's own sizes and this machine's memory, so that a
+  small hostile file cannot make nnspec use gigabytes or run for minutes.
+
+Pure Python: no torch, no NumPy (`nnspec check` uses it).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import ir
-from .limits import memory_text, physical_memory
+from .diagnostics import UserError
 
 MAX_PARAM_BYTES = 32 * 2**30  # float32 weights beyond this fit on no single device
 MAX_TRAIN_BYTES = 160 * 2**30  # above the largest single accelerator (141 GiB on an H200)
 
+MAX_LINE_CHARS = 1 << 20  # a CSV line longer than this (1 MiB of text) is refused, with its number
+MAX_RECORD_CHARS = 16 << 20  # one CSV record (quoted fields may span lines) is at most 16 MiB of text
+# an .npz member that would decompress to more than this must not be compressed more than
+# MAX_NPZ_RATIO:1 (deflate tops out near 1032:1; only long runs of one byte get near it: a zip bomb)
+NPZ_RATIO_ABOVE = 64 << 20
+MAX_NPZ_RATIO = 200
+SYNTHETIC_MAX_LEN = 24  # length of padded batches made for `int[?]` inputs (and of `?` dimensions)
 
+
+# ---------------------------------------------------------------- figures in words
+def memory_text(nbytes: int) -> str:
+    """Bytes in binary units (GiB, TiB...), on integers so that 10^400 bytes cannot overflow."""
+    units = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    scale = 0
+    while scale < len(units) - 1 and nbytes >= 1024 ** (scale + 1):
+        scale += 1
+    if nbytes >= 1024 ** (len(units) - 1) * 1024:
+        return f"about 2^{nbytes.bit_length() - 1} bytes"
+    if scale == 0:
+        return f"{nbytes} bytes"
+    return f"{nbytes / 1024 ** scale:,.1f} {units[scale]}"
+
+
+def count_text(n: int) -> str:
+    """1,234,567 for counts a reader can take in; 'about 10^400' beyond (and no 4300-digit str())."""
+    if n < 10**18:
+        return f"{n:,}"
+    return f"about 10^{int((n.bit_length() - 1) * 0.30103)}"
+
+
+# ---------------------------------------------------------------- this machine
+def _meminfo(key: str) -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_room() -> int | None:
+    """What this process's cgroup (v2) still lets it allocate, when it is limited."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        return max(int(limit) - used, 0)
+    except (OSError, ValueError):
+        return None
+
+
+def machine_memory() -> int | None:
+    """Bytes of memory on this machine: the physical memory, or what the container's cgroup leaves
+    when that is less; None where the system does not say. The one source of the figure for E307/W307
+    (the model) and W113 (synthetic data); tests replace it."""
+    total = _meminfo("MemTotal")
+    if total is None:
+        try:
+            total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    room = _cgroup_room()
+    return min(total, room) if room is not None else total
+
+
+def available_memory() -> int | None:
+    """Memory this process can still allocate without swapping, in bytes (None where unknown)."""
+    free = _meminfo("MemAvailable")
+    if free is None:
+        free = machine_memory()
+    room = _cgroup_room()
+    if free is None:
+        return room
+    return min(free, room) if room is not None else free
+
+
+def require_available_memory(nbytes: int, what: str, help: str) -> None:
+    """Refuse, with the numbers, what would not fit in the memory this machine has free."""
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise UserError(f"{what} would need {memory_text(nbytes)} of memory; this machine has "
+                        f"{memory_text(free)} available", help=help)
+
+
+# ---------------------------------------------------------------- the model
 @dataclass(frozen=True)
 class MemoryProblem:
     code: str  # "E307": more than any device holds; "W307": more than `available` (this machine)
@@ -25,12 +120,6 @@ class MemoryProblem:
     help: str
     needed: int  # bytes
     available: int | None  # bytes, for W307
-
-
-def machine_memory() -> int | None:
-    """Bytes of memory on this machine (limits.physical_memory: the physical memory, or what the
-    container's cgroup leaves when that is less); None where the system does not say. Tests replace it."""
-    return physical_memory()
 
 
 def training_bytes(graph: ir.Graph, batch: int) -> tuple[int, int]:
@@ -79,8 +168,30 @@ def memory_problem(graph: ir.Graph, batch: int | None, available: int | None = N
     return None
 
 
-def count_text(n: int) -> str:
-    """1,234,567 for counts a reader can take in; 'about 10^400' beyond (and no 4300-digit str())."""
-    if n < 10**18:
-        return f"{n:,}"
-    return f"about 10^{int((n.bit_length() - 1) * 0.30103)}"
+def require_model_fits(graph: ir.Graph, batch: int | None, gpu: str | None = None,
+                       gpu_memory: int | None = None) -> None:
+    """`nnspec train`, `evaluate`, `predict`: refuse (E307, with the numbers) a model that
+    `memory_problem` says does not fit, for the batch a run really uses (None: the weights alone).
+    The model is built in this machine's memory first; on a GPU (`gpu` names it; `gpu_memory`, its
+    bytes, is needed when `batch` is given) the weights must fit here and one training step there."""
+    problem = memory_problem(graph, None if gpu is not None else batch, machine_memory())
+    if problem is None and gpu is not None and batch is not None:
+        problem = memory_problem(graph, batch, gpu_memory, where=f"the GPU {gpu}")
+    if problem is not None:
+        help = problem.help
+        if problem.what == "training":
+            help += " (--batch-size sets the batch)"
+        raise UserError(problem.message, code="E307", help=help)
+
+
+# ---------------------------------------------------------------- data
+def synthetic_bytes(inputs, outputs: int, n: int) -> int:
+    """The bytes `synthetic(n=n)` makes: each input, (n, *shape) of float32 or int64 (`?` taken as
+    SYNTHETIC_MAX_LEN), and the labels' scores (n, outputs) of float32. `inputs`: (shape, dtype)."""
+    per_row = 4 * max(outputs, 1)
+    for shape, dtype in inputs:
+        values = 1
+        for d in shape:
+            values *= d if d else SYNTHETIC_MAX_LEN
+        per_row += values * (8 if dtype == "int" else 4)
+    return n * per_row

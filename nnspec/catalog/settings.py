@@ -2,10 +2,18 @@
 from __future__ import annotations
 
 from .base import FunctionEntry
-from ..limits import delimiter_problem
 from .schema import Param
 
 F = FunctionEntry
+
+
+def delimiter_problem(delimiter) -> str | None:
+    """Why `delimiter` cannot separate CSV fields, or None: one character, not a quote or line break."""
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        return "a single character"
+    if delimiter in "\r\n\"":
+        return "a single character other than a double quote or a line break"
+    return None
 
 SEED_MAX = 2**32 - 1  # numpy's and Optuna's samplers take seeds in [0, 2**32)
 

@@ -19,10 +19,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..diagnostics import UserError
-from ..catalog.settings import LOGIC_TABLES, SKLEARN_SETS
-from ..limits import (MAX_LINE_CHARS, MAX_RECORD_CHARS, SYNTHETIC_MAX_LEN, delimiter_problem, open_data_file,
+from ..catalog.settings import LOGIC_TABLES, SKLEARN_SETS, delimiter_problem
+from ..fsutil import open_data_file
+from ..memory import (MAX_LINE_CHARS, MAX_RECORD_CHARS, SYNTHETIC_MAX_LEN, require_available_memory,
                       synthetic_bytes)
-from .npz_files import SAVE_HELP as NPZ_SAVE_HELP, Archive, names_text, require_memory, shown_name
+from .npz_files import SAVE_HELP as NPZ_SAVE_HELP, Archive, names_text, shown_name
 
 SOURCE_NAMES = (*(f"sklearn.{n}" for n in SKLEARN_SETS), *(f"logic.{n}" for n in LOGIC_TABLES), "synthetic", "csv", "npz")
 CSV_CHUNK_CELLS = 1 << 18  # CSV cells turned into numbers at a time (bounds Python's per-cell memory)
@@ -142,7 +143,7 @@ def _load_arrays(name: str, args: Mapping[str, Any], expect: Expect, base_dir: P
                 raise _source_error(f"`{key}` of data source synthetic must be a whole number >= {low}; "
                                     f"received {value!r}"[:200], help="e.g. synthetic(n=1024, seed=0)")
         try:
-            require_memory(synthetic_memory(expect, n), f"synthetic(n={n})",
+            require_available_memory(synthetic_memory(expect, n), f"synthetic(n={n})",
                            help="use a smaller n: synthetic data is made whole, in memory")
         except UserError as err:
             raise _source_error(err.message, help=err.help) from None
@@ -614,7 +615,7 @@ def _npz(path: Path, expect: Expect) -> Arrays:
         converted = sum(len(m) * math.prod(s) * (8 if expect.inputs[i][2] == "int" else 4)
                         for i, (m, s) in enumerate(zip(members, samples)))
         need = sum(m.nbytes for m in members) + y_member.nbytes + converted + 8 * y_member.count
-        require_memory(need, f"{path} ({', '.join(m.describe() for m in [*members, y_member])})",
+        require_available_memory(need, f"{path} ({', '.join(m.describe() for m in [*members, y_member])})",
                        help="use a smaller data set, or evaluate and predict it in batches")
         inputs = []
         for i, (m, key) in enumerate(zip(members, keys)):

@@ -27,7 +27,8 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from ..diagnostics import UserError
-from ..limits import MAX_NPZ_RATIO, NPZ_RATIO_ABOVE, available_memory, memory_text, open_data_file
+from ..fsutil import open_data_file
+from ..memory import MAX_NPZ_RATIO, NPZ_RATIO_ABOVE, memory_text
 
 SAVE_HELP = "save with numpy.savez(path, x=features, y=labels)"
 READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError,
@@ -254,11 +255,3 @@ def _read_header(f) -> tuple[int, tuple, bool, np.dtype]:
     else:  # 2.0, and 3.0 (utf-8 field names) with ASCII ones
         shape, fortran, dtype = npy_format.read_array_header_2_0(whole)
     return len(start) + len(length_bytes) + length, shape, fortran, dtype
-
-
-def require_memory(nbytes: int, what: str, help: str) -> None:
-    """Refuse, with the numbers, what would not fit in the memory this machine has free."""
-    free = available_memory()
-    if free is not None and nbytes > free:
-        raise UserError(f"{what} would need {memory_text(nbytes)} of memory; this machine has "
-                        f"{memory_text(free)} available", help=help)

@@ -335,23 +335,18 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
 
 
 def _refuse_absurd_memory(checked, batch: int | None, device=None) -> None:
-    """The checker's decision (memory.memory_problem: E307, W307) again, for the batch this run
-    really uses (--batch-size, full; None: the weights alone) and the memory it runs in: this
-    machine's (the model is built there first) and, on a GPU, the GPU's. Refused before allocating."""
+    """memory.require_model_fits for the batch this run really uses (None: the weights alone) and
+    the memory it runs in: this machine's (the model is built there first) and, on a GPU, the GPU's."""
     from .. import memory
 
-    on_gpu = device is not None and device.type == "cuda"
-    problem = memory.memory_problem(checked.graph, None if on_gpu else batch, memory.machine_memory())
-    if problem is None and on_gpu and batch is not None:
-        import torch
+    gpu = gpu_memory = None
+    if device is not None and device.type == "cuda":
+        gpu = str(device)
+        if batch is not None:
+            import torch
 
-        total = torch.cuda.get_device_properties(device).total_memory
-        problem = memory.memory_problem(checked.graph, batch, total, where=f"the GPU {device}")
-    if problem is not None:
-        help = problem.help
-        if problem.what == "training":
-            help += " (--batch-size sets the batch)"
-        raise UserError(problem.message, code="E307", help=help)
+            gpu_memory = torch.cuda.get_device_properties(device).total_memory
+    memory.require_model_fits(checked.graph, batch, gpu, gpu_memory)
 
 
 def _best_row(progress) -> dict:
