@@ -3,7 +3,7 @@
 Two levels:
 - the *spec* IR (`Spec`, `Block`, `Stmt`, expressions) is what `lower.py` makes from the tree:
   sections interpreted, expressions kept as written (a layer call is a `Call`);
-- the *graph* IR (`Graph`, `Node`, `TensorType`) is what `check.py` elaborates from it: blocks
+- the *graph* IR (`Graph`, `Node`, `TensorType`) is what `check/elaborate.py` elaborates from it: blocks
   and repetitions expanded, every layer instance with a unique readable name and an inferred
   output type. Backends read the graph.
 """
