@@ -18,7 +18,7 @@ from typing import Iterable
 from . import catalog
 from .catalog import FunctionEntry, LayerEntry, Param
 from .catalog.base import RANKS, RankError, ShapeError, feature_axis
-from .catalog.schema import _bound
+from .catalog.schema import bound_text
 from .catalog.settings import DATA_SOURCES, SCHEDULES, SEARCH_SETTINGS, TRAIN_SETTINGS
 from .ir import TensorType
 
@@ -58,9 +58,9 @@ def type_text(p: Param) -> str:
 def bounds(p: Param) -> str:
     parts = []
     if p.min is not None:
-        parts.append(f"{'>' if p.min_exclusive else '≥'} {_bound(p.min)}")
+        parts.append(f"{'>' if p.min_exclusive else '≥'} {bound_text(p.min)}")
     if p.max is not None:
-        parts.append(f"≤ {_bound(p.max)}")
+        parts.append(f"≤ {bound_text(p.max)}")
     return ", ".join(parts) or ""
 
 

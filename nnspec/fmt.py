@@ -257,10 +257,10 @@ _FIELDS: dict[type, tuple[str, ...]] = {}
 def spec_ir(text: str):
     """The lowered spec IR of a source, positions stripped (raises SpecError on a syntax error)."""
     from .lower import lower
-    from .pipeline import _deep_stack
+    from .pipeline import deep_stack
 
     tree = parse_text(text).tree
-    with _deep_stack():  # lowering recurses once per nesting level, as in check_text
+    with deep_stack():  # lowering recurses once per nesting level, as in check_text
         return strip_spans(lower(tree, Sink()))
 
 

@@ -54,7 +54,7 @@ def _check_text(text: str, filename: str) -> Result:
         return Result(filename, text, None, err.diagnostics)
     sink = Sink()
     try:
-        with _deep_stack():
+        with deep_stack():
             spec = lower(parsed.tree, sink)
             checked = check_spec(spec, sink)
     except RecursionError:  # nesting (brackets, blocks calling blocks) deeper than even the raised limit
@@ -65,7 +65,7 @@ def _check_text(text: str, filename: str) -> Result:
 
 
 @contextmanager
-def _deep_stack(limit: int = 20_000):
+def deep_stack(limit: int = 20_000):
     """Lowering and checking recurse once per nesting level (a few frames per bracket or block
     use); 200-deep nesting needs more than Python's default 1000 frames. Python 3.11 frames of
     pure-Python calls live on the heap, so a higher limit is safe."""

@@ -19,7 +19,7 @@ from nnspec.cli import main
 from nnspec.pipeline import check_file
 from nnspec.train import metrics as M
 from nnspec.train.losses import build_loss
-from nnspec.train.run import _prediction_table, evaluate_spec, predict_batches, train_spec, write_predictions
+from nnspec.train.run import prediction_table, evaluate_spec, predict_batches, train_spec, write_predictions
 from nnspec.train.streaming import EvalStream, MetricStream
 
 torch.set_num_threads(1)
@@ -284,7 +284,7 @@ def test_npz_predictions_streamed_equal_a_whole_read_in_every_layout(runs, tmp_p
     stats = state["data_stats"]["features"]
     with torch.no_grad():
         probs = model(torch.from_numpy((x - stats["mean"].numpy()) / stats["std"].numpy()).float()).numpy()
-    header, rows = _prediction_table(probs, result.checked)
+    header, rows = prediction_table(probs, result.checked)
     layouts = {"plain.npz": (np.savez, x), "compressed.npz": (np.savez_compressed, x),
                "fortran.npz": (np.savez, np.asfortranarray(x)), "float64.npz": (np.savez, x.astype(np.float64)),
                "flat_named.npz": (np.savez, x)}

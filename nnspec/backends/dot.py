@@ -22,7 +22,7 @@ from .. import catalog
 from ..checked import Checked
 from ..diagnostics import UserError
 from ..ir import Node, Space, TensorType
-from .json_ir import _expr
+from .json_ir import expr_json
 
 FORMATS = ("svg", "png", "pdf", "dot")
 INSTALL_HINT = ("apt-get install -y graphviz   (Debian/Ubuntu)\n"
@@ -61,7 +61,7 @@ def _value_text(v: Any) -> str:
 
 
 def space_text(s: Space) -> str:
-    return f"{s.kind}({', '.join(_value_text(_expr(o)) for o in s.options)})"
+    return f"{s.kind}({', '.join(_value_text(expr_json(o)) for o in s.options)})"
 
 
 def _arg_items(node: Node, detail: str) -> list[str]:

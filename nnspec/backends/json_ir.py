@@ -16,17 +16,18 @@ def _value(v: Any) -> Any:
     if isinstance(v, dict):
         return {k: _value(x) for k, x in v.items()}
     if isinstance(v, ir.Call):
-        return {"call": v.name, "args": {a.name or str(i): _expr(a.value) for i, a in enumerate(v.args)}}
-    return _expr(v)
+        return {"call": v.name, "args": {a.name or str(i): expr_json(a.value) for i, a in enumerate(v.args)}}
+    return expr_json(v)
 
 
-def _expr(e: Any) -> Any:
+def expr_json(e: Any) -> Any:
+    """A spec-IR expression as JSON: a literal's value, a name, a list, a search space or a call."""
     if isinstance(e, (ir.Num, ir.Str, ir.Bool)):
         return e.value
     if isinstance(e, (ir.Ident, ir.Dotted)):
         return e.name
     if isinstance(e, ir.ListExpr):
-        return [_expr(i) for i in e.items]
+        return [expr_json(i) for i in e.items]
     if isinstance(e, ir.Space):
         return space(e)
     if isinstance(e, ir.Call):
@@ -35,7 +36,7 @@ def _expr(e: Any) -> Any:
 
 
 def space(s: ir.Space) -> dict[str, Any]:
-    return {"search": s.kind, "options": [_expr(o) for o in s.options], "label": s.label,
+    return {"search": s.kind, "options": [expr_json(o) for o in s.options], "label": s.label,
             "line": s.span.line, "col": s.span.col}
 
 

@@ -157,7 +157,7 @@ def export_friendly(model):
         if hasattr(m, "resize_mask"):
             m.resize_mask = types.MethodType(_mask_resize_unsupported(name), m)
             patched.append(m)
-        if isinstance(m, tl._Recurrent):
+        if isinstance(m, (tl.SimpleRNN, tl.LSTM, tl.GRU)):
             m.forward = types.MethodType(_masked_recurrent_forward, m)
             patched.append(m)
         elif isinstance(m, tl.SelfAttention):

@@ -20,12 +20,7 @@ class _Required:
 
 REQUIRED: Any = _Required()
 
-# Types a parameter may have. "int|enum" accepts either (e.g. padding = valid | same | 2).
-TYPES = ("int", "float", "bool", "str", "enum", "int|enum", "ints", "activation", "layer",
-         "name", "any")
-
-
-def _bound(x: float) -> str:
+def bound_text(x: float) -> str:
     """A bound as written: 4294967295, not 4.29497e+09; 0.9, not 0.900000."""
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
 
@@ -33,6 +28,8 @@ def _bound(x: float) -> str:
 @dataclass(frozen=True)
 class Param:
     name: str
+    # int, float, bool, str, enum, int|enum (either: padding = valid | same | 2), ints, activation,
+    # layer, name, any
     type: str
     default: Any = REQUIRED
     min: float | None = None
@@ -52,9 +49,9 @@ class Param:
                 "enum": f"one of {', '.join(self.choices)}", "ints": "int or list of ints"}.get(self.type, self.type)
         bounds = []
         if self.min is not None:
-            bounds.append(f"{'>' if self.min_exclusive else '>='} {_bound(self.min)}")
+            bounds.append(f"{'>' if self.min_exclusive else '>='} {bound_text(self.min)}")
         if self.max is not None:
-            bounds.append(f"<= {_bound(self.max)}")
+            bounds.append(f"<= {bound_text(self.max)}")
         return kind + (f" ({', '.join(bounds)})" if bounds else "")
 
 

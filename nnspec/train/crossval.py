@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from ..diagnostics import UserError
 from . import checkpoint as ckpt_io
-from .run import RunSummary, _json_safe, own_run_dir, previous_run, start_over, train_spec
+from .run import RunSummary, json_safe, own_run_dir, previous_run, start_over, train_spec
 
 NOT_METRICS = ("epoch", "lr", "seconds")
 
@@ -109,9 +109,9 @@ def cross_validate(result, *, folds: int | None = None, out_dir=None, resume: bo
 def write_summary(path: Path, cv: CrossValidation) -> None:
     summary = {
         "folds": len(cv.runs), "monitor": cv.monitor,
-        "best": {k: _json_safe({"mean": m, "std": s}) for k, (m, s) in cv.mean_std("best").items()},
-        "final": {k: _json_safe({"mean": m, "std": s}) for k, (m, s) in cv.mean_std("final").items()},
-        "runs": [{"fold": i + 1, "folder": str(run.out_dir), "best": _json_safe(run.best),
-                  "final": _json_safe(run.final)} for i, run in enumerate(cv.runs)],
+        "best": {k: json_safe({"mean": m, "std": s}) for k, (m, s) in cv.mean_std("best").items()},
+        "final": {k: json_safe({"mean": m, "std": s}) for k, (m, s) in cv.mean_std("final").items()},
+        "runs": [{"fold": i + 1, "folder": str(run.out_dir), "best": json_safe(run.best),
+                  "final": json_safe(run.final)} for i, run in enumerate(cv.runs)],
     }
     ckpt_io.write_text(path, json.dumps(summary, indent=2) + "\n")

@@ -161,10 +161,10 @@ def _load_arrays(name: str, args: Mapping[str, Any], expect: Expect, base_dir: P
             raise _source_error(f"`delimiter` of data source csv must be {problem}; received "
                                 f"{args['delimiter']!r}"[:200], help='e.g. delimiter=";" or delimiter="\\t"')
     if name == "csv":
-        return _csv(_resolve(args["path"], base_dir), args.get("target"),
+        return _csv(resolve_path(args["path"], base_dir), args.get("target"),
                     "," if args.get("delimiter") is None else args["delimiter"], expect)
     if name == "npz":
-        return _npz(_resolve(args["path"], base_dir), expect)
+        return _npz(resolve_path(args["path"], base_dir), expect)
     raise _bad_source(name)
 
 
@@ -175,7 +175,8 @@ def _source_error(message: str, help: str | None = None) -> UserError:
     return err
 
 
-def _resolve(path: str, base_dir: Path) -> Path:
+def resolve_path(path: str, base_dir: Path) -> Path:
+    """A data file's path as written in a spec: relative to the spec's folder `base_dir`."""
     p = Path(path)
     return p if p.is_absolute() else base_dir / p
 
@@ -207,7 +208,7 @@ def _sklearn(which: str, expect: Expect) -> Arrays:
     tabular = tabular and len(shape) == 1
     if which == "diabetes":
         return Arrays([x], _regression_labels(y.astype(np.float32), expect, origin), origin, tabular)
-    return Arrays([x], _class_labels(y, int(y.max()) + 1, expect, origin), origin, tabular)
+    return Arrays([x], class_labels(y, int(y.max()) + 1, expect, origin), origin, tabular)
 
 
 def _logic(op: str, expect: Expect) -> Arrays:
@@ -218,10 +219,10 @@ def _logic(op: str, expect: Expect) -> Arrays:
     _single_vector_input(expect, origin, 2)
     if expect.kind == "regression":
         return Arrays([x], _regression_labels(y.astype(np.float32), expect, origin), origin)
-    return Arrays([x], _class_labels(y, 2, expect, origin), origin)
+    return Arrays([x], class_labels(y, 2, expect, origin), origin)
 
 
-def _class_labels(y: np.ndarray, classes: int, expect: Expect, origin: str) -> np.ndarray:
+def class_labels(y: np.ndarray, classes: int, expect: Expect, origin: str) -> np.ndarray:
     """Integer class ids -> the labels the spec's loss expects, or a clear mismatch error."""
     if expect.kind == "regression":
         raise UserError(f"{origin} is a classification data set ({classes} classes) but the model is a regressor "
@@ -294,7 +295,7 @@ def labels_from_array(y: np.ndarray, expect: Expect, origin: str, place=None) ->
         return y.astype(np.float32).reshape(len(y), *expect.out_shape)
     if not np.issubdtype(y.dtype, np.number) or y.dtype == bool:  # text classes -> ids in sorted order
         names, ids = np.unique(y if y.dtype.kind in "SU" else y.astype(str), return_inverse=True)
-        return _class_labels(ids.reshape(len(y)), len(names), expect, origin)
+        return class_labels(ids.reshape(len(y)), len(names), expect, origin)
     classes = expect.classes if expect.kind == "multiclass" else 2
     values = y.astype(np.float64)  # compared before any cast: 1e30 or 2**64 - 1 must not wrap around
     expected = f"class labels must be integers 0..{classes - 1} (the model has {classes} classes)"
@@ -304,7 +305,7 @@ def labels_from_array(y: np.ndarray, expect: Expect, origin: str, place=None) ->
     _first_bad(values >= classes, place, expected, f"a class label above {classes - 1}",
                "end the network with one unit per class (Dense(K) -> softmax for K classes), "
                "counting the classes in the labels")
-    return _class_labels(values.astype(np.int64).reshape(len(y)), classes, expect, origin)
+    return class_labels(values.astype(np.int64).reshape(len(y)), classes, expect, origin)
 
 
 def _first_bad(bad: np.ndarray, place, expected: str, received: str, help: str) -> None:
@@ -405,7 +406,7 @@ def text_classes(cells: list[str], expect: Expect, origin: str) -> np.ndarray:
                         help="give numeric targets, or use a classification loss")
     names = sorted(set(cells))
     index = {name: i for i, name in enumerate(names)}
-    return _class_labels(np.fromiter((index[c] for c in cells), np.int64, len(cells)), len(names), expect, origin)
+    return class_labels(np.fromiter((index[c] for c in cells), np.int64, len(cells)), len(names), expect, origin)
 
 
 def label_column(header: list[str], target: str | None, path: Path, line: int = 1, delimiter: str = ",") -> int:
@@ -433,9 +434,9 @@ def feature_columns(width: int, label_at: int | None) -> list[str]:
     return [f"column {i + 1}" for i in range(width) if i != label_at]
 
 
-def _require_finite(x: np.ndarray, origin: str, columns: list[str] | None = None, first_line: int | None = None,
-                    array: str | None = None, first_row: int = 0, scope: str = "in all",
-                    lines: list[int] | None = None) -> None:
+def require_finite(x: np.ndarray, origin: str, columns: list[str] | None = None, first_line: int | None = None,
+                   array: str | None = None, first_row: int = 0, scope: str = "in all",
+                   lines: list[int] | None = None) -> None:
     """NaN or infinite values would turn the loss into NaN after an epoch of wasted time: refuse them
     here, naming the file, the row and the column (CSV) or the array and the index (NPZ).
     `first_row`: x is a batch of rows from there on (indices are the whole array's); `scope` words the count.
@@ -538,7 +539,7 @@ def require_finite_rows(x: np.ndarray, path: Path, columns: list[str], lines, sc
     bad = ~np.isfinite(x.reshape(len(x), -1)).all(1) if x.dtype.kind == "f" else None
     if bad is not None and bad.any():
         first = int(np.argmax(bad))
-        _require_finite(x[first:], str(path), columns, lines=list(lines[first:first + len(x)]), scope=scope)
+        require_finite(x[first:], str(path), columns, lines=list(lines[first:first + len(x)]), scope=scope)
 
 
 def require_labels(cells: list[str], lines: list[int], path: Path, target: str) -> list[str]:
@@ -620,18 +621,18 @@ def _npz(path: Path, expect: Expect) -> Arrays:
         inputs = []
         for i, (m, key) in enumerate(zip(members, keys)):
             raw = archive.read(m)
-            inputs.append(_match_array(raw, i, expect, str(path), array=key))
+            inputs.append(match_array(raw, i, expect, str(path), array=key))
             del raw
         y = archive.read(y_member)
     if y.dtype.kind == "f":
-        _require_finite(y, str(path), array="y")
+        require_finite(y, str(path), array="y")
     y = labels_from_array(y, expect, str(path), place=lambda i: f"{path}: array 'y' at index {i}")
     tabular = len(inputs) == 1 and inputs[0].ndim == 2 and inputs[0].dtype == np.float32
     return Arrays(inputs, y, str(path), tabular=tabular)
 
 
 def match_input(x: np.ndarray, i: int, expect: Expect, origin: str) -> np.ndarray:
-    return _match_array(x, i, expect, origin)
+    return match_array(x, i, expect, origin)
 
 
 def input_layout(shape: tuple, dtype: np.dtype, i: int, expect: Expect, origin: str) -> tuple:
@@ -653,8 +654,8 @@ def input_layout(shape: tuple, dtype: np.dtype, i: int, expect: Expect, origin: 
     return got
 
 
-def _match_array(x: np.ndarray, i: int, expect: Expect, origin: str, array: str | None = None,
-                 first_row: int = 0, scope: str = "in all") -> np.ndarray:
+def match_array(x: np.ndarray, i: int, expect: Expect, origin: str, array: str | None = None,
+                first_row: int = 0, scope: str = "in all") -> np.ndarray:
     """Check one input array against the spec (shape without batch, dtype) -> float32 or int64 rows:
     token ids within the vocabulary of the Embedding that reads them, floats finite in float32.
     `array`, `first_row`: how messages name the array and the index of x's first row."""
@@ -667,7 +668,7 @@ def _match_array(x: np.ndarray, i: int, expect: Expect, origin: str, array: str 
     with np.errstate(over="ignore"):  # beyond float32's range -> inf, refused just below
         x = x.astype(np.float32, copy=False)
     if array is not None:
-        _require_finite(x, origin, array=array, first_row=first_row, scope=scope)
+        require_finite(x, origin, array=array, first_row=first_row, scope=scope)
     return x
 
 
@@ -833,7 +834,7 @@ def load_data(checked, spec_path: str | Path, override: str | tuple | None = Non
               seed: int | None = None, fold: tuple[int, int] | None = None) -> Data:
     """The spec's data (or `override`), checked against its inputs and task, split (by `validation`,
     or into cross-validation fold (k, K)) and standardised."""
-    source = _source(checked, override)
+    source = source_of(checked, override)
     expect = Expect.of(checked)
     base = Path(spec_path).parent if spec_path else Path(".")
     arrays = load_arrays(source, expect, base, where=_where(checked, spec_path, override))
@@ -856,7 +857,9 @@ def _where(checked, spec_path, override) -> str | None:
     return f"{spec_path}:{span.line}:{span.col}" if spec_path else None
 
 
-def _source(checked, override) -> tuple[str, dict[str, Any]]:
+def source_of(checked, override) -> tuple[str, dict[str, Any]]:
+    """The data source to read, (name, arguments): `override` (`--data` text, or a bound source), else
+    the spec's `data` setting, else synthetic data."""
     if isinstance(override, str):
         name, args = parse_source(override)
         if "path" in args:  # typed on the command line: relative to the current folder, not to the spec

@@ -45,7 +45,7 @@ def _one_hot(ids: np.ndarray, classes: int) -> np.ndarray:
     return out
 
 
-def _safe_div(a: float, b: float) -> float:
+def safe_div(a: float, b: float) -> float:
     return float(a / b) if b else 0.0
 
 
@@ -65,7 +65,7 @@ def prf(y: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
 
 def prf_of_counts(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
     """Precision, recall and F1 from true-positive, false-positive and false-negative counts."""
-    return _safe_div(tp, tp + fp), _safe_div(tp, tp + fn), _safe_div(2 * tp, 2 * tp + fp + fn)
+    return safe_div(tp, tp + fp), safe_div(tp, tp + fn), safe_div(2 * tp, 2 * tp + fp + fn)
 
 
 def macro_prf(ids: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
@@ -111,11 +111,11 @@ def r2_of_sums(ss_res: np.ndarray, ss_tot: np.ndarray) -> float:
 def compute(metrics: Sequence[tuple[str, Mapping[str, Any]]], probs: np.ndarray, y: np.ndarray, kind: str,
             class_axis: int = 1) -> dict[str, float]:
     """Every metric of the spec -> value, keyed by `metric_key`."""
-    ctx = _Context(probs, y, kind, class_axis)
+    ctx = MetricContext(probs, y, kind, class_axis)
     return {metric_key(name, args): float(METRIC_FUNCTIONS[name](ctx, **args)) for name, args in metrics}
 
 
-class _Context:
+class MetricContext:
     """The predictions seen the ways metrics need them, each computed once."""
 
     def __init__(self, probs: np.ndarray, y: np.ndarray, kind: str, class_axis: int):
@@ -142,25 +142,25 @@ class _Context:
         return self.scores if self.kind == "multiclass" else self.probs
 
 
-def _accuracy(c: _Context) -> float:
+def _accuracy(c: MetricContext) -> float:
     return float(np.mean(c.pred == c.ids))
 
 
-def _top_k(c: _Context, k: int = 5) -> float:
+def _top_k(c: MetricContext, k: int = 5) -> float:
     k = min(k, c.classes)
     top = np.argpartition(-c.scores, k - 1, axis=1)[:, :k]
     return float(np.mean((top == c.ids[:, None]).any(1)))
 
 
-def _prf_at(index: int) -> Callable[[_Context], float]:
-    def metric(c: _Context) -> float:
+def _prf_at(index: int) -> Callable[[MetricContext], float]:
+    def metric(c: MetricContext) -> float:
         if c.kind == "multiclass":
             return macro_prf(c.ids, c.pred)[index]
         return prf(c.ids, c.pred)[index]
     return metric
 
 
-def _auc(c: _Context) -> float:
+def _auc(c: MetricContext) -> float:
     return auc(c.kind, c.ids, c.scores)
 
 
@@ -174,24 +174,24 @@ def auc(kind: str, ids: np.ndarray, scores: np.ndarray) -> float:
     return float(np.mean(per_class)) if per_class else float("nan")
 
 
-def _iou(c: _Context) -> float:
+def _iou(c: MetricContext) -> float:
     tp, fp, fn, _ = binary_counts(c.ids, c.pred)
-    return _safe_div(tp, tp + fp + fn)
+    return safe_div(tp, tp + fp + fn)
 
 
-def _mse(c: _Context) -> float:
+def _mse(c: MetricContext) -> float:
     return float(np.mean((c.targets() - c.outputs()) ** 2))
 
 
-def _mae(c: _Context) -> float:
+def _mae(c: MetricContext) -> float:
     return float(np.mean(np.abs(c.targets() - c.outputs())))
 
 
-def _r2(c: _Context) -> float:
+def _r2(c: MetricContext) -> float:
     return r2(c.targets(), c.outputs())
 
 
-def _kl(c: _Context) -> float:
+def _kl(c: MetricContext) -> float:
     """Mean over rows of sum y log(y / p), terms with y = 0 counting 0 (scipy.stats.entropy)."""
     return float(kl_terms(c.targets(), c.outputs()).sum(1).mean())
 

@@ -20,10 +20,10 @@ from typing import Iterator
 import numpy as np
 
 from ..diagnostics import UserError
-from .data import (Expect, _class_labels, _match_array, _require_finite, check_npz_rows, csv_rows, csv_token_ids,
+from .data import (Expect, class_labels, match_array, require_finite, check_npz_rows, csv_rows, csv_token_ids,
                    feature_columns, input_layout, label_column, label_name, label_numbers, labels_from_array,
                    npz_input_keys, numeric_rows, require_finite_rows, require_labels, text_classes)
-from .npz_files import SAVE_HELP, Archive, names_text
+from .npz_files import Archive, names_text
 
 
 @dataclass
@@ -111,7 +111,7 @@ def _csv_batch(path, expect, rows, lines, features, drop_at, label, names, start
     require_finite_rows(x, path, features, lines, scope="in this batch of rows")
     if expect.inputs[0][2] == "int":
         x = csv_token_ids(x, path, features, lines, expect)
-    x = _match_array(x, 0, expect, str(path), array="the features", first_row=start, scope="in this batch of rows")
+    x = match_array(x, 0, expect, str(path), array="the features", first_row=start, scope="in this batch of rows")
     y = _csv_labels(path, [r[drop_at] for r in rows], lines, label, names, expect) if label is not None else None
     return RowBatch(start, [x], y)
 
@@ -146,7 +146,7 @@ def _named_classes(cells, names, expect: Expect, origin) -> np.ndarray:
         ids = np.searchsorted(names, cells)
     else:  # a CSV column's names -> ids
         ids = np.fromiter((names[c] for c in cells), np.int64, len(cells))
-    return _class_labels(ids.astype(np.int64), len(names), expect, str(origin))
+    return class_labels(ids.astype(np.int64), len(names), expect, str(origin))
 
 
 # ------------------------------------------------------------------ NPZ
@@ -166,7 +166,7 @@ def npz_batches(path: Path, expect: Expect, batch: int, *, labels: bool) -> Iter
         readers = [archive.rows(m, batch) for m in [*chosen, *([y] if y is not None else [])]]
         for start in range(0, len(chosen[0]), batch):
             arrays = [next(r) for r in readers]
-            inputs = [_match_array(x, i, expect, str(path), array=member.key, first_row=start,
+            inputs = [match_array(x, i, expect, str(path), array=member.key, first_row=start,
                                    scope="in this batch of rows")
                       for i, (member, x) in enumerate(zip(chosen, arrays))]
             labels_out = _npz_labels(arrays[-1], classes, start, expect, path) if y is not None else None
@@ -180,7 +180,7 @@ def _npz_labels(y: np.ndarray, classes, start: int, expect: Expect, path: Path) 
     if classes is not None:
         return _named_classes(y, classes, expect, path)
     if y.dtype.kind == "f":
-        _require_finite(y, str(path), array="y", first_row=start, scope="in this batch of rows")
+        require_finite(y, str(path), array="y", first_row=start, scope="in this batch of rows")
     return labels_from_array(y, expect, str(path), place=lambda i: f"{path}: array 'y' at index {start + i}")
 
 

@@ -370,14 +370,15 @@ def _fmt(v):
     return v
 
 
-def _json_safe(row: dict) -> dict:
+def json_safe(row: dict) -> dict:
+    """A row of values for a JSON file: NaN and infinities (which JSON cannot hold) become null."""
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
 
 
 def write_metrics(path: Path, progress, monitor: str, dataset: Data, device, finished: bool = True) -> None:
     best = _best_row(progress)
     # finished is false while the run is under way (or after it was killed): `--resume` completes it
-    report = {"finished": finished, "final": _json_safe(progress.history[-1]), "best": _json_safe(best), "monitor": monitor,
+    report = {"finished": finished, "final": json_safe(progress.history[-1]), "best": json_safe(best), "monitor": monitor,
               "best_epoch": progress.best_epoch, "epochs": progress.epoch, "steps": progress.steps,
               "data": dataset.origin, "train_samples": len(dataset.train),
               "validation_samples": len(dataset.val) if dataset.val is not None else 0, "device": str(device)}
@@ -430,7 +431,7 @@ def evaluate_spec(result, checkpoint: str, *, data=None, device="auto", batch_si
     run's seed), or on the whole of `data` when given; standardised with the run's training stats.
     Scored batch by batch into a streaming.EvalStream, which keeps counts and sums, not outputs; a
     CSV or NPZ `data` file is read batch by batch too, so memory does not grow with its length."""
-    from .data import _resolve, _source, load_arrays
+    from .data import resolve_path, source_of, load_arrays
     from .losses import build_loss
     from .row_files import row_batches
     from .streaming import EvalStream, score
@@ -449,9 +450,9 @@ def evaluate_spec(result, checkpoint: str, *, data=None, device="auto", batch_si
             which = f"validation fold {fold[0] + 1} of {fold[1]}"
         batches, origin = _array_batches([x.numpy() for x in split.inputs], split.y.numpy(), batch_size), dataset.origin
     else:
-        name, args = _source(checked, data)
+        name, args = source_of(checked, data)
         if name in ("csv", "npz"):  # files of any length: read as they are scored
-            path = _resolve(args["path"], Path(result.filename).parent)
+            path = resolve_path(args["path"], Path(result.filename).parent)
             rows = row_batches(path, expect, batch_size, labels=True, target=args.get("target"),
                                delimiter=args.get("delimiter", ","))
             batches, origin = ((_standardize(b.inputs, expect, state), b.y) for b in rows), str(path)
@@ -463,7 +464,7 @@ def evaluate_spec(result, checkpoint: str, *, data=None, device="auto", batch_si
     if stream.samples == 0:
         raise UserError(f"{origin} has no rows to evaluate")
     return {"data": origin, "split": which, "samples": stream.samples, "checkpoint": str(checkpoint),
-            "epoch": state.get("epoch"), **_json_safe(stream.values())}
+            "epoch": state.get("epoch"), **json_safe(stream.values())}
 
 
 def _array_batches(inputs: list, y, batch: int):
@@ -509,7 +510,7 @@ def predict_batches(result, checkpoint: str, input_path: str, *, device="auto", 
         inputs = _standardize(rows.inputs, expect, state)
         probs = predict(model, [torch.from_numpy(np.ascontiguousarray(x)).to(dev) for x in inputs], batch_size)
         empty = False
-        yield _prediction_table(probs.float().cpu().numpy(), checked)
+        yield prediction_table(probs.float().cpu().numpy(), checked)
     if empty:
         raise UserError(f"{input_path} has no rows to predict")
 
@@ -532,7 +533,7 @@ def write_predictions(batches, output) -> int:
     return count
 
 
-def _prediction_table(probs, checked) -> tuple[list[str], list[list]]:
+def prediction_table(probs, checked) -> tuple[list[str], list[list]]:
     kind = checked.task.kind if checked.task else "regression"
     flat = probs.reshape(len(probs), -1)
     if kind == "multiclass" and probs.ndim == 2:

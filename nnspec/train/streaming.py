@@ -80,7 +80,7 @@ class MetricStream:
     def add(self, probs: np.ndarray, y: np.ndarray) -> None:
         if len(probs) == 0:
             return
-        c = M._Context(probs, y, self.kind, self.class_axis)
+        c = M.MetricContext(probs, y, self.kind, self.class_axis)
         if self.kind in ("multiclass", "binary"):
             self._add_classes(c)
             if self.want_auc:
@@ -142,7 +142,7 @@ class MetricStream:
             return self._prf()[("precision", "recall", "f1").index(name)]
         if name == "iou":
             tp, fp, fn = self._positive_counts()
-            return M._safe_div(tp, tp + fp + fn)
+            return M.safe_div(tp, tp + fp + fn)
         if name == "mse":
             return self.sq_err / self.error_count
         if name == "mae":
