@@ -27,7 +27,7 @@ import gc
 import re
 import sys
 
-from .syntax import MAX_NESTING, Node, Tok
+from .syntax import ARGUMENT_KEYWORDS, KEYWORDS as SYNTAX_KEYWORDS, MAX_NESTING, VALUE_KEYWORDS, Node, Tok
 
 # The grammar's terminals (WS left out: skipped before each token), tried in this order.
 TERMINALS = (
@@ -59,12 +59,11 @@ _MASTER = _master()
 # Token kinds: one per terminal (in TERMINALS' order), then the keywords.
 (NUMBER, NAME, STRING, COMMENT, NL, ARROW, COLON, COMMA, DOT, EQUAL, LBRACE, LPAR, LSQB, MINUS,
  PLUS, QMARK, RBRACE, RPAR, RSQB, SEMICOLON, STAR) = range(1, len(TERMINALS) + 1)
-KEYWORDS = {"int": "INT_KW", "model": "MODEL", "input": "INPUT", "block": "BLOCK", "layers": "LAYERS",
-            "loss": "LOSS", "optimizer": "OPTIMIZER", "metrics": "METRICS", "train": "TRAIN",
-            "search": "SEARCH", "true": "TRUE", "false": "FALSE"}
+KEYWORDS = SYNTAX_KEYWORDS  # word -> the grammar's terminal (syntax.py: the one table of them)
 _KIND_OF_KEYWORD = {word: 100 + i for i, word in enumerate(KEYWORDS)}
-(INT_KW, MODEL, INPUT, BLOCK, LAYERS, LOSS, OPTIMIZER, METRICS, TRAIN, SEARCH, TRUE,
- FALSE) = _KIND_OF_KEYWORD.values()
+INT_KW, MODEL, INPUT, BLOCK, LAYERS, LOSS, OPTIMIZER, METRICS, TRAIN, SEARCH, TRUE, FALSE = (
+    _KIND_OF_KEYWORD[word] for word in ("int", "model", "input", "block", "layers", "loss", "optimizer", "metrics",
+                                        "train", "search", "true", "false"))
 END = 0
 TYPE_OF = {i + 1: name for i, (name, _) in enumerate(TERMINALS)}
 TYPE_OF.update({kind: KEYWORDS[word] for word, kind in _KIND_OF_KEYWORD.items()})
@@ -78,8 +77,8 @@ _KIND_OF_CHAR.update({'"': STRING, "#": COMMENT, "\n": NL, "\r": NL, ":": COLON,
                       "}": RBRACE, ")": RPAR, "]": RSQB, ";": SEMICOLON, "*": STAR})
 
 SEPARATORS = frozenset((NL, SEMICOLON))
-EXPR_START = frozenset((NAME, NUMBER, STRING, TRUE, FALSE, LSQB, LPAR, MINUS))
-KEY_KINDS = frozenset((NAME, INT_KW, MODEL, INPUT, BLOCK, LAYERS, LOSS, OPTIMIZER, METRICS, TRAIN, SEARCH))
+EXPR_START = frozenset((NAME, NUMBER, STRING, LSQB, LPAR, MINUS, *(_KIND_OF_KEYWORD[w] for w in VALUE_KEYWORDS)))
+KEY_KINDS = frozenset((NAME, *(_KIND_OF_KEYWORD[w] for w in ARGUMENT_KEYWORDS)))  # may name an argument
 
 
 class Reject(Exception):

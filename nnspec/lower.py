@@ -7,10 +7,10 @@ from typing import Iterable
 
 from . import ir
 from .diagnostics import Sink, Span
-from .syntax import Node, Tok
+from .syntax import SECTIONS, Node, Tok
 
-SECTION_NAMES = ("input", "block", "layers", "loss", "optimizer", "metrics", "train", "search")
-SINGLE_SECTIONS = ("layers", "loss", "optimizer", "metrics", "train", "search")
+SECTION_NAMES = SECTIONS  # syntax.py's table of keywords
+SINGLE_SECTIONS = tuple(s for s in SECTIONS if s not in ("input", "block"))  # written at most once
 
 
 def span_of(node: Node | Tok) -> Span:

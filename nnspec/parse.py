@@ -13,12 +13,11 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import fastparse
 from .diagnostics import Diagnostic, Span, SpecError, error, suggest
-from .syntax import MAX_NESTING, Node, Tok
+from .syntax import ARGUMENT_KEYWORDS, KEYWORDS as SYNTAX_KEYWORDS, MAX_NESTING, SECTIONS, VALUE_KEYWORDS, Node, Tok
 
 GRAMMAR_PATH = Path(__file__).with_name("nnspec.lark")
 
-KEYWORDS = ("model", "input", "block", "layers", "loss", "optimizer", "metrics", "train",
-            "search", "true", "false", "int")
+KEYWORDS = tuple(SYNTAX_KEYWORDS)  # the words; syntax.py holds the one table of keywords
 
 # How each terminal is named to a user: words, never Lark's terminal names.
 TERMINAL_WORDS = {
@@ -27,9 +26,7 @@ TERMINAL_WORDS = {
     "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','",
     "COLON": "':'", "EQUAL": "'='", "PLUS": "'+'", "STAR": "'*'", "MINUS": "'-'",
     "QMARK": "'?'", "DOT": "'.'", "ARROW": "'->'", "$END": "the end of the file",
-    "INT_KW": "'int'", "LOSS": "'loss'", "OPTIMIZER": "'optimizer'", "METRICS": "'metrics'",
-    "TRAIN": "'train'", "SEARCH": "'search'", "MODEL": "'model'", "INPUT": "'input'",
-    "BLOCK": "'block'", "LAYERS": "'layers'", "TRUE": "'true'", "FALSE": "'false'",
+    **{terminal: f"'{word}'" for word, terminal in SYNTAX_KEYWORDS.items()},
 }
 
 
@@ -202,11 +199,10 @@ def _describe_token(tok: Token) -> str:
 
 # Terminals that can start a value or a layer expression, and the keywords that can only
 # appear in an argument list as argument names (`GRU(32, layers=2)`).
-KEYWORD_TERMINALS = {"INT_KW", "MODEL", "INPUT", "BLOCK", "LAYERS", "LOSS", "OPTIMIZER", "METRICS", "TRAIN",
-                     "SEARCH", "TRUE", "FALSE"}
-VALUE_START = {"NAME", "NUMBER", "STRING", "LSQB", "LPAR", "MINUS", "TRUE", "FALSE"}
-KEY_KEYWORDS = {"INT_KW", "MODEL", "INPUT", "BLOCK", "LAYERS", "LOSS", "OPTIMIZER", "METRICS", "TRAIN", "SEARCH"}
-SECTION_KEYWORDS = {"INPUT", "BLOCK", "LAYERS", "LOSS", "OPTIMIZER", "METRICS", "TRAIN", "SEARCH"}
+KEYWORD_TERMINALS = set(SYNTAX_KEYWORDS.values())
+VALUE_START = {"NAME", "NUMBER", "STRING", "LSQB", "LPAR", "MINUS", *(SYNTAX_KEYWORDS[w] for w in VALUE_KEYWORDS)}
+KEY_KEYWORDS = {SYNTAX_KEYWORDS[w] for w in ARGUMENT_KEYWORDS}
+SECTION_KEYWORDS = {SYNTAX_KEYWORDS[w] for w in SECTIONS}
 SEPARATORS = {"_NL", "SEMICOLON"}
 
 
@@ -219,7 +215,7 @@ def _expected_words(expected) -> list[str]:
         phrases.append("a value (a name, number, string, list or call)")
         rest -= VALUE_START | KEY_KEYWORDS
     if {"INPUT", "LAYERS", "LOSS"} <= rest:
-        phrases.append("a section (input, block, layers, loss, optimizer, metrics, train or search)")
+        phrases.append(f"a section ({', '.join(SECTIONS[:-1])} or {SECTIONS[-1]})")
         rest -= SECTION_KEYWORDS
     closers = [TERMINAL_WORDS[t] for t in ("RPAR", "RSQB", "RBRACE") if t in rest]
     rest -= {"RPAR", "RSQB", "RBRACE"}

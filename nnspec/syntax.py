@@ -22,6 +22,25 @@ Pos = tuple  # (line, col, end_line, end_col)
 
 MAX_NESTING = 256  # brackets or signs nested deeper than this are refused (E004), not a RecursionError
 
+# The language's keywords, the one table of them: (word, the grammar's terminal, role). They are the
+# grammar's word terminals (tests/test_fastparse.py checks this table against grammar/nnspec.lark);
+# the parsers, the error wording and lowering read them from here. Roles: `header` starts the model;
+# a `section` starts an item of the model's body (in the order lowering lists them); a `value` is a
+# literal; a `type` marks an input's dtype. Every keyword but a value may still name an argument
+# (`GRU(32, layers=2)`).
+_KEYWORD_TABLE = (
+    ("model", "MODEL", "header"),
+    ("input", "INPUT", "section"), ("block", "BLOCK", "section"), ("layers", "LAYERS", "section"),
+    ("loss", "LOSS", "section"), ("optimizer", "OPTIMIZER", "section"), ("metrics", "METRICS", "section"),
+    ("train", "TRAIN", "section"), ("search", "SEARCH", "section"),
+    ("true", "TRUE", "value"), ("false", "FALSE", "value"),
+    ("int", "INT_KW", "type"),
+)
+KEYWORDS: dict[str, str] = {word: terminal for word, terminal, _ in _KEYWORD_TABLE}  # word -> terminal
+SECTIONS: tuple[str, ...] = tuple(word for word, _, role in _KEYWORD_TABLE if role == "section")
+VALUE_KEYWORDS: tuple[str, ...] = tuple(word for word, _, role in _KEYWORD_TABLE if role == "value")
+ARGUMENT_KEYWORDS: tuple[str, ...] = tuple(word for word, _, role in _KEYWORD_TABLE if role != "value")
+
 
 class _Positioned:
     """What tokens and nodes share: a position tuple, read as a Span or by its parts."""
