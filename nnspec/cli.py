@@ -16,6 +16,7 @@ import click
 from .catalog.functions import LR
 from .catalog.settings import SEARCH_SETTINGS, TRAIN_SETTINGS
 from .diagnostics import SpecError, UserError
+from .runconfig import EVAL_BATCH
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
 
@@ -338,40 +339,41 @@ def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, s
 def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resume, overwrite, amp, compile_, quiet, defaults,
           folds, nproc_per_node, nnodes, node_rank, master_addr, master_port):
     """Train a spec; writes history.csv, metrics.json, checkpoints and curves.png to the run folder."""
+    from .pipeline import run_config
+    from .runconfig import parse_batch_size
     from .train.cli_view import cross_validate_command, train_command
 
-    if batch_size is not None and batch_size != "full":
-        if not batch_size.isdigit() or int(batch_size) < 1:
-            raise click.BadParameter(f"'{batch_size}' is not a batch size; use a number >= 1 or full",
-                                     param_hint="--batch-size")
-        batch_size = int(batch_size)
-    result = load_or_exit(file)
+    if batch_size is not None:
+        try:
+            batch_size = parse_batch_size(batch_size)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--batch-size") from None
+    config = run_config(load_or_exit(file), defaults=defaults, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                        data=data_source, folds=folds)  # the run's settings, resolved once
     from .train import distributed as D
 
     launch = (nproc_per_node, nnodes, node_rank, master_addr, master_port)
-    if folds or result.checked.train.get("folds"):
+    if config.folds:
         if any(v is not None for v in launch):
             raise click.UsageError("cross-validation trains its folds one after another in one process; "
                                    "drop --nproc-per-node/--nnodes, or train without folds")
-        cross_validate_command(result, _console(), folds=folds, device=device, epochs=epochs, batch_size=batch_size,
-                               lr=lr, seed=seed, data=data_source, out_dir=out_dir, resume=resume, overwrite=overwrite, amp=amp,
-                               compile=compile_, quiet=quiet, defaults=defaults)
+        cross_validate_command(config, _console(), folds=folds, device=device, out_dir=out_dir, resume=resume,
+                               overwrite=overwrite, amp=amp, compile=compile_, quiet=quiet)
         return
     worker = D.worker_from_env()  # set when torchrun (or the launch below) started this process
     if worker is None and any(v is not None for v in launch):  # start the workers, each runs this command
-        D.check_launch(result.checked, device, nproc_per_node or 1)
+        D.check_launch(config.checked, device, nproc_per_node or 1)
         argv = D.argv_from_click(click.get_current_context(), skip=D.LAUNCH_PARAMS)
         D.launch(argv, nproc_per_node or 1, nnodes or 1, node_rank or 0, master_addr, master_port)
         return
     speaks = worker is None or worker.is_main  # of several workers, only rank 0 prints
     with D.session(worker, D.device_for(worker, device) if worker else None):
-        train_command(result, _console(silent=not speaks), device=device, epochs=epochs, batch_size=batch_size,
-                      lr=lr, seed=seed, data=data_source, out_dir=out_dir, resume=resume, overwrite=overwrite, amp=amp,
-                      compile=compile_, quiet=quiet or not speaks, defaults=defaults)
+        train_command(config, _console(silent=not speaks), device=device, out_dir=out_dir, resume=resume,
+                      overwrite=overwrite, amp=amp, compile=compile_, quiet=quiet or not speaks)
 
 
 # evaluate and predict: how many rows are read and scored at a time
-rows_per_batch = click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
+rows_per_batch = click.option("--batch-size", type=click.IntRange(min=1), default=EVAL_BATCH, show_default=True,
                               help="Rows read and scored at a time: memory grows with it, not with the data's length.")
 
 
@@ -385,9 +387,11 @@ rows_per_batch = click.option("--batch-size", type=click.IntRange(min=1), defaul
 @guarded
 def evaluate(file, checkpoint, data_source, device, output, batch_size):
     """Loss and metrics of a trained checkpoint."""
+    from .pipeline import run_config
     from .train.cli_view import evaluate_command
 
-    evaluate_command(load_or_exit(file), _console(), checkpoint, data_source, device, output, batch_size)
+    config = run_config(load_or_exit(file), defaults=True, data=data_source)
+    evaluate_command(config, _console(), checkpoint, device, output, batch_size)
 
 
 @main.command()
@@ -400,9 +404,10 @@ def evaluate(file, checkpoint, data_source, device, output, batch_size):
 @guarded
 def predict(file, checkpoint, input_path, output, device, batch_size):
     """Predictions of a trained checkpoint: probabilities and the predicted class, or the outputs."""
+    from .pipeline import run_config
     from .train.cli_view import predict_command
 
-    predict_command(load_or_exit(file), checkpoint, input_path, output, device, batch_size)
+    predict_command(run_config(load_or_exit(file), defaults=True), checkpoint, input_path, output, device, batch_size)
 
 
 @main.command(name="fmt")

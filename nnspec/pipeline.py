@@ -1,4 +1,5 @@
-"""The front door: source text -> parse -> lower -> check, with every diagnostic collected."""
+"""The front door: source text -> parse -> lower -> check, with every diagnostic collected; and a
+run's settings resolved once (`run_config`) for training, which never comes back here."""
 from __future__ import annotations
 
 import gc
@@ -6,11 +7,14 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from . import runconfig
 from .check import Checked, check_spec, data_source
 from .diagnostics import Diagnostic, Sink, Span, SpecError, UserError, error, render_all, suggestion_budget
 from .lower import lower
 from .parse import decode, parse_text, unclosed_brackets
+from .runconfig import RunConfig
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,11 @@ class Result:
 
     def render(self) -> str:
         return render_all(self.diagnostics, self.filename, self.source)
+
+    def run_config(self, **overrides: Any) -> RunConfig:
+        """`run_config(self, **overrides)`: so that training, handed a Result, resolves it without
+        importing the front end."""
+        return run_config(self, **overrides)
 
 
 def check_text(text: str, filename: str = "<spec>") -> Result:
@@ -156,3 +165,43 @@ def _option_error(option: str, text: str, diag: Diagnostic) -> UserError:
     col = diag.span.col - len(_DATA_SETTING) if diag.span.line == 1 else 0
     where = f"{option} {text!r}" + (f", column {col}" if 1 <= col <= len(text) + 1 else "")
     return UserError(diag.message, where=where, help=diag.help, code=diag.code)
+
+
+# ---------------------------------------------------------------- a run's settings, resolved once
+def concrete(result: Result, defaults: bool) -> tuple[Result, list[str]]:
+    """The Result to train: refused while it has search spaces, unless `defaults` (then each space's
+    default, checked again as text), with the note that says so."""
+    from .search import concretize, defaults as default_values, describe, dimensions
+
+    dims = dimensions(result.checked.spec, result.source) if result.checked is not None else []
+    if not dims:
+        return result, []
+    if not defaults:
+        raise UserError(f"{result.filename} has {len(dims)} search space(s), so there is no single model to train:\n"
+                        + describe(dims),
+                        help=f"run `nnspec tune {result.filename}` to search them, or `nnspec train --defaults` "
+                             "to train with each space's first choice / lower bound")
+    fixed = check_text(concretize(result.source, dims, default_values(dims)), result.filename)
+    if not fixed.ok:
+        raise UserError(f"the defaults of the search spaces of {result.filename} make an invalid spec:\n{fixed.render()}")
+    chosen = ", ".join(f"{d.name}={d.text(d.default)}" for d in dims)
+    return fixed, [f"--defaults: training with each search space's default ({chosen})"]
+
+
+def run_config(result: Result, *, defaults: bool = False, epochs: int | None = None,
+               batch_size: int | str | None = None, seed: int | None = None, lr: float | None = None,
+               data: str | tuple | None = None, folds: int | None = None) -> RunConfig:
+    """A checked spec's run settings with the command line's overrides, resolved once: search spaces
+    at their defaults (`defaults`; refused otherwise), `--data` text read by the spec's grammar (a
+    path typed there is relative to the current folder, not to the spec), every train setting."""
+    result, notes = concrete(result, defaults)
+    where = None
+    if isinstance(data, str):
+        where = f"--data {data!r}"
+        name, args = data_option(data)
+        if "path" in args:  # typed on the command line: relative to the current folder, not to the spec
+            args["path"] = str(Path(args["path"]).absolute())
+        data = (name, args)
+    return runconfig.resolve(result.checked, result.source, result.filename, data=data, data_where=where,
+                             epochs=epochs, batch_size=batch_size, seed=seed, lr=lr, folds=folds, notes=tuple(notes),
+                             check_source=check_text)

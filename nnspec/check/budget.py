@@ -7,6 +7,7 @@ from __future__ import annotations
 from .. import ir, memory
 from ..diagnostics import Diagnostic, Sink, Span
 from ..memory import count_text, memory_text, synthetic_bytes
+from ..runconfig import batch_value
 from .common import header_span
 
 MAX_ELEMENTS = 2**31  # a single activation larger than this cannot be trained on one device
@@ -26,9 +27,8 @@ def check_memory(train: dict, graph: ir.Graph, spec: ir.Spec, sink: Sink) -> Non
     decision, memory.memory_problem, that `nnspec train` takes again (and refuses either) for the
     batch and the device it really uses. A model with a loss is counted for one training step."""
     batch = None
-    if spec.loss:
-        batch = train.get("batch_size")
-        batch = batch if isinstance(batch, int) and not isinstance(batch, bool) else 1
+    if spec.loss:  # `full` (the data's size is not known here): one example, a lower bound
+        batch = batch_value(train.get("batch_size")) or 1
     problem = memory.memory_problem(graph, batch, memory.machine_memory())
     if problem is None:
         return

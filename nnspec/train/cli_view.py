@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..runconfig import EVAL_BATCH, RunConfig
 from .run import RunSummary, evaluate_spec, predict_batches, train_spec, write_predictions
 
 
@@ -21,7 +22,7 @@ def _row_text(row: dict) -> str:
     return "  ".join(f"{k} {_fmt(v)}" for k, v in shown)
 
 
-def train_command(result, console, *, quiet: bool, **options) -> RunSummary:
+def train_command(config: RunConfig, console, *, quiet: bool, **options) -> RunSummary:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     state = {"epochs": 0, "t0": 0.0, "samples": 0}
@@ -36,7 +37,7 @@ def train_command(result, console, *, quiet: bool, **options) -> RunSummary:
         for note in notes:
             console.print(note)
         val = f", {len(dataset.val)} validation" if dataset.val is not None else ""
-        console.print(f"training {result.checked.spec.name} on {dataset.origin} ({len(dataset.train)} train{val}) "
+        console.print(f"training {config.name} on {dataset.origin} ({len(dataset.train)} train{val}) "
                       f"-> {run_dir}")
         if bar is not None:
             bar.start()
@@ -57,7 +58,7 @@ def train_command(result, console, *, quiet: bool, **options) -> RunSummary:
         state["t0"] = time.perf_counter()
 
     try:
-        summary = train_spec(result, quiet=quiet, on_epoch=on_epoch, on_batch=on_batch if bar else None,
+        summary = train_spec(config, quiet=quiet, on_epoch=on_epoch, on_batch=on_batch if bar else None,
                              on_start=on_start, **options)
     finally:
         if bar is not None:
@@ -69,7 +70,7 @@ def train_command(result, console, *, quiet: bool, **options) -> RunSummary:
     return summary
 
 
-def cross_validate_command(result, console, *, quiet: bool, folds: int | None, **options):
+def cross_validate_command(config: RunConfig, console, *, quiet: bool, folds: int | None, **options):
     """Every fold as `nnspec train` shows one run, then a table of the folds with their mean and spread."""
     from rich.table import Table
 
@@ -78,13 +79,13 @@ def cross_validate_command(result, console, *, quiet: bool, folds: int | None, *
     def on_fold(k: int, count: int, fold_dir: Path) -> None:
         console.rule(f"fold {k + 1} of {count}")
 
-    def run_fold(result, **kw):
-        return train_command(result, console, quiet=quiet, **kw)
+    def run_fold(config, **kw):
+        return train_command(config, console, quiet=quiet, **kw)
 
-    note = replaced_validation(result, folds)
+    note = replaced_validation(config, folds)
     if note:
         console.print(note)
-    cv = cross_validate(result, folds=folds, run_fold=run_fold, on_fold=on_fold, **options)
+    cv = cross_validate(config, folds=folds, run_fold=run_fold, on_fold=on_fold, **options)
     stats = cv.mean_std("best")
     table = Table(title=f"{len(cv.runs)}-fold cross-validation, best epoch of each fold by {cv.monitor}")
     for column in ("fold", "epoch", *stats):
@@ -99,9 +100,9 @@ def cross_validate_command(result, console, *, quiet: bool, folds: int | None, *
     return cv
 
 
-def evaluate_command(result, console, checkpoint: str, data, device: str, output: str | None,
-                     batch_size: int = 1024) -> dict:
-    values = evaluate_spec(result, checkpoint, data=data, device=device, batch_size=batch_size)
+def evaluate_command(config: RunConfig, console, checkpoint: str, device: str, output: str | None,
+                     batch_size: int = EVAL_BATCH) -> dict:
+    values = evaluate_spec(config, checkpoint, device=device, batch_size=batch_size)
     console.print(f"{values['data']} ({values['split']}, {values['samples']} samples), checkpoint {checkpoint} "
                   f"(epoch {values['epoch']})")
     for k, v in values.items():
@@ -115,10 +116,10 @@ def evaluate_command(result, console, checkpoint: str, data, device: str, output
     return values
 
 
-def predict_command(result, checkpoint: str, input_path: str, output: str | None, device: str,
-                    batch_size: int = 1024) -> None:
+def predict_command(config: RunConfig, checkpoint: str, input_path: str, output: str | None, device: str,
+                    batch_size: int = EVAL_BATCH) -> None:
     # streamed: never all rows at once
-    batches = predict_batches(result, checkpoint, input_path, device=device, batch_size=batch_size)
+    batches = predict_batches(config, checkpoint, input_path, device=device, batch_size=batch_size)
     if output:
         click.echo(f"wrote {write_predictions(batches, output)} predictions to {output}")
         return

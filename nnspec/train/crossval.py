@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from ..diagnostics import UserError
 from . import checkpoint as ckpt_io
-from .run import RunSummary, json_safe, own_run_dir, previous_run, start_over, train_spec
+from ..runconfig import RunConfig
+from .run import RunSummary, as_run, json_safe, own_run_dir, previous_run, start_over, train_spec
 
 NOT_METRICS = ("epoch", "lr", "seconds")
 
@@ -47,60 +48,70 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
 
 
-def fold_count(result, folds: int | None) -> int:
-    """The number of folds: --folds, else the spec's `folds`; refused when neither asks for them."""
-    count = folds if folds is not None else result.checked.train.get("folds")
+def fold_count(config: RunConfig) -> int:
+    """The number of folds (--folds, else the spec's `folds`: RunConfig.folds); refused when neither
+    asks for them."""
+    count = config.folds
     if not count:
-        raise UserError(f"{result.checked.spec.name} is not cross-validated",
+        raise UserError(f"{config.name} is not cross-validated",
                         help="add `folds 5` to its train section, or pass --folds 5")
     if count < 2:
         raise UserError(f"--folds {count}: cross-validation needs at least 2 folds", help="e.g. --folds 5")
     return int(count)
 
 
-def replaced_validation(result, folds: int | None) -> str | None:
-    validation = result.checked.train.get("validation")
-    if folds is not None and validation:
-        return f"--folds {folds} replaces the spec's `validation {validation}`"
+def replaced_validation(config: RunConfig, folds: int | None) -> str | None:
+    """The note for `--folds` given over a spec that holds out a validation fraction."""
+    if folds is not None and config.validation:
+        return f"--folds {folds} replaces the spec's `validation {config.validation}`"
     return None
 
 
-def cross_validate(result, *, folds: int | None = None, out_dir=None, resume: bool = False,
+SETTINGS = ("epochs", "batch_size", "lr", "seed", "data", "defaults")  # what as_run resolves a Result with
+
+
+def cross_validate(run, *, folds: int | None = None, out_dir=None, resume: bool = False,
                    run_fold: Callable[..., RunSummary] | None = None,
                    on_fold: Callable[[int, int, Path], None] | None = None, overwrite: bool = False,
                    **options: Any) -> CrossValidation:
-    """Train one run per fold into `out_dir/fold_<k>/` and write `cv.json` beside them. `run_fold`
-    (default train_spec) trains one fold; `nnspec train` passes one that draws progress.
+    """Train one run per fold into `out_dir/fold_<k>/` and write `cv.json` beside them. `run`: a
+    RunConfig (what `nnspec train` passes; its `folds` counts them), or a pipeline Result with the
+    settings to resolve it with (`folds` and the SETTINGS in `options`). `run_fold` (default
+    train_spec) trains one fold; `nnspec train` passes one that draws progress.
 
     The folder is locked for the whole cross-validation (each fold's folder by its run too), and
     one holding a run of another spec is refused unless `overwrite`, as by `nnspec train`."""
     from . import distributed as D
 
-    count = fold_count(result, folds)
+    settings = {k: options.pop(k) for k in SETTINGS if k in options}
+    if not isinstance(run, RunConfig):
+        settings["folds"] = folds  # a RunConfig has its folds resolved; `folds` then only words the note
+    config = as_run(run, **settings)
+    count = fold_count(config)
     if resume:
         raise UserError("--resume does not apply to a cross-validated run",
                         help="start it again, or resume one fold's run: it is an ordinary run folder")
     if D.worker_from_env() is not None:
         raise UserError("cross-validation runs its folds one after another in one process",
                         help="drop --nproc-per-node (or torchrun), or train without folds")
-    notes = [note] if (note := replaced_validation(result, folds)) else []
-    name = result.checked.spec.name
+    notes = [note] if (note := replaced_validation(config, folds)) else []
+    name = config.name
     with own_run_dir(out_dir, name, resume=False, what="nnspec train --folds") as lock:
         run_dir = lock.folder
         if lock.note:
             notes.append(lock.note)
-        previous = previous_run(run_dir)
-        digest = ckpt_io.ir_hash(result.checked)
+        previous = previous_run(run_dir, config.check_source)
+        digest = ckpt_io.ir_hash(config.checked)
         if previous is not None and previous[0] != digest and not overwrite:
-            start_over(run_dir, digest, name, overwrite)  # raises: a run of another spec is there
-        ckpt_io.write_text(run_dir / "spec.nn", result.source)
+            start_over(run_dir, digest, name, overwrite, config.check_source)  # raises: a run of another spec is there
+        ckpt_io.write_text(run_dir / "spec.nn", config.source)
         run_fold = run_fold or train_spec
         runs = []
         for k in range(count):
             fold_dir = run_dir / f"fold_{k + 1}"
             if on_fold is not None:
                 on_fold(k, count, fold_dir)
-            runs.append(run_fold(result, out_dir=fold_dir, fold=(k, count), overwrite=overwrite, **options))
+            runs.append(run_fold(config, out_dir=fold_dir, fold=(k, count), overwrite=overwrite, **options))
         cv = CrossValidation(run_dir, runs, runs[0].monitor, notes)
         write_summary(run_dir / "cv.json", cv)
     return cv

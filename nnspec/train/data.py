@@ -23,6 +23,7 @@ from ..catalog.settings import LOGIC_TABLES, SKLEARN_SETS, delimiter_problem
 from ..fsutil import open_data_file
 from ..memory import (MAX_LINE_CHARS, MAX_RECORD_CHARS, SYNTHETIC_MAX_LEN, require_available_memory,
                       synthetic_bytes)
+from ..runconfig import RunConfig, resolve
 from .npz_files import SAVE_HELP as NPZ_SAVE_HELP, Archive, names_text, shown_name
 
 SOURCE_NAMES = (*(f"sklearn.{n}" for n in SKLEARN_SETS), *(f"logic.{n}" for n in LOGIC_TABLES), "synthetic", "csv", "npz")
@@ -70,9 +71,11 @@ class Data:
 
 
 def parse_source(text: str) -> tuple[str, dict[str, Any]]:
-    """`--data`: read by the spec's own grammar and bound against the data-source catalog
-    (pipeline.data_option), so it is written, quoted and bounded exactly as in a spec."""
-    from ..pipeline import data_option  # the front end; imported here, where the option is read
+    """`--data` text for the Python API (`load_data(checked, path, "sklearn.wine")`): read by the
+    spec's own grammar and bound against the data-source catalog (pipeline.data_option), so it is
+    written, quoted and bounded exactly as in a spec. Commands never come here: the front door
+    resolves `--data` into RunConfig.data."""
+    from ..pipeline import data_option  # the one import of the front end from train/: see above
 
     return data_option(text)
 
@@ -830,44 +833,26 @@ def prepare(arrays: Arrays, expect: Expect, validation: float, seed: int, standa
     return Data(split(train_idx), val, arrays.origin, stats, arrays.target)
 
 
-def load_data(checked, spec_path: str | Path, override: str | tuple | None = None, *, validation: float | None = None,
-              seed: int | None = None, fold: tuple[int, int] | None = None) -> Data:
-    """The spec's data (or `override`), checked against its inputs and task, split (by `validation`,
-    or into cross-validation fold (k, K)) and standardised."""
-    source = source_of(checked, override)
-    expect = Expect.of(checked)
-    base = Path(spec_path).parent if spec_path else Path(".")
-    arrays = load_arrays(source, expect, base, where=_where(checked, spec_path, override))
-    train = checked.train
-    return prepare(arrays, expect, train["validation"] if validation is None else validation,
-                   train["seed"] if seed is None else seed, train["standardize"], fold)
+def load_data(run, spec_path: str | Path | None = None, override: str | tuple | None = None, *,
+              validation: float | None = None, seed: int | None = None, fold: tuple[int, int] | None = None) -> Data:
+    """A run's data (`run`: a RunConfig), checked against the spec's inputs and task, split (by
+    `validation`, or into cross-validation fold (k, K)) and standardised. For the Python API, `run`
+    may be a checked spec with its file's path and a data `override` (`--data` text, or a bound source)."""
+    if not isinstance(run, RunConfig):
+        run = _run_of(run, spec_path, override)
+    expect = Expect.of(run.checked)
+    arrays = load_arrays(run.data, expect, run.base_dir, where=run.data_where)
+    return prepare(arrays, expect, run.validation if validation is None else validation,
+                   run.seed if seed is None else seed, run.standardize, fold)
 
 
-def _where(checked, spec_path, override) -> str | None:
-    """Where the data source is written, for errors about its arguments: the spec's `file:line:col`
-    of its `data` setting, or the `--data` option."""
+def _run_of(checked, spec_path, override) -> RunConfig:
+    """The RunConfig of a checked spec read from `spec_path`, trained on `override` if given."""
+    where = None
     if isinstance(override, str):
-        return f"--data {override!r}"
-    if override is not None:
-        return None
-    setting = checked.spec.train_setting("data")
-    if setting is None or not setting.values:
-        return f"{spec_path}" if spec_path else None
-    span = setting.values[0].span
-    return f"{spec_path}:{span.line}:{span.col}" if spec_path else None
-
-
-def source_of(checked, override) -> tuple[str, dict[str, Any]]:
-    """The data source to read, (name, arguments): `override` (`--data` text, or a bound source), else
-    the spec's `data` setting, else synthetic data."""
-    if isinstance(override, str):
+        where = f"--data {override!r}"
         name, args = parse_source(override)
         if "path" in args:  # typed on the command line: relative to the current folder, not to the spec
             args["path"] = str(Path(args["path"]).absolute())
-        return name, args
-    if override is not None:
-        return override
-    source = checked.train.get("data")
-    if source is None:
-        return "synthetic", {"n": 1024, "seed": 0}
-    return source[0], dict(source[1])
+        override = (name, args)
+    return resolve(checked, "", str(spec_path) if spec_path else "", data=override, data_where=where)

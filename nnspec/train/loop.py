@@ -23,13 +23,12 @@ import numpy as np
 import torch
 
 from ..diagnostics import UserError
+from ..runconfig import EVAL_BATCH
 from . import distributed as D
 from . import metrics as M
 from .data import Data, Split
 from .losses import Loss
 from .optim import PerceptronRule, Schedule
-
-EVAL_BATCH = 1024
 
 
 class TrainingDiverged(UserError):
@@ -39,7 +38,7 @@ class TrainingDiverged(UserError):
 @dataclass
 class FitConfig:
     epochs: int
-    batch_size: int | None  # None = full batch
+    batch_size: int  # examples per step (RunConfig.step_rows resolves `full`)
     steps: int | None = None
     shuffle: bool = True
     clip_grad_norm: float | None = None
@@ -90,7 +89,7 @@ def fit(model, loss_fn: Loss, optimizer, schedule: Schedule, data: Data, cfg: Fi
     progress = progress or Progress()
     train = data.train
     device = train.y.device
-    batch = len(train) if cfg.batch_size is None else min(cfg.batch_size, len(train))
+    batch = min(cfg.batch_size, len(train))
     forward_train = torch.compile(model.forward_train) if cfg.compile else model.forward_train
     if D.active():  # a torchrun worker: the forward runs through DDP, whose backward all-reduces gradients
         if isinstance(optimizer, PerceptronRule):

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from .. import fsutil
 from ..diagnostics import UserError
+from ..runconfig import EVAL_BATCH, RunConfig
 from ..runlock import FolderInUse, RunLock
 from . import checkpoint as ckpt_io
 from . import distributed as D
@@ -38,27 +39,16 @@ class RunSummary:
 # ------------------------------------------------------------------ preparing a run
 
 
-def concrete(result, defaults: bool):
-    """The Result to train: refused while it has search spaces, unless `defaults` (then each space's default)."""
-    from ..pipeline import check_text
-    from ..search import defaults as default_values, describe, dimensions
-
-    dims = dimensions(result.checked.spec, result.source) if result.checked is not None else []
-    if not dims:
-        return result, []
-    if not defaults:
-        raise UserError(f"{result.filename} has {len(dims)} search space(s), so there is no single model to train:\n"
-                        + describe(dims),
-                        help=f"run `nnspec tune {result.filename}` to search them, or `nnspec train --defaults` "
-                             "to train with each space's first choice / lower bound")
-    from ..search import concretize
-
-    text = concretize(result.source, dims, default_values(dims))
-    fixed = check_text(text, result.filename)
-    if not fixed.ok:
-        raise UserError(f"the defaults of the search spaces of {result.filename} make an invalid spec:\n{fixed.render()}")
-    chosen = ", ".join(f"{d.name}={d.text(d.default)}" for d in dims)
-    return fixed, [f"--defaults: training with each search space's default ({chosen})"]
+def as_run(run, **settings) -> RunConfig:
+    """The RunConfig to use: `run` itself, or, for a pipeline Result, the one its front door resolves
+    with these settings (`Result.run_config`: epochs, batch_size, lr, seed, data, folds, defaults).
+    A RunConfig is already resolved: settings other than `defaults` are refused with it."""
+    if isinstance(run, RunConfig):
+        given = sorted(k for k, v in settings.items() if v is not None and k != "defaults")
+        if given:
+            raise TypeError(f"{', '.join(given)} given with a RunConfig: resolve them into it (pipeline.run_config)")
+        return run
+    return run.run_config(**{k: v for k, v in settings.items() if v is not None})
 
 
 def resolve_device(name: str):
@@ -134,9 +124,10 @@ def own_run_dir(out_dir, model_name: str, resume: bool, what: str = "nnspec trai
     raise UserError(f"cannot find a free run folder under {RUNS_DIR / model_name}/", help="give one with --out DIR")
 
 
-def previous_run(folder: Path) -> tuple[str, str] | None:
-    """(IR hash, model name) of the run a folder holds (from a checkpoint, else its spec.nn), or
-    None when it holds none. A run that cannot be identified has the hash "?"."""
+def previous_run(folder: Path, check_source=None) -> tuple[str, str] | None:
+    """(IR hash, model name) of the run a folder holds (from a checkpoint, else its spec.nn, checked
+    by `check_source`: RunConfig.check_source, the front end's check_text), or None when it holds
+    none. A run that cannot be identified has the hash "?"."""
     from ..diagnostics import SpecError
 
     for name in CHECKPOINTS:
@@ -147,10 +138,10 @@ def previous_run(folder: Path) -> tuple[str, str] | None:
                 continue
             return str(state["ir_hash"]), str(state.get("spec_name", "another model"))
     if (folder / "spec.nn").is_file():
-        from ..pipeline import check_text
-
+        if check_source is None:
+            return "?", "a spec that is not checked here"
         try:
-            checked = check_text((folder / "spec.nn").read_text(encoding="utf-8"), str(folder / "spec.nn"))
+            checked = check_source((folder / "spec.nn").read_text(encoding="utf-8"), str(folder / "spec.nn"))
         except (OSError, UnicodeDecodeError, UserError, SpecError):
             return "?", "an unreadable spec"
         if checked.ok:
@@ -161,11 +152,11 @@ def previous_run(folder: Path) -> tuple[str, str] | None:
     return None
 
 
-def start_over(folder: Path, digest: str, model_name: str, overwrite: bool) -> list[str]:
+def start_over(folder: Path, digest: str, model_name: str, overwrite: bool, check_source=None) -> list[str]:
     """A fresh run in `folder`: refused when the folder holds a run of another spec (unless
     `overwrite`); otherwise the old run's files are removed so that no checkpoint of it (last.prev.pt)
-    is mixed with the new run's. Returns notes."""
-    previous = previous_run(folder)
+    is mixed with the new run's. Returns notes. `check_source`: as for previous_run."""
+    previous = previous_run(folder, check_source)
     if previous is None:
         return []
     old_hash, old_name = previous
@@ -205,12 +196,14 @@ def class_weight_tensor(setting, data: Data, kind: str, classes: int | None):
 # ------------------------------------------------------------------ training
 
 
-def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed=None, device="auto", data=None,
+def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed=None, device="auto", data=None,
                quiet=True, on_epoch: Callable[[int, dict], None] | None = None, defaults=False, resume=False,
                amp=False, compile=False, on_batch=None, on_start=None, fold: tuple[int, int] | None = None,
                overwrite=False) -> RunSummary:
-    """One training run. A spec with `folds K` is cross-validated by `crossval.cross_validate`, which
-    calls this once per fold with fold=(k, K).
+    """One training run of `run`: a RunConfig (what `nnspec train` passes), or a pipeline Result with
+    the settings to resolve it with (`as_run`: epochs, batch_size, lr, seed, data, defaults). A spec
+    with `folds K` is cross-validated by `crossval.cross_validate`, which calls this once per fold
+    with fold=(k, K).
 
     The run folder has one owner: it is locked (runlock.RunLock) from when it is chosen until this
     returns or raises. A fresh run (not `resume`) refuses a folder holding a run of another spec
@@ -224,18 +217,14 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
     from . import metrics as M
     from ..catalog.base import feature_axis
 
-    result, notes = concrete(result, defaults)
-    checked = result.checked
-    settings = dict(checked.train)
-    if settings["folds"] and fold is None:
-        raise UserError(f"{checked.spec.name} is cross-validated (`folds {settings['folds']}`): each fold is a run",
+    config = as_run(run, defaults=defaults, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, data=data)
+    checked = config.checked
+    notes = list(config.notes)
+    if config.folds and fold is None:
+        raise UserError(f"{config.name} is cross-validated (`folds {config.folds}`): each fold is a run",
                         help="`nnspec train` runs every fold; in Python use nnspec.train.crossval.cross_validate")
-    seed = settings["seed"] if seed is None else int(seed)
-    epochs = settings["epochs"] if epochs is None else int(epochs)
-    batch = settings["batch_size"] if batch_size is None else batch_size
-    batch = None if batch == "full" else int(batch)
     if checked.optimizer is None:
-        raise UserError(f"{checked.spec.name} has no optimizer, so it cannot be trained",
+        raise UserError(f"{config.name} has no optimizer, so it cannot be trained",
                         help="add e.g. `optimizer Adam(lr=0.001)` to the model")
     worker = D.worker_from_env()  # started by torchrun: this rank's device, and join the run
     dev = D.device_for(worker, device) if worker else resolve_device(device)
@@ -247,31 +236,32 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
     autocast_dtype = amp_dtype(amp, dev)
 
     _refuse_absurd_memory(checked, 1, dev)  # before the data: weights and one example must fit
-    dataset = load_data(checked, result.filename, data, seed=seed, fold=fold)
-    _refuse_absurd_memory(checked, min(batch or len(dataset.train), len(dataset.train)), dev)  # the loop's batch
+    dataset = load_data(config, fold=fold)
+    batch = config.step_rows(len(dataset.train))
+    _refuse_absurd_memory(checked, batch, dev)  # the loop's batch
     dataset.train, dataset.val = dataset.train.to(dev), dataset.val.to(dev) if dataset.val is not None else None
-    torch.manual_seed(seed)
+    torch.manual_seed(config.seed)
     model = build_model(checked).to(dev)
     task_kind = checked.task.kind if checked.task else "regression"
-    weights = class_weight_tensor(settings["class_weights"], dataset, task_kind, checked.task and checked.task.classes)
+    weights = class_weight_tensor(config.class_weights, dataset, task_kind, checked.task and checked.task.classes)
     loss_fn = build_loss(checked, torch.tensor(weights) if weights is not None else None)
-    optimizer = build_optimizer(checked.optimizer[0], checked.optimizer[1], model, lr)
+    optimizer = build_optimizer(checked.optimizer[0], checked.optimizer[1], model, config.lr)
 
     out_rank = len(checked.graph.output_node.out.shape)
     task = Task(task_kind, tuple((n, dict(a)) for n, a in checked.metrics), 1 + feature_axis(out_rank))
     keys = history_keys(task, dataset.val is not None)
-    monitor = settings["monitor"] or ("val_loss" if dataset.val is not None else "loss")
+    monitor = config.monitor or ("val_loss" if dataset.val is not None else "loss")
     if monitor not in keys:
         raise UserError(f"monitor {monitor} is not recorded by this run; it records: "
                         + ", ".join(k for k in keys if k not in ("epoch", "lr", "seconds")),
                         help="val_* values need `validation` above 0 in the train section")
-    schedule = Schedule(optimizer, settings["schedule"], settings["warmup"], epochs, M.higher_is_better(monitor))
-    cfg = FitConfig(epochs=epochs, batch_size=batch, steps=settings["steps"], shuffle=settings["shuffle"],
-                    clip_grad_norm=settings["clip_grad_norm"], clip_grad_value=settings["clip_grad_value"],
-                    early_stopping=settings["early_stopping"], monitor=monitor, amp_dtype=autocast_dtype,
+    schedule = Schedule(optimizer, config.schedule, config.warmup, config.epochs, M.higher_is_better(monitor))
+    cfg = FitConfig(epochs=config.epochs, batch_size=batch, steps=config.steps, shuffle=config.shuffle,
+                    clip_grad_norm=config.clip_grad_norm, clip_grad_value=config.clip_grad_value,
+                    early_stopping=config.early_stopping, monitor=monitor, amp_dtype=autocast_dtype,
                     compile=compile)
 
-    name = checked.spec.name
+    name = config.name
     digest = ckpt_io.ir_hash(checked)
     # rank 0 makes the folder (a read-only or misplaced --out is a clear error) and holds its lock
     lock = own_run_dir(out_dir, name, resume) if D.is_main() else RunLock(".", enabled=False)
@@ -280,8 +270,8 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
         if lock.note:
             notes.append(lock.note)
         if D.is_main() and not resume:
-            notes.extend(start_over(run_dir, digest, name, overwrite))
-        generator = torch.Generator().manual_seed(seed)
+            notes.extend(start_over(run_dir, digest, name, overwrite, config.check_source))
+        generator = torch.Generator().manual_seed(config.seed)
         progress = Progress()
         if resume:
             state, resume_notes = ckpt_io.load_for_resume(run_dir, digest, name)  # last.pt, or last.prev.pt if damaged
@@ -294,16 +284,16 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
             schedule.apply(progress.epoch)
             notes.append(f"resumed from {run_dir / 'last.pt'} after epoch {progress.epoch}")
         else:
-            torch.manual_seed(seed)  # dropout & co. start from the seed, whatever initialisation drew
+            torch.manual_seed(config.seed)  # dropout & co. start from the seed, whatever initialisation drew
         if D.is_main():
-            ckpt_io.write_text(run_dir / "spec.nn", result.source)
+            ckpt_io.write_text(run_dir / "spec.nn", config.source)
 
         def payload(progress: Progress) -> dict[str, Any]:
             return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                     "rng": ckpt_io.rng_state(generator), "progress": progress.state_dict(), "epoch": progress.epoch,
-                    "spec_source": result.source, "spec_name": name, "ir_hash": digest,
+                    "spec_source": config.source, "spec_name": name, "ir_hash": digest,
                     "data_origin": dataset.origin, "data_target": dataset.target,
-                    "data_stats": {k: dict(v) for k, v in dataset.stats.items()}, "seed": seed, "monitor": monitor,
+                    "data_stats": {k: dict(v) for k, v in dataset.stats.items()}, "seed": config.seed, "monitor": monitor,
                     "fold": list(fold) if fold is not None else None}
 
         def epoch_done(epoch: int, row: dict, improved: bool, progress: Progress) -> None:
@@ -319,7 +309,7 @@ def train_spec(result, *, out_dir=None, epochs=None, batch_size=None, lr=None, s
                 on_epoch(epoch, dict(row))
 
         if on_start is not None and D.is_main():
-            on_start(run_dir, dataset, notes, epochs, progress.epoch)
+            on_start(run_dir, dataset, notes, config.epochs, progress.epoch)
         progress = fit(model, loss_fn, optimizer, schedule, dataset, cfg, task, generator, progress,
                        on_epoch=epoch_done, on_batch=on_batch if D.is_main() else None)
         if not progress.history:
@@ -413,51 +403,53 @@ def write_curves(path: Path, history: list[dict], title: str) -> None:
 # ------------------------------------------------------------------ evaluate and predict
 
 
-def _load_for(result, checkpoint: str, device: str):
+def _load_for(config: RunConfig, checkpoint: str, device: str):
     from ..backends.torch_model import build_model
 
-    result, _ = concrete(result, defaults=True)
-    checked = result.checked
+    checked = config.checked
     _refuse_absurd_memory(checked, None)  # the weights must fit before the checkpoint is read
-    state = ckpt_io.load(checkpoint, ckpt_io.ir_hash(checked), checked.spec.name)
+    state = ckpt_io.load(checkpoint, ckpt_io.ir_hash(checked), config.name)
     dev = resolve_device(device)
     model = build_model(checked)
     model.load_state_dict(state["model"])
-    return result, checked, state, model.to(dev), dev
+    return checked, state, model.to(dev), dev
 
 
-def evaluate_spec(result, checkpoint: str, *, data=None, device="auto", batch_size: int = 1024) -> dict[str, Any]:
+def evaluate_spec(run, checkpoint: str, *, data=None, device="auto", batch_size: int = EVAL_BATCH) -> dict[str, Any]:
     """Loss and metrics of a checkpoint: on the validation split of the run's data (re-made with the
-    run's seed), or on the whole of `data` when given; standardised with the run's training stats.
-    Scored batch by batch into a streaming.EvalStream, which keeps counts and sums, not outputs; a
-    CSV or NPZ `data` file is read batch by batch too, so memory does not grow with its length."""
-    from .data import resolve_path, source_of, load_arrays
+    run's seed), or on the whole of the data given for this run (RunConfig.data_override; for a
+    Result, `data`); standardised with the run's training stats. `run`: as for train_spec (search
+    spaces at their defaults). Scored batch by batch into a streaming.EvalStream, which keeps counts
+    and sums, not outputs; a CSV or NPZ data file is read batch by batch too, so memory does not
+    grow with its length."""
+    from .data import load_arrays, resolve_path
     from .losses import build_loss
     from .row_files import row_batches
     from .streaming import EvalStream, score
     from ..catalog.base import feature_axis
 
-    result, checked, state, model, dev = _load_for(result, checkpoint, device)
+    config = as_run(run, defaults=True, data=data)
+    checked, state, model, dev = _load_for(config, checkpoint, device)
     expect = Expect.of(checked)
     out_rank = len(checked.graph.output_node.out.shape)
     stream = EvalStream(checked.metrics, expect.kind, 1 + feature_axis(out_rank))
     which = "whole data set"
-    if data is None:
+    if not config.data_override:
         fold = tuple(state["fold"]) if state.get("fold") else None  # a cross-validation run: its own fold
-        dataset = load_data(checked, result.filename, None, seed=state.get("seed"), fold=fold)
+        dataset = load_data(config, seed=state.get("seed"), fold=fold)
         split, which = (dataset.val, "validation split") if dataset.val is not None else (dataset.train, which)
         if fold is not None:
             which = f"validation fold {fold[0] + 1} of {fold[1]}"
         batches, origin = _array_batches([x.numpy() for x in split.inputs], split.y.numpy(), batch_size), dataset.origin
     else:
-        name, args = source_of(checked, data)
+        name, args = config.data
         if name in ("csv", "npz"):  # files of any length: read as they are scored
-            path = resolve_path(args["path"], Path(result.filename).parent)
+            path = resolve_path(args["path"], config.base_dir)
             rows = row_batches(path, expect, batch_size, labels=True, target=args.get("target"),
                                delimiter=args.get("delimiter", ","))
             batches, origin = ((_standardize(b.inputs, expect, state), b.y) for b in rows), str(path)
         else:  # bundled and synthetic sets are small: made whole, scored in batches
-            arrays = load_arrays((name, args), expect, Path(result.filename).parent)
+            arrays = load_arrays(config.data, expect, config.base_dir)
             batches = _array_batches(_standardize(arrays.inputs, expect, state), arrays.y, batch_size)
             origin = arrays.origin
     score(model, batches, build_loss(checked), stream, dev)
@@ -482,18 +474,18 @@ def _standardize(inputs: list, expect: Expect, state: dict) -> list:
     return out
 
 
-def predict_spec(result, checkpoint: str, input_path: str, *, output=None, device="auto", batch_size: int = 1024):
+def predict_spec(run, checkpoint: str, input_path: str, *, output=None, device="auto", batch_size: int = EVAL_BATCH):
     """Predictions for the rows of a CSV or NPZ file -> (header, rows); written as CSV to `output` when given.
     Holds every row; `predict_batches` + `write_predictions` stream instead (what `nnspec predict` uses)."""
     header, rows = [], []
-    for header, batch_rows in predict_batches(result, checkpoint, input_path, device=device, batch_size=batch_size):
+    for header, batch_rows in predict_batches(run, checkpoint, input_path, device=device, batch_size=batch_size):
         rows += batch_rows
     if output:
         write_predictions([(header, rows)], output)
     return header, rows
 
 
-def predict_batches(result, checkpoint: str, input_path: str, *, device="auto", batch_size: int = 1024):
+def predict_batches(run, checkpoint: str, input_path: str, *, device="auto", batch_size: int = EVAL_BATCH):
     """Yields (header, rows) for each batch of input rows: the input rows (CSV, or each array of an
     .npz) are read batch by batch and the predictions made batch by batch (row_files.py), so inputs
     of any length stream through."""
@@ -503,7 +495,8 @@ def predict_batches(result, checkpoint: str, input_path: str, *, device="auto", 
     from .loop import predict
     from .row_files import row_batches
 
-    result, checked, state, model, dev = _load_for(result, checkpoint, device)
+    config = as_run(run, defaults=True)
+    checked, state, model, dev = _load_for(config, checkpoint, device)
     expect = Expect.of(checked)
     empty = True
     for rows in row_batches(Path(input_path), expect, batch_size, target=state.get("data_target")):
