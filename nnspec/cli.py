@@ -184,7 +184,21 @@ def summary(file: str, as_json: bool) -> None:
         backend.render_table(result.checked, _console())
 
 
-EMIT_TARGETS = ("json", "onnx", "python")
+def _emit_onnx(result, output):  # lazy: torch and onnx load only when asked for
+    from .backends.onnx_export import emit
+
+    emit(result, output)
+
+
+def _emit_python(result, output):
+    from .backends.python_source import emit
+
+    emit(result, output)
+
+
+# `compile --emit` targets besides json (which the command prints itself): name -> fn(result, output or None)
+EMITTERS = {"onnx": _emit_onnx, "python": _emit_python}
+EMIT_TARGETS = ("json", *EMITTERS)
 
 
 @main.command(name="compile")
@@ -210,18 +224,7 @@ def compile_(file: str, emit: str, output: str | None) -> None:
         else:
             click.echo(text)
         return
-    emitter = EMITTERS.get(emit)
-    if emitter is None:
-        raise UserError(f"--emit {emit} is not available in this build of nnspec",
-                        help="use --emit json")
-    emitter(result, output)
-
-
-# Other issues register emitters here: name -> fn(result, output_path_or_None).
-EMITTERS: dict = {}
-
-
-# ---- commands added by later issues register below this line ----
+    EMITTERS[emit](result, output)
 
 
 @main.command()
@@ -234,21 +237,6 @@ def plot(run_dirs: tuple[str, ...], output: str | None) -> None:
 
     click.echo(f"wrote {draw_runs(list(run_dirs), output)}")
 
-
-def _emit_onnx(result, output):  # lazy: torch and onnx load only when asked for
-    from .backends.onnx_export import emit
-
-    emit(result, output)
-
-
-def _emit_python(result, output):
-    from .backends.python_source import emit
-
-    emit(result, output)
-
-
-EMITTERS["onnx"] = _emit_onnx
-EMITTERS["python"] = _emit_python
 
 
 @main.command()

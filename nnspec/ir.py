@@ -188,9 +188,6 @@ class Spec:
     def train_setting(self, name: str) -> Setting | None:
         return next((s for s in self.train if s.name == name), None)
 
-    def search_setting(self, name: str) -> Setting | None:
-        return next((s for s in self.search if s.name == name), None)
-
 
 # ---------------------------------------------------------------- graph IR
 

@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .catalog.settings import DATA_SOURCES, TRAIN_SETTINGS
 from .checked import Checked
 
 EVAL_BATCH = 1024  # rows read and scored at a time by evaluate and predict (and validation, at least)
-FULL_BATCH = "full"  # `batch_size full`: one step per epoch over the whole training split
-DEFAULT_DATA = ("synthetic", {"n": 1024, "seed": 0})  # a spec without a `data` setting trains on this
+# `batch_size full`: one step per epoch over the whole training split (the catalog's one word for it)
+(FULL_BATCH,) = next(p for p in TRAIN_SETTINGS if p.name == "batch_size").choices
+# a spec without a `data` setting trains on synthetic data, with the catalog's default arguments
+DEFAULT_DATA = ("synthetic", {p.name: p.default for p in next(e for e in DATA_SOURCES if e.name == "synthetic").params})
 
 
 def batch_value(value: Any) -> int | None:

@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from ..diagnostics import UserError
@@ -307,7 +306,3 @@ def history_keys(task: Task, has_val: bool) -> list[str]:
     if has_val:
         keys += ["val_loss", *(f"val_{n}" for n in names)]
     return keys + ["lr", "seconds"]
-
-
-def as_numpy(t) -> np.ndarray:
-    return t.detach().cpu().numpy()

@@ -7,7 +7,7 @@ checkpoint loads with weights_only=True), and warm-up composes with every schedu
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -144,7 +144,3 @@ class Schedule:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.base_lrs = list(state["base_lrs"])
         self.plateau = dict(state["plateau"])
-
-
-def grad_params(optimizer) -> Iterable[torch.Tensor]:
-    return [p for g in optimizer.param_groups for p in g.get("params", [])]
