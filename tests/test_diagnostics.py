@@ -4,7 +4,7 @@ Convention (also in tests/diagnostics/README.md). A spec states what the checker
 about it in comments on the offending line:
 
     Dense(units=-3)        # error[E108]@15
-    Conv3D(8, 3)           # error[E100]@9 "did you mean 'Conv2D'?"
+    Cnov2D(8, 3)           # error[E100]@9 "did you mean 'Conv2D'?"
     h = x -> Dense(3)      # warning[W201]@9
 
 `error[CODE]@COL` (or `warning[...]`) expects a diagnostic with that severity and code on
