@@ -14,6 +14,12 @@ from .catalog.functions import fused_activation
 from .diagnostics import Diagnostic
 
 
+def output_activation(graph: ir.Graph) -> str | None:
+    """The activation node that ends the network ('softmax', ...), or None."""
+    node = graph.output_node
+    return node.kind if node is not None and node.op == "activation" else None
+
+
 @dataclass(frozen=True)
 class Task:
     """What the network predicts, as the loss and the output layer say."""
@@ -40,14 +46,8 @@ class Checked:
         return not any(d.is_error for d in self.diagnostics)
 
     @property
-    def output_activation(self) -> str | None:
-        """The activation node that ends the network ('softmax', ...), or None."""
-        node = self.graph.output_node
-        return node.kind if node is not None and node.op == "activation" else None
-
-    @property
     def fused_activation(self) -> str | None:
         """The output activation the loss absorbs ('softmax' | 'sigmoid'), or None: read from the
         loss entries' `fuses_*` traits (catalog/functions.py). The torch model's `forward_train`
         stops before it and the losses work from its logits."""
-        return fused_activation(self.output_activation, (name for _, name, _ in self.loss))
+        return fused_activation(output_activation(self.graph), (name for _, name, _ in self.loss))

@@ -8,17 +8,12 @@ from .. import catalog, ir
 from ..catalog.base import feature_axis
 from ..catalog.schema import Param, bind, coerce, literal
 from ..catalog.settings import DATA_SOURCES, SCHEDULES
-from ..checked import Task
+from ..checked import Task, output_activation
 from ..diagnostics import Sink, suggest
 from .common import header_span
 
 data_sources = catalog.Registry("data source", DATA_SOURCES)
 schedules = catalog.Registry("schedule", SCHEDULES)
-
-
-def output_activation(graph: ir.Graph) -> str | None:
-    node = graph.output_node
-    return node.kind if node is not None and node.op == "activation" else None
 
 
 def check_loss(spec: ir.Spec, graph: ir.Graph, sink: Sink) -> tuple[tuple, Task | None]:
