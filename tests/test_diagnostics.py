@@ -131,7 +131,7 @@ def test_cli_on_the_whole_corpus_and_on_the_examples_as_a_process():
 
 CODE = re.compile(r"""["']([EW]\d{3})["']""")
 PACKAGE = HERE.parent / "nnspec"
-FRONT_END = ("parse.py", "lower.py", "check.py", "diagnostics.py", "catalog")
+FRONT_END = ("parse.py", "lower.py", "check", "diagnostics.py", "catalog")
 
 
 def emitted_codes(*parts: str) -> set[str]:

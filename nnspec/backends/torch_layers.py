@@ -421,5 +421,3 @@ def activation_call(kind: str, args: Mapping[str, Any], rank: int) -> tuple[Call
     return table[kind]
 
 
-ACTIVATION_NAMES = ("step", "sign", "linear", "relu", "sigmoid", "tanh", "scaled_tanh", "softmax", "elu",
-                    "leaky_relu", "gelu", "selu", "silu", "softplus", "mish")

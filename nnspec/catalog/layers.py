@@ -98,13 +98,6 @@ def same_shape(a: Args, ins: Ins) -> TensorType:
     return ins[0]
 
 
-def float_same_shape(layer: str):
-    def rule(a: Args, ins: Ins) -> TensorType:
-        require_float(ins[0], layer)
-        return ins[0]
-    return rule
-
-
 def batchnorm_shape(a: Args, ins: Ins) -> TensorType:
     x = ins[0]
     require_float(x, "BatchNorm")
