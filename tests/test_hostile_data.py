@@ -28,7 +28,9 @@ from nnspec.pipeline import check_text
 BAD = Path(__file__).parent / "bad_data"
 SPEC = (BAD / "tabular.nn").read_text()
 SECRET = "root:$6$S3CR3THASH:19000:0:99999:7:::"
-LIMIT_SECONDS = 5.0
+# A hang guard, not a measurement: these inputs used to grow without end (/dev/zero, a 10^12-row
+# header); what each takes now is measured and reported, never asserted against a tight time.
+LIMIT_SECONDS = 120.0
 LIMIT_BYTES = 500 << 20
 
 
@@ -144,7 +146,7 @@ def test_the_members_a_spec_does_not_use_are_never_read(tmp_path: Path):
     path = _bomb(tmp_path / "bomb.npz", used=False)
     assert path.stat().st_size < 3 << 20
     code, output, seconds = _train(_spec(tmp_path, f'npz("{path}")'), tmp_path)
-    assert code == 0 and seconds < 30, output
+    assert code == 0 and seconds < LIMIT_SECONDS, output
 
 
 def test_a_used_member_compressed_like_a_zip_bomb_is_refused(tmp_path: Path):
