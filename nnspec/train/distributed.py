@@ -143,6 +143,10 @@ def session(worker: Worker | None, device, timeout_s: float | None = None):
     try:
         with peer_errors(worker.rank, timeout_s):
             yield worker
+            # Every rank waits here until all have finished their collectives: a rank that tore
+            # its group down while a peer still used it aborted at exit ("terminate called
+            # without an active exception", SIGABRT) after a run that had trained correctly.
+            barrier()
     finally:
         stop()
 
