@@ -16,7 +16,8 @@ from ..catalog.base import ShapeError, feature_axis
 from ..catalog.schema import Bound, Param, bind, literal
 from ..diagnostics import Diagnostic, Sink, Span, suggest
 from .budget import check_elements
-from .common import MAX_BLOCK_DEPTH, MAX_REPEAT, header_span, names_in, show, snake, tensor_like
+from .common import (MAX_BLOCK_DEPTH, MAX_REPEAT, header_span, names_in, show, snake, subexpressions,
+                     tensor_like)
 from .expansion import MAX_GRAPH_NODES, Expansion
 
 
@@ -71,26 +72,8 @@ class Elaborator:
     # ------------------------------------------------------------ blocks calling blocks
     def block_calls(self, block: ir.Block) -> list[tuple[str, Span]]:
         """The blocks a block's body uses, with the span of each use, in source order."""
-        found: list[tuple[str, Span]] = []
-        todo: list = [st.expr for st in block.body]
-        while todo:
-            e = todo.pop()
-            if isinstance(e, ir.Call):
-                if e.name in self.blocks:
-                    found.append((e.name, e.span))
-                todo.extend(a.value for a in e.args)
-            elif isinstance(e, ir.Ident) and e.name in self.blocks:
-                found.append((e.name, e.span))
-            elif isinstance(e, (ir.Chain, ir.ListExpr)):
-                todo.extend(e.items)
-            elif isinstance(e, ir.Add):
-                todo.extend(e.terms)
-            elif isinstance(e, ir.Mul):
-                todo.extend((e.left, e.right))
-            elif isinstance(e, ir.Group):
-                todo.append(e.inner)
-            elif isinstance(e, ir.Space):
-                todo.extend(e.options)
+        found = [(e.name, e.span) for st in block.body for e in subexpressions(st.expr)
+                 if isinstance(e, (ir.Call, ir.Ident)) and e.name in self.blocks]
         return sorted(found, key=lambda f: (f[1].line, f[1].col))
 
     def _check_recursion(self) -> None:
