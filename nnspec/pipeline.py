@@ -160,6 +160,15 @@ def data_option(text: str, option: str = "--data") -> tuple[str, dict]:
     raise _option_error(option, text, problem)
 
 
+def data_override(text: str) -> tuple[tuple[str, dict], str]:
+    """`--data` text as the source a run trains on, and where it was written: a path typed there
+    is relative to the current folder, not to the spec."""
+    name, args = data_option(text)
+    if "path" in args:
+        args["path"] = str(Path(args["path"]).absolute())
+    return (name, args), f"--data {text!r}"
+
+
 def _option_error(option: str, text: str, diag: Diagnostic) -> UserError:
     """A diagnostic about the wrapped setting, said about the option the user typed."""
     col = diag.span.col - len(_DATA_SETTING) if diag.span.line == 1 else 0
@@ -197,11 +206,7 @@ def run_config(result: Result, *, defaults: bool = False, epochs: int | None = N
     result, notes = concrete(result, defaults)
     where = None
     if isinstance(data, str):
-        where = f"--data {data!r}"
-        name, args = data_option(data)
-        if "path" in args:  # typed on the command line: relative to the current folder, not to the spec
-            args["path"] = str(Path(args["path"]).absolute())
-        data = (name, args)
+        data, where = data_override(data)
     return runconfig.resolve(result.checked, result.source, result.filename, data=data, data_where=where,
                              epochs=epochs, batch_size=batch_size, seed=seed, lr=lr, folds=folds, notes=tuple(notes),
                              check_source=check_text)

@@ -850,9 +850,7 @@ def _run_of(checked, spec_path, override) -> RunConfig:
     """The RunConfig of a checked spec read from `spec_path`, trained on `override` if given."""
     where = None
     if isinstance(override, str):
-        where = f"--data {override!r}"
-        name, args = parse_source(override)
-        if "path" in args:  # typed on the command line: relative to the current folder, not to the spec
-            args["path"] = str(Path(args["path"]).absolute())
-        override = (name, args)
+        from ..pipeline import data_override  # the front end, for the Python API's `--data` text
+
+        override, where = data_override(override)
     return resolve(checked, "", str(spec_path) if spec_path else "", data=override, data_where=where)
