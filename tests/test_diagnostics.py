@@ -136,7 +136,10 @@ FRONT_END = ("parse.py", "lower.py", "check", "diagnostics.py", "catalog")
 
 def emitted_codes(*parts: str) -> set[str]:
     """Every diagnostic code written in the package's source (all of it, or some modules)."""
-    files = [p for p in PACKAGE.rglob("*.py") if not parts or any(part in p.parts for part in parts)]
+    # parts of the path inside the package only: a checkout under a folder named like a
+    # module (CI's /check/...) must not pull every file in
+    files = [p for p in PACKAGE.rglob("*.py")
+             if not parts or any(part in p.relative_to(PACKAGE).parts for part in parts)]
     return {code for f in files for code in CODE.findall(f.read_text(encoding="utf-8"))}
 
 
