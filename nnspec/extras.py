@@ -9,6 +9,7 @@
 | `onnx`   | onnx, onnxscript, onnxruntime   | `nnspec compile --emit onnx`              |
 | `netron` | netron, and the `onnx` extra    | `nnspec viz --netron`                     |
 | `tune`   | optuna                          | `nnspec tune`                             |
+| `augment`| kornia                          | the `augment [...]` train setting         |
 | `all`    | all of the above                |                                           |
 
 `require("optuna")` returns the module, or raises a UserError (one line, exit status 1) that
@@ -30,6 +31,7 @@ PACKAGES: dict[str, tuple[str, str, str]] = {
     "onnxscript": ("onnxscript", "onnx", "`nnspec compile --emit onnx`"),
     "onnxruntime": ("onnxruntime", "onnx", "`nnspec compile --emit onnx`"),
     "netron": ("Netron", "netron", "`nnspec viz --netron`"),
+    "kornia": ("kornia", "augment", "the `augment` train setting"),
 }
 
 
