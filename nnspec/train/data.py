@@ -54,6 +54,11 @@ class Split:
     def batch(self, index) -> tuple[list[Any], Any]:
         return [x[index] for x in self.inputs], self.y[index]
 
+    def batches(self, indices):
+        """`batch` of each index in `indices` (the streamed split of images.py decodes them ahead)."""
+        for index in indices:
+            yield [x[index] for x in self.inputs], self.y[index]
+
     def to(self, device) -> "Split":
         return Split([x.to(device) for x in self.inputs], self.y.to(device))
 

@@ -1,4 +1,6 @@
 """The training loop, top to bottom: shuffle, batch by indexing, step, record, validate, stop.
+(A split of image files, images.StreamedSplit, is batched by a DataLoader's workers instead:
+`Split.batches` is the one way the loop reads batches.)
 
 Kept as close as possible to the loop a PyTorch user writes by hand, so that it is as fast and
 gives the same numbers (tests/test_equivalence.py). Per batch it does what a hand-written loop
@@ -144,9 +146,9 @@ def _epoch(train: Split, order, batch: int, step, progress: Progress, max_steps:
     model and batch, every statement here shows in the throughput (the batch losses are weighted
     by batch size once, at the end, not with two tensor operations a batch)."""
     losses, outputs, steps, n, start = [], [], progress.steps, len(train), 0
-    for start in range(0, n, batch):
-        index = order[start:start + batch]
-        loss, out = step(*train.batch(index))
+    starts = range(0, n, batch)
+    for start, (xb, yb) in zip(starts, train.batches(order[s:s + batch] for s in starts)):
+        loss, out = step(xb, yb)
         losses.append(loss.detach())
         outputs.append(out.detach())
         steps += 1
@@ -166,12 +168,11 @@ def _distributed_epoch(train: Split, order, batch: int, step, progress: Progress
     """One epoch of a torchrun worker: each global batch is split over the ranks (distributed.shard)."""
     loss_sum = torch.zeros((), device=order.device)
     outputs, seen, taken = [], 0, []
-    for start in range(0, len(train), batch):
-        index = order[start:start + batch]
-        seen += len(index)
-        index, weight = D.shard(index)  # this rank's chunk of the global batch
+    starts = range(0, len(train), batch)
+    shards = [D.shard(order[start:start + batch]) for start in starts]  # this rank's chunk of each global batch
+    for start, (index, weight), (xb, yb) in zip(starts, shards, train.batches(index for index, _ in shards)):
+        seen += min(batch, len(train) - start)
         counted = len(index) if weight else 0
-        xb, yb = train.batch(index)
         loss, out = step(xb, yb, weight)
         loss_sum += loss.detach() * counted
         outputs.append(out.detach()[:counted])
@@ -262,9 +263,8 @@ def evaluate(model, split: Split, loss_fn, task: Task, prefix: str = "", batch: 
     outputs = []
     first, stop, sharded = D.eval_range(len(split))  # a torchrun worker scores its contiguous chunk
     with autocast:
-        for start in range(first, stop, batch):
-            index = slice(start, min(start + batch, stop))
-            xb, yb = [x[index] for x in split.inputs], split.y[index]
+        ranges = [slice(start, min(start + batch, stop)) for start in range(first, stop, batch)]
+        for xb, yb in split.batches(ranges):
             out = model.forward_train(*xb)
             loss_sum += loss_fn(out, yb).float() * len(yb)
             outputs.append(out)
