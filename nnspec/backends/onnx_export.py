@@ -145,9 +145,10 @@ def _mha_forward(self, query, key, value, key_padding_mask=None, need_weights=Tr
 
 
 @contextlib.contextmanager
-def export_friendly(model):
+def export_friendly(model, fixed_sizes: frozenset[str] = frozenset()):
     """Within the block, recurrent layers given a padding mask use the gather-based forward and
-    self-attention layers a batch-size-free one."""
+    self-attention layers a batch-size-free one; window layers whose padding does not depend on
+    the input's size (stride 1, or a layer in `fixed_sizes`: no `?` dimension) pad by constants."""
     import torch
 
     from . import torch_layers as tl
@@ -155,7 +156,11 @@ def export_friendly(model):
     patched = []
     for name, m in model.named_modules():
         if hasattr(m, "resize_mask"):
-            m.resize_mask = types.MethodType(_mask_resize_unsupported(name), m)
+            keeps = _keeps_length(m)
+            m.resize_mask = types.MethodType(_same_mask if keeps else _mask_resize_unsupported(name), m)
+            patched.append(m)
+        if isinstance(m, (tl.Conv, tl.Pool)) and (name in fixed_sizes or _stride_one(m)):
+            m.window = types.MethodType(_constant_pads(type(m).window), m)
             patched.append(m)
         if isinstance(m, (tl.SimpleRNN, tl.LSTM, tl.GRU)):
             m.forward = types.MethodType(_masked_recurrent_forward, m)
@@ -170,7 +175,7 @@ def export_friendly(model):
         yield model
     finally:
         for m in patched:
-            for attr in ("forward", "resize_mask"):
+            for attr in ("forward", "resize_mask", "window"):
                 m.__dict__.pop(attr, None)
 
 
@@ -178,6 +183,50 @@ class MaskNotExportable(Exception):
     def __init__(self, layer: str):
         super().__init__(layer)
         self.layer = layer
+
+
+def _keeps_length(module) -> bool:
+    """Whether a layer over time keeps every sequence's length (Conv1D with padding=same and
+    stride 1): its padding mask passes through unchanged, which a trace keeps as it is."""
+    out_length = getattr(module, "out_length", None)
+    try:
+        return out_length is not None and all(out_length(n) == n for n in (1, 2, 3, 7, 64))
+    except (TypeError, ValueError):
+        return False
+
+
+def _same_mask(self, mask):
+    return mask
+
+
+def _stride_one(module) -> bool:
+    stride = module.stride if isinstance(module.stride, tuple) else (module.stride,)
+    return all(s == 1 for s in stride)
+
+
+def _constant_pads(window):
+    """`window` with the padding computed from Python integers: the exporter would otherwise
+    trace the arithmetic on the input's shape (dozens of Shape/Gather/Div nodes per layer) for
+    a padding that is the same for every input it is called for."""
+    from . import torch_layers as tl
+
+    def constant(self, x, real=None):
+        original = tl.pad_list
+        tl.pad_list = lambda sizes, *rest: original([int(s) for s in sizes], *rest)
+        try:
+            return window(self, x, real)
+        finally:
+            tl.pad_list = original
+    return constant
+
+
+def fixed_size_layers(checked) -> frozenset[str]:
+    """Layers whose input has no `?` dimension: the trace may take their sizes as constants."""
+    fixed = set()
+    for n in checked.graph.nodes:
+        if n.op == "layer" and n.inputs and all(d is not None for d in checked.graph.node(n.inputs[0]).out.shape):
+            fixed.add(n.name)
+    return frozenset(fixed)
 
 
 def _mask_resize_unsupported(layer: str):
@@ -249,21 +298,41 @@ def build_eval_model(checked, seed: int | None = None):
     return build_model(checked).eval()
 
 
-def export(checked, source: str, path: str | Path, model=None) -> dict[str, Any]:
-    """Write the ONNX file, check it and compare it with PyTorch. Returns the measured diffs."""
+def export(checked, source: str, path: str | Path, model=None, filename: str | None = None) -> dict[str, Any]:
+    """Write the ONNX file, check it and compare it with PyTorch. Returns the measured diffs.
+    `filename`: the spec's file, for errors that name a layer."""
+    onnx = require("onnx")
+    path = Path(path)
+    model = build_eval_model(checked) if model is None else model.eval()
+    proto = build_proto(checked, source, model, filename)
+    from ..fsutil import atomic_path
+
+    # Checked and verified in a temporary file that replaces `path` only then: a full disk, an
+    # unwritable folder or a failed check leaves no 0-byte or half file, and an old one intact.
+    with atomic_path(path) as tmp:
+        onnx.save_model(proto, str(tmp), save_as_external_data=False)
+        onnx.checker.check_model(str(tmp), full_check=True)
+        diffs = verify(checked, model, tmp)
+    return {"path": str(path), "max_abs_diff": diffs}
+
+
+def build_proto(checked, source: str, model, filename: str | None = None):
+    """The eval-mode `model` as an ONNX ModelProto, tidied for reading (onnx_tidy) and carrying
+    the spec's name and source in its metadata; not yet checked or verified."""
     onnx = require("onnx")
     require("onnxscript")  # which torch.onnx.export imports itself in some PyTorch versions
     require("onnxruntime")  # for verify(): say so before the export, not after it
     import torch
 
-    path = Path(path)
-    model = build_eval_model(checked) if model is None else model.eval()
+    from . import onnx_tidy
+
     names = list(model.input_names)
     args = example_inputs(checked, batch=2)
     buffer = io.BytesIO()
     # Not under no_grad: that would send the transformer layers down PyTorch's fused fast path
     # (aten::_transformer_encoder_layer_fwd), which has no ONNX form.
-    with export_friendly(model), _layer_scopes(checked), warnings.catch_warnings(), _quiet_fds() as log:
+    with export_friendly(model, fixed_size_layers(checked)), _layer_scopes(checked), warnings.catch_warnings(), \
+            _quiet_fds() as log:
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(model, args, buffer, dynamo=False, opset_version=OPSET, input_names=names,
@@ -276,28 +345,35 @@ def export(checked, source: str, path: str | Path, model=None) -> dict[str, Any]
     if isinstance(failure, MaskNotExportable):
         node = checked.graph.node(failure.layer)
         raise UserError(f"layer '{node.name}' ({node.kind}) changes the length of a padded sequence; its "
-                        "padding mask cannot be exported to ONNX yet", where=f"line {node.span.line}",
+                        "padding mask cannot be exported to ONNX yet", where=_where(node, filename),
                         help="give the input a fixed length (no padding_idx), or use --emit python")
     if failure is not None:
-        raise _unsupported(checked, failure, log.read()) from None
+        raise _unsupported(checked, failure, log.read(), filename) from None
     proto = onnx.load_from_string(buffer.getvalue())
     _restore_scope_dots(proto)
     _name_initializers(proto)
+    onnx_tidy.tidy(proto, checked)
     proto.graph.name = checked.spec.name
     proto.producer_name = "nnspec"
     proto.doc_string = f"nnspec model {checked.spec.name}"
-    for key, value in (("nnspec.model", checked.spec.name), ("nnspec.source", source)):
+    add_metadata(proto, {"nnspec.model": checked.spec.name, "nnspec.source": source})
+    return proto
+
+
+def add_metadata(proto, entries: dict[str, str]) -> None:
+    """Set metadata_props entries (Netron lists them under the model's properties)."""
+    for key, value in entries.items():
+        old = [e for e in proto.metadata_props if e.key == key]
+        for e in old:
+            proto.metadata_props.remove(e)
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    from ..fsutil import atomic_path
 
-    # Checked and verified in a temporary file that replaces `path` only then: a full disk, an
-    # unwritable folder or a failed check leaves no 0-byte or half file, and an old one intact.
-    with atomic_path(path) as tmp:
-        onnx.save_model(proto, str(tmp), save_as_external_data=False)
-        onnx.checker.check_model(str(tmp), full_check=True)
-        diffs = verify(checked, model, tmp)
-    return {"path": str(path), "max_abs_diff": diffs}
+
+def _where(node, filename: str | None) -> str:
+    """file:line:col of a layer, as every other diagnostic names a place."""
+    line, col = node.span.line, node.span.col
+    return f"{filename}:{line}:{col}" if filename else f"line {line}, column {col}"
 
 
 def verify(checked, model, path: Path) -> dict[int, float]:
@@ -435,7 +511,7 @@ def _quiet_fds():
         log.seek(0)
 
 
-def _unsupported(checked, exc: Exception, log: str = "") -> UserError:
+def _unsupported(checked, exc: Exception, log: str = "", filename: str | None = None) -> UserError:
     """Name the layer the export failed in: from the message, else from the graph dump's
     `scope:` of the line using the operator the message names."""
     text = str(exc)
@@ -451,7 +527,7 @@ def _unsupported(checked, exc: Exception, log: str = "") -> UserError:
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
     if layer is not None:
         return UserError(f"layer '{layer.name}' ({layer.kind}) cannot be exported to ONNX: {first}",
-                         where=f"line {layer.span.line}",
+                         where=_where(layer, filename),
                          help="export the PyTorch source instead: nnspec compile FILE --emit python")
     return UserError(f"the model cannot be exported to ONNX: {first}",
                      help="export the PyTorch source instead: nnspec compile FILE --emit python")
@@ -469,7 +545,7 @@ def emit(result, output: str | None) -> None:
     import click
 
     path = default_path(result, output)
-    info = export(result.checked, result.source, path)
+    info = export(result.checked, result.source, path, filename=result.filename)
     d = info["max_abs_diff"]
     click.echo(f"wrote {path} (opset {OPSET}; onnxruntime vs PyTorch max abs diff {d[1]:.1e} at batch 1, "
                f"{d[3]:.1e} at batch 3)")
@@ -499,7 +575,7 @@ def serve_netron(result, port: int, browse: bool, out_dir: str | None = None, bl
         make_dir(out_dir)
     folder = Path(out_dir) if out_dir else Path(result.filename).parent
     path = folder / (Path(result.filename).stem + ".onnx")
-    export(result.checked, result.source, path)
+    export(result.checked, result.source, path, filename=result.filename)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             address = netron.serve(str(path), None, address=(LOCALHOST, port), browse=browse)
