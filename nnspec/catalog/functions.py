@@ -93,6 +93,9 @@ METRICS: tuple[FunctionEntry, ...] = (
     F("auc", doc="Area under the ROC curve; one-vs-rest macro average for multi-class.", aliases=("roc_auc",),
       traits=_t("multiclass", "binary")),
     F("iou", doc="Jaccard index of thresholded predictions (p >= 0.5).", aliases=("jaccard",), traits=_t("binary")),
+    F("mean_iou", doc="Jaccard index |y ∩ ŷ| / |y ∪ ŷ| of each class (argmax predictions), averaged over the classes "
+      "in the labels or the predictions; also reports iou_class_K per class. Per pixel / per step for dense outputs.",
+      aliases=("miou",), traits=_t("multiclass")),
     F("mse", doc="Mean squared error.", traits=_t("regression", "binary", "multiclass")),
     F("mae", doc="Mean absolute error.", traits=_t("regression", "binary", "multiclass")),
     F("r2", doc="Coefficient of determination 1 - SS_res / SS_tot.", aliases=("r2_score",), traits=_t("regression")),

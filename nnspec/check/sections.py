@@ -70,11 +70,18 @@ def _task_for(entry, out: ir.Node, graph: ir.Graph, term: ir.LossTerm, sink: Sin
                        sp, help="end the network with `-> sigmoid`")
             return None
         return Task("binary", feat, act)
-    if act == "softmax" and "regression" in traits:
-        return Task("multiclass", feat, act)
-    if act == "step":
-        return Task("binary", feat, act)
-    return Task("regression", feat, act)
+    return Task(task_of_activation(act), feat, act)
+
+
+def task_of_activation(act: str | None) -> str:
+    """The task of a loss that fits any output (mse, mae, huber, cosine_similarity): the output
+    activation decides, one rule for all of them. Probabilities over classes (softmax) are a
+    multi-class task, one value in [0, 1] per output (sigmoid, step) a binary one, anything else
+    (linear, tanh, relu, scaled_tanh) regression."""
+    traits = catalog.activations.get(act).traits if act and act in catalog.activations else frozenset()
+    if "probabilities" in traits:
+        return "multiclass"
+    return "binary" if "unit_interval" in traits else "regression"
 
 
 def check_metrics(spec: ir.Spec, task: Task | None, sink: Sink) -> tuple:
@@ -101,7 +108,12 @@ def check_metrics(spec: ir.Spec, task: Task | None, sink: Sink) -> tuple:
 
 def _metric_hint(task: Task) -> str:
     fitting = [e.name for e in catalog.metrics if task.kind in e.traits]
-    return f"metrics for a {task.kind} task: {', '.join(fitting)}"
+    why = ""
+    if task.kind != "regression" and task.output_activation in ("sigmoid", "step", "softmax"):
+        # the output activation decides the task (task_of_activation): say so, and the way out
+        why = (f"; the output ends in {task.output_activation}, which makes it a {task.kind} task "
+               "(for regression end in no activation, or scaled_tanh(a, b) for a bounded range)")
+    return f"metrics for a {task.kind} task: {', '.join(fitting)}{why}"
 
 
 def check_optimizer(spec: ir.Spec, graph: ir.Graph, sink: Sink):

@@ -80,6 +80,18 @@ def _class_targets(y: Tensor, pred: Tensor, class_dim: int) -> Tensor:
                     help=f"give class indices {list(index_shape)} or one-hot rows {list(pred.shape)}")
 
 
+def _scored(pred: Tensor, y: Tensor, class_dim: int) -> tuple[Tensor, Tensor]:
+    """Class ids with positions labelled NOT_SCORED (-100, per-step padding): the scored positions
+    alone, as [M, C] (with classes still on `class_dim`: [1, M, C] for class_dim 2) and their ids.
+    Any other labels: as given. (cross_entropy skips -100 itself: its ignore_index.)"""
+    if y.is_floating_point() or y.dim() < 2 or not bool((y < 0).any()):
+        return pred, y
+    ids = _class_targets(y, pred, class_dim)
+    keep = ids >= 0
+    rows = pred.movedim(class_dim, -1)[keep]
+    return rows.reshape(*([1] * (class_dim - 1)), *rows.shape), ids[keep].reshape(*([1] * (class_dim - 1)), -1)
+
+
 def _one_hot(y: Tensor, pred: Tensor, class_dim: int) -> Tensor:
     t = _class_targets(y, pred, class_dim)
     if t.is_floating_point():
@@ -129,6 +141,7 @@ def categorical_crossentropy(ctx: _Ctx, args: Mapping[str, Any]) -> LossFn:
 
 def kl_divergence(ctx: _Ctx, args: Mapping[str, Any]) -> LossFn:
     def loss(pred: Tensor, y: Tensor) -> Tensor:
+        pred, y = _scored(pred, y, ctx.class_dim)
         target = _one_hot(y, pred, ctx.class_dim)
         logp = torch.log_softmax(pred, dim=ctx.class_dim) if ctx.fused else torch.log(pred.clamp_min(1e-12))
         # sum over classes of y log(y / p), 0 log 0 = 0; mean over the other axes
@@ -184,6 +197,8 @@ def _regression(fn: Callable[[Tensor, Tensor], Tensor]):
     def term(ctx: _Ctx, args: Mapping[str, Any]) -> LossFn:
         def loss(pred: Tensor, y: Tensor) -> Tensor:
             p = ctx.probabilities(pred)
+            if ctx.output_activation == "softmax":
+                p, y = _scored(p, y, ctx.class_dim)
             # a softmax output scored by mse against class indices: compare with one-hot rows
             t = _one_hot(y, p, ctx.class_dim) if ctx.output_activation == "softmax" and not y.is_floating_point() \
                 else _like(y, p)

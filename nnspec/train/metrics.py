@@ -13,6 +13,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 LOWER_IS_BETTER = frozenset({"loss", "mse", "mae", "kl_divergence"})
+NOT_SCORED = -100  # a class label that counts in no loss or metric (padding): PyTorch's ignore_index
+PER_CLASS_IOU = "iou_class_"  # mean_iou also reports iou_class_0, iou_class_1, ... (one per class)
 
 
 def metric_key(name: str, args: Mapping[str, Any]) -> str:
@@ -20,6 +22,12 @@ def metric_key(name: str, args: Mapping[str, Any]) -> str:
     if name == "top_k_accuracy":
         return f"top_{args.get('k', 5)}_accuracy"
     return name
+
+
+def is_per_class(key: str) -> bool:
+    """A per-class value (iou_class_2, val_iou_class_2): in metrics.json and evaluate's output, not
+    a column of history.csv or a line of the epoch's progress."""
+    return key.removeprefix("val_").startswith(PER_CLASS_IOU)
 
 
 def higher_is_better(key: str) -> bool:
@@ -75,6 +83,21 @@ def macro_prf(ids: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(v) for v in scores.mean(0))
 
 
+def class_counts(ids: np.ndarray, pred: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class id: true positives, predictions and true labels (what the IoUs need)."""
+    return (np.bincount(ids[ids == pred], minlength=classes), np.bincount(pred, minlength=classes),
+            np.bincount(ids, minlength=classes))
+
+
+def iou_of_counts(true_pos: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, float]:
+    """(Jaccard index per class, 0 for a class neither in the labels nor predicted; their mean over
+    the classes that are: scikit-learn's jaccard_score with average=None and 'macro')."""
+    union = predicted + actual - true_pos
+    per_class = np.where(union > 0, true_pos / np.maximum(union, 1), 0.0)
+    present = union > 0
+    return per_class, float(per_class[present].mean()) if present.any() else 0.0
+
+
 def binary_auc(y: np.ndarray, score: np.ndarray) -> float:
     """ROC AUC as the Mann-Whitney statistic (ties count 1/2), equal to scikit-learn's roc_auc_score."""
     y = y.astype(bool).reshape(-1)
@@ -112,7 +135,14 @@ def compute(metrics: Sequence[tuple[str, Mapping[str, Any]]], probs: np.ndarray,
             class_axis: int = 1) -> dict[str, float]:
     """Every metric of the spec -> value, keyed by `metric_key`."""
     ctx = MetricContext(probs, y, kind, class_axis)
-    return {metric_key(name, args): float(METRIC_FUNCTIONS[name](ctx, **args)) for name, args in metrics}
+    values = {metric_key(name, args): float(METRIC_FUNCTIONS[name](ctx, **args)) for name, args in metrics}
+    if any(name == "mean_iou" for name, _ in metrics):
+        values.update(per_class_iou(iou_of_counts(*class_counts(ctx.ids, ctx.pred, ctx.classes))[0]))
+    return values
+
+
+def per_class_iou(per_class: np.ndarray) -> dict[str, float]:
+    return {f"{PER_CLASS_IOU}{k}": float(v) for k, v in enumerate(per_class)}
 
 
 class MetricContext:
@@ -124,6 +154,9 @@ class MetricContext:
             self.scores = _classes_last(self.probs, class_axis)
             self.classes = self.scores.shape[1]
             self.ids = _class_ids(y, self.classes)
+            scored = self.ids != NOT_SCORED  # padded positions count in no metric
+            if not scored.all():
+                self.scores, self.ids = self.scores[scored], self.ids[scored]  # (ids: distributions have none)
             self.pred = self.scores.argmax(1)
         elif kind == "binary":
             self.scores = self.probs.reshape(-1)
@@ -179,6 +212,10 @@ def _iou(c: MetricContext) -> float:
     return safe_div(tp, tp + fp + fn)
 
 
+def _mean_iou(c: MetricContext) -> float:
+    return iou_of_counts(*class_counts(c.ids, c.pred, c.classes))[1]
+
+
 def _mse(c: MetricContext) -> float:
     return float(np.mean((c.targets() - c.outputs()) ** 2))
 
@@ -211,6 +248,7 @@ METRIC_FUNCTIONS: dict[str, Callable[..., float]] = {
     "f1": _prf_at(2),
     "auc": _auc,
     "iou": _iou,
+    "mean_iou": _mean_iou,
     "mse": _mse,
     "mae": _mae,
     "r2": _r2,

@@ -23,6 +23,7 @@ from ..diagnostics import UserError
 from .data import (Expect, class_labels, match_array, require_finite, check_npz_rows, csv_rows, csv_token_ids,
                    feature_columns, input_layout, label_column, label_name, label_numbers, labels_from_array,
                    npz_input_keys, numeric_rows, require_finite_rows, require_labels, text_classes)
+from . import dense_labels as dense
 from .npz_files import Archive, names_text
 
 
@@ -170,6 +171,8 @@ def npz_batches(path: Path, expect: Expect, batch: int, *, labels: bool) -> Iter
                                    scope="in this batch of rows")
                       for i, (member, x) in enumerate(zip(chosen, arrays))]
             labels_out = _npz_labels(arrays[-1], classes, start, expect, path) if y is not None else None
+            if labels_out is not None:  # per-step labels: padding tokens are not scored, as in training
+                labels_out = dense.match_inputs(inputs, labels_out, expect, str(path))
             yield RowBatch(start, inputs, labels_out)
 
 

@@ -7,7 +7,8 @@ batch is seen through `metrics._Context`, so the views (class ids, predictions, 
 have one definition. What is kept:
 
 - accuracy, top-k accuracy: hit counts; precision, recall, f1 (binary, or macro over the labels
-  present for multi-class), iou: per-class true-positive, predicted and true counts;
+  present for multi-class), iou, mean_iou: per-class true-positive, predicted and true counts
+  (positions labelled metrics.NOT_SCORED, padding, are not counted);
 - mse, mae: sums of squared / absolute errors; kl_divergence: the sum of its terms;
 - r2: per output, the target count, mean and sum of squared deviations (merged batch to batch by
   Chan et al.'s parallel formula, in float64) and the residual sum of squares;
@@ -63,6 +64,7 @@ class MetricStream:
         self.want_errors = bool(names & {"mse", "mae"})
         self.want_r2, self.want_kl, self.want_auc = "r2" in names, "kl_divergence" in names, "auc" in names
         self.topk = sorted({int(a.get("k", 5)) for n, a in self.metrics if n == "top_k_accuracy"})
+        self.classes = None  # the output's classes (multi-class), from the first batch
         self.count = 0  # labelled elements (rows of class scores, or output values for binary)
         self.hits = 0
         self.topk_hits = {k: 0 for k in self.topk}
@@ -81,6 +83,7 @@ class MetricStream:
         if len(probs) == 0:
             return
         c = M.MetricContext(probs, y, self.kind, self.class_axis)
+        self.classes = getattr(c, "classes", None)
         if self.kind in ("multiclass", "binary"):
             self._add_classes(c)
             if self.want_auc:
@@ -90,6 +93,8 @@ class MetricStream:
 
     def _add_classes(self, c) -> None:
         ids, pred = c.ids, c.pred
+        if len(ids) == 0:  # every position of the batch is padding
+            return
         self.count += len(ids)
         self.hits += int(np.sum(pred == ids))
         for k in self.topk:
@@ -131,7 +136,15 @@ class MetricStream:
     # ---------------------------------------------------------------- results
 
     def values(self) -> dict[str, float]:
-        return {M.metric_key(name, args): float(self._value(name, args)) for name, args in self.metrics}
+        values = {M.metric_key(name, args): float(self._value(name, args)) for name, args in self.metrics}
+        if any(name == "mean_iou" for name, _ in self.metrics):
+            values.update(M.per_class_iou(self._ious()[0]))
+        return values
+
+    def _ious(self) -> tuple[np.ndarray, float]:
+        classes = max(len(self.actual), self.classes or 0)
+        return M.iou_of_counts(_grow(self.true_pos, classes), _grow(self.predicted, classes),
+                               _grow(self.actual, classes))
 
     def _value(self, name: str, args: dict) -> float:
         if name == "accuracy":
@@ -143,6 +156,8 @@ class MetricStream:
         if name == "iou":
             tp, fp, fn = self._positive_counts()
             return M.safe_div(tp, tp + fp + fn)
+        if name == "mean_iou":
+            return self._ious()[1]
         if name == "mse":
             return self.sq_err / self.error_count
         if name == "mae":
