@@ -198,19 +198,36 @@ def _emit_python(result, output):
 
 # `compile --emit` targets besides json (which the command prints itself): name -> fn(result, output or None)
 EMITTERS = {"onnx": _emit_onnx, "python": _emit_python}
-EMIT_TARGETS = ("json", *EMITTERS)
+RUN_TARGETS = ("onnx", "torchscript", "safetensors", "python")  # a trained run's (backends/trained_export.py)
+EMIT_TARGETS = ("json", *EMITTERS, *(t for t in RUN_TARGETS if t not in EMITTERS))
 
 
 @main.command(name="compile")
-@click.argument("file", type=SPEC_FILE)
+@click.argument("file", type=click.Path(path_type=str))
 @click.option("--emit", default="onnx", show_default=True, help=f"What to produce: {', '.join(EMIT_TARGETS)}.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file (default: beside the spec; json: stdout).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file (default: beside the spec or checkpoint; json: stdout).")
+@click.option("--checkpoint", "which", type=click.Choice(["best", "last"]),
+              help="With a run folder: export best.pt (the default) or last.pt.")
+@click.option("--data", "data_source", help="With a run: verify the export on these rows instead of the run's validation split.")
 @guarded
-def compile_(file: str, emit: str, output: str | None) -> None:
-    """Compile a spec: the checked IR as JSON, an ONNX model, or standalone PyTorch source."""
+def compile_(file: str, emit: str, output: str | None, which: str | None, data_source: str | None) -> None:
+    """Compile a spec (the checked IR as JSON, an ONNX model, PyTorch source) or export a trained
+    run: FILE a run folder or checkpoint gives its trained weights in ONNX, TorchScript or safetensors."""
+    from .backends import trained_export
+
     if emit not in EMIT_TARGETS:
         raise click.BadParameter(f"unknown target '{emit}'; expected one of: {', '.join(EMIT_TARGETS)}",
                                  param_hint="--emit")
+    if trained_export.is_run(file):
+        if emit not in RUN_TARGETS:
+            raise click.BadParameter(f"a trained run exports as {', '.join(RUN_TARGETS)}; '{emit}' is for a spec",
+                                     param_hint="--emit")
+        trained_export.emit(file, emit, output, which, data_source)
+        return
+    if emit not in ("json", *EMITTERS) or which or data_source:
+        what = f"--emit {emit}" if emit not in ("json", *EMITTERS) else ("--checkpoint" if which else "--data")
+        raise UserError(f"{what} needs trained weights; {file} is a spec",
+                        help="give the run folder of `nnspec train` (runs/<Model>/<n>) or one of its checkpoints")
     result = load_or_exit(file)
     if emit == "json":
         from .backends.json_ir import as_json
@@ -240,7 +257,7 @@ def plot(run_dirs: tuple[str, ...], output: str | None) -> None:
 
 
 @main.command()
-@click.argument("file", type=SPEC_FILE)
+@click.argument("file", type=click.Path(path_type=str))
 @click.option("-o", "--output", help="Output file: .svg, .png, .pdf or .dot (default: <spec>.svg).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the output (default: beside the spec).")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True, help="Top-to-bottom or left-to-right.")
@@ -253,12 +270,23 @@ def plot(run_dirs: tuple[str, ...], output: str | None) -> None:
 @click.option("--no-browser", is_flag=True, help="With --netron: print the URL, do not open a browser.")
 @guarded
 def viz(file, output, out_dir, rankdir, detail, collapse_blocks, netron, port, no_browser):
-    """Draw the network with Graphviz (or, with --netron, open its ONNX export in Netron)."""
+    """Draw the network with Graphviz (or, with --netron, open its ONNX export in Netron; FILE a run
+    folder or checkpoint: the trained model)."""
+    from .backends.trained_export import is_run
+
+    given = click.get_current_context().get_parameter_source("port") != click.core.ParameterSource.DEFAULT
+    if is_run(file):
+        if not netron:
+            raise UserError(f"{file} is a trained run; the diagram is drawn from a spec",
+                            help="draw the run's spec.nn, or open the trained model with --netron")
+        from .backends.trained_export import serve_run
+
+        serve_run(file, port=port, browse=not no_browser, out_dir=out_dir, port_given=given)
+        return
     result = load_or_exit(file)
     if netron:
         from .backends.onnx_export import serve_netron
 
-        given = click.get_current_context().get_parameter_source("port") != click.core.ParameterSource.DEFAULT
         serve_netron(result, port=port, browse=not no_browser, out_dir=out_dir, port_given=given)
         return
     from .backends import dot

@@ -10,6 +10,7 @@
 | `netron` | netron, and the `onnx` extra    | `nnspec viz --netron`                     |
 | `tune`   | optuna                          | `nnspec tune`                             |
 | `augment`| kornia                          | the `augment [...]` train setting         |
+| `safetensors` | safetensors                | `nnspec compile RUN_DIR --emit safetensors` |
 | `all`    | all of the above                |                                           |
 
 `require("optuna")` returns the module, or raises a UserError (one line, exit status 1) that
@@ -32,6 +33,7 @@ PACKAGES: dict[str, tuple[str, str, str]] = {
     "onnxruntime": ("onnxruntime", "onnx", "`nnspec compile --emit onnx`"),
     "netron": ("Netron", "netron", "`nnspec viz --netron`"),
     "kornia": ("kornia", "augment", "the `augment` train setting"),
+    "safetensors": ("safetensors", "safetensors", "`nnspec compile RUN_DIR --emit safetensors`"),
 }
 
 

@@ -552,8 +552,10 @@ def emit(result, output: str | None) -> None:
 
 
 def serve_netron(result, port: int, browse: bool, out_dir: str | None = None, block: bool = True,
-                 port_given: bool = True):
-    """Export the ONNX and serve it with Netron on 127.0.0.1; prints the URL.
+                 port_given: bool = True, make_file=None):
+    """Export the ONNX and serve it with Netron on 127.0.0.1; prints the URL. `make_file`: a
+    function that writes the ONNX file to serve and returns its path (a trained run's export),
+    instead of exporting `result` beside the spec or in `out_dir`.
 
     A port in use is refused with a message naming it when it was asked for (`port_given`);
     otherwise (the default port) Netron gets a free port from the system instead."""
@@ -573,9 +575,12 @@ def serve_netron(result, port: int, browse: bool, out_dir: str | None = None, bl
         from ..fsutil import make_dir
 
         make_dir(out_dir)
-    folder = Path(out_dir) if out_dir else Path(result.filename).parent
-    path = folder / (Path(result.filename).stem + ".onnx")
-    export(result.checked, result.source, path, filename=result.filename)
+    if make_file is not None:
+        path = Path(make_file())
+    else:
+        folder = Path(out_dir) if out_dir else Path(result.filename).parent
+        path = folder / (Path(result.filename).stem + ".onnx")
+        export(result.checked, result.source, path, filename=result.filename)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             address = netron.serve(str(path), None, address=(LOCALHOST, port), browse=browse)
