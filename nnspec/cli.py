@@ -415,15 +415,17 @@ def evaluate(file, checkpoint, data_source, device, output, batch_size):
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="A last.pt or best.pt of a run.")
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False), help="Rows to predict: .csv or .npz.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write predictions as CSV here (default: print).")
+@click.option("--tensor", metavar="NAME", help="Predict this named tensor (`code = ...` in layers) instead of the output.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @rows_per_batch
 @guarded
-def predict(file, checkpoint, input_path, output, device, batch_size):
+def predict(file, checkpoint, input_path, output, tensor, device, batch_size):
     """Predictions of a trained checkpoint: probabilities and the predicted class, or the outputs."""
     from .pipeline import run_config
     from .train.cli_view import predict_command
 
-    predict_command(run_config(load_or_exit(file), defaults=True), checkpoint, input_path, output, device, batch_size)
+    predict_command(run_config(load_or_exit(file), defaults=True), checkpoint, input_path, output, device, batch_size,
+                    tensor)
 
 
 @main.command(name="fmt")

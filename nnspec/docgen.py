@@ -18,6 +18,7 @@ from typing import Iterable
 from . import catalog
 from .catalog import FunctionEntry, LayerEntry, Param
 from .catalog.base import RANKS, RankError, ShapeError, feature_axis
+from .catalog.augmentations import AUGMENTATIONS, IMAGE
 from .catalog.schema import bound_text
 from .catalog.settings import DATA_SOURCES, SCHEDULES, SEARCH_SETTINGS, TRAIN_SETTINGS
 from .ir import TensorType
@@ -157,6 +158,12 @@ def generate() -> str:
     out += settings_table(SEARCH_SETTINGS) + [""]
     out += ["### Learning-rate schedules", "", "`schedule NAME` or `schedule NAME(args)` in `train { }`.", ""]
     out += function_table(SCHEDULES) + [""]
+    out += ["### Augmentations", "",
+            "`augment [random_crop(padding=1), rotate(10), gaussian_noise(0.05), flip_horizontal]` in `train { }`:",
+            "applied in that order to the inputs of training batches only (kornia.augmentation). The spatial ones",
+            f"({', '.join(f'`{e.name}`' for e in AUGMENTATIONS if IMAGE in e.traits)}) apply to float images",
+            "[C, H, W]; `gaussian_noise` to any float input; none to integer token ids (E118).", ""]
+    out += function_table(AUGMENTATIONS) + [""]
     out += ["### Data sources", "", "`data SOURCE` in `train { }`; `--data` on the command line overrides it.", ""]
     out += function_table(DATA_SOURCES)
     return "\n".join(out) + "\n"

@@ -78,6 +78,7 @@ _KIND_OF_CHAR.update({'"': STRING, "#": COMMENT, "\n": NL, "\r": NL, ":": COLON,
 
 SEPARATORS = frozenset((NL, SEMICOLON))
 EXPR_START = frozenset((NAME, NUMBER, STRING, LSQB, LPAR, MINUS, *(_KIND_OF_KEYWORD[w] for w in VALUE_KEYWORDS)))
+SETTING_VALUE_START = EXPR_START | {INPUT}  # a setting's value may be the word `input` (`target input`)
 KEY_KINDS = frozenset((NAME, *(_KIND_OF_KEYWORD[w] for w in ARGUMENT_KEYWORDS)))  # may name an argument
 
 
@@ -294,12 +295,17 @@ class _Parser:
         node, i = self.expr(i0)
         return _tree("expr_stmt", [node], toks[i0], toks[i - 1]), i
 
-    # setting: NAME expr*
+    # setting: NAME (expr | keyword_value)* ; keyword_value: INPUT -> name
     def setting(self, i0: int):
         kinds = self.kinds
         children = [_token(self.toks[i0])]
         i = i0 + 1
-        while kinds[i] in EXPR_START:
+        while kinds[i] in SETTING_VALUE_START:
+            if kinds[i] == INPUT:  # `target input`: the keyword read as a name
+                tok = self.toks[i]
+                children.append(_tree("name", [_token(tok)], tok, tok))
+                i += 1
+                continue
             node, i = self.expr(i)
             children.append(node)
         return _tree("setting", children, self.toks[i0], self.toks[i - 1]), i

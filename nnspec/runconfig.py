@@ -71,6 +71,8 @@ class RunConfig:
     class_weights: Any  # "balanced", a list of weights, or None
     notes: tuple[str, ...] = ()  # what resolving did that a user should hear (--defaults)
     eval_batch: int = EVAL_BATCH
+    augment: tuple = ()  # ((augmentation, arguments), ...) for training batches (train/augment.py)
+    target: str | None = None  # "input": the label is the model's input (an autoencoder)
     # The front end's check_text, for a spec.nn found in a run folder (train.run.previous_run names
     # the run it holds). Passed in, so that training never imports the front end.
     check_source: Callable[[str, str], Any] | None = field(default=None, compare=False, repr=False)
@@ -116,7 +118,8 @@ def resolve(checked: Checked, source: str, filename: str, *, data: tuple[str, Ma
         steps=train["steps"], shuffle=train["shuffle"], standardize=train["standardize"],
         schedule=train["schedule"], warmup=train["warmup"], early_stopping=train["early_stopping"],
         monitor=train["monitor"], clip_grad_norm=train["clip_grad_norm"], clip_grad_value=train["clip_grad_value"],
-        class_weights=train["class_weights"], notes=tuple(notes), check_source=check_source)
+        class_weights=train["class_weights"], notes=tuple(notes), check_source=check_source,
+        augment=tuple(train.get("augment") or ()), target=train.get("target"))
 
 
 def _setting_where(checked: Checked, filename: str) -> str | None:

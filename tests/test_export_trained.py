@@ -171,3 +171,26 @@ def test_a_spec_cannot_export_trained_formats_and_a_bad_run_folder_is_named(tmp_
     empty.mkdir()
     result = CliRunner().invoke(main, ["compile", str(empty)])
     assert result.exit_code == 1 and "holds no best.pt" in result.output
+
+
+def test_safetensors_holds_the_state_dict_or_names_its_extra(tmp_path):
+    """With safetensors installed: the file, read by safetensors itself, is the checkpoint's
+    state_dict, its metadata the facts. Without it: one line naming the extra to install."""
+    import importlib.util
+
+    run_dir = _train(tmp_path, ROOT / "specs" / "iris_mlp.nn")
+    result = CliRunner().invoke(main, ["compile", str(run_dir), "--emit", "safetensors"])
+    if importlib.util.find_spec("safetensors") is None:
+        assert result.exit_code == 1 and "pip install 'nnspec[safetensors]'" in result.output
+        return
+    assert result.exit_code == 0, result.output
+    from safetensors import safe_open
+
+    state = torch.load(run_dir / "best.pt", weights_only=True)["model"]
+    with safe_open(str(run_dir / "best.safetensors"), framework="pt") as f:
+        assert sorted(f.keys()) == sorted(state)
+        for key in state:
+            assert torch.equal(f.get_tensor(key), state[key])
+        facts = json.loads(f.metadata()["nnspec.export"])
+    assert facts["output"]["class_names"] == ["setosa", "versicolor", "virginica"]
+    assert facts["verified"]["max_abs_diff"] == 0.0

@@ -116,7 +116,9 @@ def _placeholder_name(name: str) -> str:
     return name + "_" if taken else name
 
 
-def _fx_graph(graph: Graph, layers: dict[str, nn.Module], stop_before_output: bool) -> fx.Graph:
+def _fx_graph(graph: Graph, layers: dict[str, nn.Module], stop_before_output: bool,
+              output: str | None = None) -> fx.Graph:
+    """The forward as an fx graph; `output`: a node whose value it returns instead (tensor_forward)."""
     g = fx.Graph()
     values: dict[str, fx.Node] = {}
     masks: dict[str, fx.Node | None] = {}
@@ -146,7 +148,7 @@ def _fx_graph(graph: Graph, layers: dict[str, nn.Module], stop_before_output: bo
             masks[node.name] = _first_mask(node, masks)
         else:
             raise AssertionError(f"unknown graph op {node.op}")
-    result = values[out_node.inputs[0]] if stop_before_output else values[graph.output]
+    result = values[out_node.inputs[0]] if stop_before_output else values[output or graph.output]
     g.output(result)
     g.lint()
     return g
@@ -188,6 +190,16 @@ def _activation(g: fx.Graph, node: Node, x: fx.Node) -> fx.Node:
         return x
     fn, kwargs = call
     return g.create_node("call_function", fn, (x,), kwargs, name=_fx_name(node.name))
+
+
+def tensor_forward(model: NnspecModel, graph: Graph, node_name: str) -> fx.GraphModule:
+    """A forward of `model` (its own submodules and weights) that returns the value of the graph
+    node `node_name`, e.g. the `code = ...` tensor of an autoencoder (`nnspec predict --tensor`)."""
+    layers = {n.name: model.get_submodule(n.name) for n in graph.nodes if n.op == "layer"}
+    module = fx.GraphModule(model, _fx_graph(graph, layers, stop_before_output=False, output=node_name), "NnspecTensor")
+    module.graph.eliminate_dead_code()  # what comes after the tensor is not computed
+    module.recompile()
+    return module
 
 
 def build_model(checked) -> NnspecModel:

@@ -320,7 +320,8 @@ def export_torchscript(run: TrainedRun, path: Path, rows: list) -> dict[str, Any
     with ox.export_friendly(run.model, ox.fixed_size_layers(run.checked)), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on Python values it keeps as constants
         traced = torch.jit.trace(module, example, check_trace=False)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # PyTorch's notice that TorchScript is deprecated (docs say so)
         torch.jit.save(traced, str(tmp))
         loaded = torch.jit.load(str(tmp))
 

@@ -36,6 +36,10 @@ TRAIN_SETTINGS: tuple[Param, ...] = (
     Param("clip_grad_norm", "float", None, min=0.0, min_exclusive=True, doc="clip the global gradient norm"),
     Param("clip_grad_value", "float", None, min=0.0, min_exclusive=True, doc="clip each gradient element"),
     Param("class_weights", "any", None, doc="balanced, or a list with one weight per class"),
+    Param("target", "enum", None, choices=("input",),
+          doc="input: train the output to reproduce the model's input (an autoencoder); default: the data's labels"),
+    Param("augment", "any", None,
+          doc="augmentations of the training batches' inputs, e.g. [random_crop(padding=1), rotate(10), gaussian_noise(0.05)]"),
 )
 
 SEARCH_SETTINGS: tuple[Param, ...] = (

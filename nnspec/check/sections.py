@@ -10,6 +10,7 @@ from ..catalog.schema import Param, bind, coerce, literal
 from ..catalog.settings import DATA_SOURCES, SCHEDULES
 from ..checked import Task, output_activation
 from ..diagnostics import Sink, suggest
+from .augment import augment_setting
 from .common import header_span
 
 data_sources = catalog.Registry("data source", DATA_SOURCES)
@@ -175,6 +176,9 @@ def check_settings(settings: tuple[ir.Setting, ...], schema: tuple[Param, ...], 
             continue
         if st.name == "class_weights":
             values["class_weights"] = _class_weights(expr, sink)
+            continue
+        if st.name == "augment":
+            values["augment"] = augment_setting(expr, sink)
             continue
         raw = literal(expr, {}, st.name)
         shown = expr.default if isinstance(expr, ir.Space) else expr

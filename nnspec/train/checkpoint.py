@@ -212,18 +212,23 @@ def load_for_resume(run_dir: Path, expected_hash: str, spec_name: str) -> tuple[
                        f"(epoch {state.get('epoch')}) instead"]
 
 
-def rng_state(generator: torch.Generator | None) -> dict[str, Any]:
+def rng_state(generator: torch.Generator | None, augmenter=None) -> dict[str, Any]:
+    """The random streams a run draws from: torch's global ones, shuffling's and augmentation's."""
     state = {"torch": torch.get_rng_state()}
     if generator is not None:
         state["shuffle"] = generator.get_state()
+    if augmenter is not None:  # train/augment.py: its own stream, so --resume continues it
+        state["augment"] = augmenter.state.clone()
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def restore_rng(state: Mapping[str, Any], generator: torch.Generator | None) -> None:
+def restore_rng(state: Mapping[str, Any], generator: torch.Generator | None, augmenter=None) -> None:
     torch.set_rng_state(state["torch"])
     if generator is not None and "shuffle" in state:
         generator.set_state(state["shuffle"])
+    if augmenter is not None and "augment" in state:
+        augmenter.state = state["augment"].clone()
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

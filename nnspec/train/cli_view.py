@@ -117,9 +117,9 @@ def evaluate_command(config: RunConfig, console, checkpoint: str, device: str, o
 
 
 def predict_command(config: RunConfig, checkpoint: str, input_path: str, output: str | None, device: str,
-                    batch_size: int = EVAL_BATCH) -> None:
+                    batch_size: int = EVAL_BATCH, tensor: str | None = None) -> None:
     # streamed: never all rows at once
-    batches = predict_batches(config, checkpoint, input_path, device=device, batch_size=batch_size)
+    batches = predict_batches(config, checkpoint, input_path, device=device, batch_size=batch_size, tensor=tensor)
     if output:
         click.echo(f"wrote {write_predictions(batches, output)} predictions to {output}")
         return

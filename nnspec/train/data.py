@@ -103,6 +103,7 @@ class Expect:
     classes: int | None
     out_shape: tuple[int | None, ...]
     vocab: Mapping[str, int]  # int inputs -> the vocabulary of the Embedding reading them
+    target_input: bool = False  # `target input`: the labels are the input (train/autoencoder.py)
 
     @staticmethod
     def of(checked) -> "Expect":
@@ -115,7 +116,8 @@ class Expect:
                     vocab[src] = int(node.args["vocab"])
         task = checked.task
         kind = task.kind if task else "regression"
-        return Expect(inputs, kind, task.classes if task else None, tuple(g.output_node.out.shape), vocab)
+        return Expect(inputs, kind, task.classes if task else None, tuple(g.output_node.out.shape), vocab,
+                      target_input=checked.train.get("target") == "input")
 
     def shape_text(self, i: int) -> str:
         name, shape, dtype = self.inputs[i]
@@ -140,6 +142,11 @@ def load_arrays(source: tuple[str, Mapping[str, Any]], expect: Expect, base_dir:
 
 
 def _load_arrays(name: str, args: Mapping[str, Any], expect: Expect, base_dir: Path) -> Arrays:
+    if expect.target_input:
+        from .autoencoder import reads_inputs, refuse_source
+
+        if not reads_inputs(name):
+            raise refuse_source(name)
     if name.startswith("sklearn."):
         return _sklearn(name.split(".", 1)[1], expect)
     if name.startswith("logic."):
@@ -168,6 +175,10 @@ def _load_arrays(name: str, args: Mapping[str, Any], expect: Expect, base_dir: P
         if problem is not None:
             raise _source_error(f"`delimiter` of data source csv must be {problem}; received "
                                 f"{args['delimiter']!r}"[:200], help='e.g. delimiter=";" or delimiter="\\t"')
+    if expect.target_input and name in ("csv", "npz"):  # inputs only: no label column or array y
+        from .autoencoder import input_rows
+
+        return input_rows(resolve_path(args["path"], base_dir), args, expect)
     if name == "csv":
         return _csv(resolve_path(args["path"], base_dir), args.get("target"),
                     "," if args.get("delimiter") is None else args["delimiter"], expect)
@@ -214,6 +225,8 @@ def _sklearn(which: str, expect: Expect) -> Arrays:
         x = x / 16.0  # pixels 0..16 -> [0, 1]
     x = x.reshape((len(x), *shape))
     tabular = tabular and len(shape) == 1
+    if expect.target_input:  # an autoencoder's labels are its inputs (prepare makes them)
+        return Arrays([x], x, origin, tabular)
     if which == "diabetes":
         return Arrays([x], _regression_labels(y.astype(np.float32), expect, origin), origin, tabular)
     return Arrays([x], class_labels(y, int(y.max()) + 1, expect, origin), origin, tabular)
@@ -829,10 +842,15 @@ def prepare(arrays: Arrays, expect: Expect, validation: float, seed: int, standa
         s = fit_stats(inputs[0][train_idx])
         inputs[0] = (inputs[0] - s["mean"]) / s["std"]
         stats[name] = {k: torch.from_numpy(v) for k, v in s.items()}
+    labels = arrays.y
+    if expect.target_input:  # the input as the model sees it (standardised), in the output's shape
+        from .autoencoder import labels_from_inputs
+
+        labels = labels_from_inputs(inputs, expect.out_shape)
 
     def split(idx) -> Split:
         return Split([torch.from_numpy(np.ascontiguousarray(x[idx])) for x in inputs],
-                     torch.from_numpy(np.ascontiguousarray(arrays.y[idx])))
+                     torch.from_numpy(np.ascontiguousarray(labels[idx])))
 
     val = split(val_idx) if len(val_idx) else None
     return Data(split(train_idx), val, arrays.origin, stats, arrays.target)

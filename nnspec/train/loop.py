@@ -48,6 +48,7 @@ class FitConfig:
     monitor: str = "loss"
     amp_dtype: torch.dtype | None = None  # autocast dtype on CUDA, or None
     compile: bool = False
+    augment: Any = None  # augment.Augmenter: applied to the inputs of training batches only, or None
 
 
 @dataclass
@@ -101,6 +102,8 @@ def fit(model, loss_fn: Loss, optimizer, schedule: Schedule, data: Data, cfg: Fi
     # where it can be: losses.Loss.for_labels); evaluate() uses the general one.
     train_loss = loss_fn.for_labels(train.y, cfg.amp_dtype is None)
     step = _step_fn(model, forward_train, train_loss, optimizer, cfg)
+    if cfg.augment is not None:  # training batches only: evaluate() and predict() never see it
+        step = cfg.augment.wrap(step)
     run_epoch = _distributed_epoch if D.active() else _epoch
 
     for epoch in range(progress.epoch, cfg.epochs):

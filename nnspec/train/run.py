@@ -98,7 +98,8 @@ def latest_run_dir(model_name: str) -> Path:
 
 
 CHECKPOINTS = ("last.pt", "best.pt", "last.prev.pt")
-RUN_FILES = (*CHECKPOINTS, "last.pt.corrupt", "history.csv", "metrics.json", "curves.png", "spec.nn")
+RUN_FILES = (*CHECKPOINTS, "last.pt.corrupt", "history.csv", "metrics.json", "curves.png", "spec.nn",
+             "reconstructions.png")
 
 
 def own_run_dir(out_dir, model_name: str, resume: bool, what: str = "nnspec train") -> RunLock:
@@ -259,7 +260,7 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
     cfg = FitConfig(epochs=config.epochs, batch_size=batch, steps=config.steps, shuffle=config.shuffle,
                     clip_grad_norm=config.clip_grad_norm, clip_grad_value=config.clip_grad_value,
                     early_stopping=config.early_stopping, monitor=monitor, amp_dtype=autocast_dtype,
-                    compile=compile)
+                    compile=compile, augment=_augmenter(config, checked))
 
     name = config.name
     digest = ckpt_io.ir_hash(checked)
@@ -280,7 +281,7 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
             optimizer.load_state_dict(state["optimizer"])
             schedule.load_state_dict(state["schedule"])
             progress = Progress.from_state(state["progress"])
-            ckpt_io.restore_rng(state["rng"], generator)
+            ckpt_io.restore_rng(state["rng"], generator, cfg.augment)
             schedule.apply(progress.epoch)
             notes.append(f"resumed from {run_dir / 'last.pt'} after epoch {progress.epoch}")
         else:
@@ -290,7 +291,7 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
 
         def payload(progress: Progress) -> dict[str, Any]:
             return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                    "rng": ckpt_io.rng_state(generator), "progress": progress.state_dict(), "epoch": progress.epoch,
+                    "rng": ckpt_io.rng_state(generator, cfg.augment), "progress": progress.state_dict(), "epoch": progress.epoch,
                     "spec_source": config.source, "spec_name": name, "ir_hash": digest,
                     "data_origin": dataset.origin, "data_target": dataset.target,
                     "data_stats": {k: dict(v) for k, v in dataset.stats.items()}, "seed": config.seed, "monitor": monitor,
@@ -317,11 +318,34 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
                             help="give more --epochs to continue a resumed run")
         if D.is_main():
             write_curves(run_dir / "curves.png", progress.history, name)
+            _write_reconstructions(run_dir, config, model, dataset)
             write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev, finished=True)  # the run is complete
         best = _best_row(progress)
         return RunSummary(run_dir, progress.history, dict(progress.history[-1]), best, monitor, notes)
     finally:
         lock.release()
+
+
+def _augmenter(config: RunConfig, checked):
+    """The run's augment.Augmenter (its own seeded stream), or None without `augment`."""
+    if not config.augment:
+        return None
+    from . import augment
+
+    shapes = [tuple(checked.graph.node(n).out.shape) for n in checked.graph.inputs]
+    return augment.build(config.augment, shapes, config.seed)
+
+
+def _write_reconstructions(run_dir: Path, config: RunConfig, model, dataset: Data) -> None:
+    """reconstructions.png for an autoencoder (`target input`) of images [C, H, W]: validation
+    examples when there are some, else training ones."""
+    from . import autoencoder
+
+    shape = tuple(config.checked.graph.node(config.checked.graph.inputs[0]).out.shape)
+    if config.target != "input" or not autoencoder.is_image(shape):
+        return
+    split = dataset.val if dataset.val is not None else dataset.train
+    autoencoder.write_reconstructions(run_dir / "reconstructions.png", model, split, shape, config.name)
 
 
 def _refuse_absurd_memory(checked, batch: int | None, device=None) -> None:
@@ -474,21 +498,25 @@ def _standardize(inputs: list, expect: Expect, state: dict) -> list:
     return out
 
 
-def predict_spec(run, checkpoint: str, input_path: str, *, output=None, device="auto", batch_size: int = EVAL_BATCH):
+def predict_spec(run, checkpoint: str, input_path: str, *, output=None, device="auto", batch_size: int = EVAL_BATCH,
+                 tensor: str | None = None):
     """Predictions for the rows of a CSV or NPZ file -> (header, rows); written as CSV to `output` when given.
     Holds every row; `predict_batches` + `write_predictions` stream instead (what `nnspec predict` uses)."""
     header, rows = [], []
-    for header, batch_rows in predict_batches(run, checkpoint, input_path, device=device, batch_size=batch_size):
+    for header, batch_rows in predict_batches(run, checkpoint, input_path, device=device, batch_size=batch_size,
+                                              tensor=tensor):
         rows += batch_rows
     if output:
         write_predictions([(header, rows)], output)
     return header, rows
 
 
-def predict_batches(run, checkpoint: str, input_path: str, *, device="auto", batch_size: int = EVAL_BATCH):
+def predict_batches(run, checkpoint: str, input_path: str, *, device="auto", batch_size: int = EVAL_BATCH,
+                    tensor: str | None = None):
     """Yields (header, rows) for each batch of input rows: the input rows (CSV, or each array of an
     .npz) are read batch by batch and the predictions made batch by batch (row_files.py), so inputs
-    of any length stream through."""
+    of any length stream through. `tensor`: the values of that named tensor instead of the output
+    (tensors.py)."""
     import numpy as np
     import torch
 
@@ -498,6 +526,10 @@ def predict_batches(run, checkpoint: str, input_path: str, *, device="auto", bat
     config = as_run(run, defaults=True)
     checked, state, model, dev = _load_for(config, checkpoint, device)
     expect = Expect.of(checked)
+    if tensor is not None:  # `--tensor code`: an inner tensor's values, plain output_i columns
+        from .tensors import tensor_predictor
+
+        model, checked = tensor_predictor(model, checked, tensor)
     empty = True
     for rows in row_batches(Path(input_path), expect, batch_size, target=state.get("data_target")):
         inputs = _standardize(rows.inputs, expect, state)
