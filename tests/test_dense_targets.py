@@ -79,8 +79,10 @@ def test_per_pixel_ids_and_one_hot_labels_read_the_same(tmp_path):
     from_ids = load_arrays(("npz", {"path": str(save_npz(tmp_path / "a.npz", x=x, y=ids))}), expect, tmp_path)
     from_one_hot = load_arrays(("npz", {"path": str(save_npz(tmp_path / "b.npz", x=x, y=one_hot))}), expect, tmp_path)
     assert from_ids.y.dtype == np.int64 and from_ids.y.shape == (10, 8, 8)
+    from_masks = load_arrays(("npz", {"path": str(save_npz(tmp_path / "c.npz", x=x, y=ids[:, None]))}), expect, tmp_path)
     np.testing.assert_array_equal(from_ids.y, ids)
     np.testing.assert_array_equal(from_one_hot.y, ids)
+    np.testing.assert_array_equal(from_masks.y, ids)  # [N, 1, H, W]: a mask image of class ids
 
 
 def test_per_step_one_hot_labels_are_features_last_and_all_zero_is_not_scored(tmp_path):

@@ -2,8 +2,8 @@
 
 A multi-class output of rank 2 or more scores every position: [C, H, W] (channels first, a class
 per pixel) or [T, C] (features last, a class per step after `return_sequences`). Its labels are
-class ids with the class axis left out ([N, H, W], [N, T]) or one-hot vectors along it
-([N, C, H, W], [N, T, C]); both become int64 ids, which PyTorch's cross_entropy takes with
+class ids with the class axis left out ([N, H, W], [N, T]) or of size 1 ([N, 1, H, W], [N, T, 1]),
+or one-hot vectors along it ([N, C, H, W], [N, T, C]); both become int64 ids, which PyTorch's cross_entropy takes with
 [N, C, d1, ...] logits. A position labelled `NOT_SCORED` (-100, PyTorch's ignore_index; or an
 all-zero one-hot vector) counts in neither the loss nor the metrics: the loader gives that label
 to the padding tokens of a per-step output read from an Embedding with `padding_idx`.
@@ -51,6 +51,9 @@ def labels(y: np.ndarray, expect, origin: str, place) -> np.ndarray:
                         help=f"give class ids 0..{classes - 1} of shape [N, {_dims(where)[1:]}")
     if _fits(got, where):
         return _ids(y, classes, place)
+    axis = feature_axis(len(out))
+    if _fits(got, out[:axis] + (1,) + out[axis + 1:]):  # ids with a class axis of 1: masks [N, 1, H, W]
+        return _ids(np.squeeze(y, 1 + axis), classes, place)
     if _fits(got, out):
         return _from_one_hot(y, len(out), classes, place)
     raise UserError(f"{origin}: labels of shape {list(got)} per sample do not fit the output {_dims(out)}, "
