@@ -130,7 +130,10 @@ def _run_source(run: TrainedRun):
     from ..pipeline import data_override
 
     origin = run.state.get("data_origin")
-    if not origin or run.config.data[0] in ("text", "images"):
+    name, args = run.config.data
+    if name == "text" and origin and Path(origin).is_file():  # its origin: the file as training found it
+        return name, {**args, "path": str(Path(origin).absolute())}
+    if not origin or name in ("text", "images"):
         return None
     try:
         name, args = data_override(origin)[0]
