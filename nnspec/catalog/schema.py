@@ -149,7 +149,12 @@ def coerce(param: Param, value: Any, where: str, span: Span, sink: Sink, expr: i
             if not checked:
                 sink.error("E107", f"`{param.name}` of {where} must not be empty", span)
             return None
-        return checked if isinstance(value, list) else checked[0]
+        result = checked if isinstance(value, list) else checked[0]
+        problem = param.validate(result) if param.validate is not None else None
+        if problem is not None:  # a shape bounds cannot state: `size` is exactly [H, W]
+            sink.error("E108", f"`{param.name}` of {where} must be {problem}. {got}", span)
+            return None
+        return result
     if t == "bool":
         if isinstance(value, bool):
             return value

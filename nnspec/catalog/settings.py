@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .base import FunctionEntry
+from .images import CHANNELS as IMAGE_CHANNELS, size_problem
 from .schema import Param
 
 F = FunctionEntry
@@ -75,4 +76,8 @@ DATA_SOURCES: tuple[FunctionEntry, ...] = (
               Param("delimiter", "str", ",", validate=delimiter_problem)),
       doc="a CSV file with a header; `target` names the label column (default: the last)"),
     F("npz", (Param("path", "str"),), doc="a NumPy .npz with arrays x and y (or one array per input name, and y)"),
+    F("images", (Param("path", "str"), Param("size", "ints", min=1, validate=size_problem, doc="[H, W] of every image"),
+                 Param("color", "enum", "gray", choices=tuple(IMAGE_CHANNELS), doc="gray: input [1, H, W]; rgb: [3, H, W]"),
+                 Param("workers", "int", None, min=0, max=64, doc="decoding processes (default: up to 2, one per CPU core; 0: none)")),
+      doc="a folder of PNG/JPEG images, one subfolder per class (its name is the label), decoded from disk in batches"),
 )

@@ -22,6 +22,7 @@ from ..diagnostics import Diagnostic, Sink, Span
 from ..memory import MAX_PARAM_BYTES, MAX_TRAIN_BYTES, count_text, memory_text  # noqa: F401 (re-exported)
 from .augment import check_augment, check_target
 from .budget import MAX_ELEMENTS, check_data_size, check_memory
+from .images import check_image_source
 from .common import MAX_BLOCK_DEPTH, MAX_REPEAT, header_span, snake
 from .elaborate import Elaborator
 from .expansion import LEVELS_PER_NODE, MAX_GRAPH_NODES, RECURSIVE_STEPS, Expansion, expansion_text
@@ -46,6 +47,7 @@ def check_spec(spec: ir.Spec, sink: Sink) -> Checked:
     check_cross(task, train, spec, sink)
     check_augment(spec, graph, train, sink)  # E118, E119
     check_target(spec, graph, task, train, sink)  # E120
+    check_image_source(spec, graph, train, sink)  # E123
     check_memory(train, graph, spec, sink)  # E307 / W307
     check_data_size(train, graph, spec, sink)  # W113: synthetic data beyond this machine's memory
     return Checked(spec, graph, task, loss, optimizer, metrics, train, search, _without_cascades(sink.sorted()))

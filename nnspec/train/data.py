@@ -184,6 +184,10 @@ def _load_arrays(name: str, args: Mapping[str, Any], expect: Expect, base_dir: P
                     "," if args.get("delimiter") is None else args["delimiter"], expect)
     if name == "npz":
         return _npz(resolve_path(args["path"], base_dir), expect)
+    if name == "images":
+        from .images import load_images
+
+        return load_images(args, expect, base_dir)
     raise _bad_source(name)
 
 
@@ -826,6 +830,8 @@ def prepare(arrays: Arrays, expect: Expect, validation: float, seed: int, standa
             fold: tuple[int, int] | None = None) -> Data:
     import torch
 
+    from . import images
+
     stratify = expect.kind == "multiclass" or (expect.kind == "binary" and arrays.y.ndim == 2 and arrays.y.shape[1] == 1)
     if arrays.y.ndim == 1:
         strata_y = arrays.y
@@ -849,6 +855,8 @@ def prepare(arrays: Arrays, expect: Expect, validation: float, seed: int, standa
         labels = labels_from_inputs(inputs, expect.out_shape)
 
     def split(idx) -> Split:
+        if images.is_streamed(arrays):  # image files: decoded batch by batch, labels in memory
+            return images.streamed_split(arrays, idx, torch)
         return Split([torch.from_numpy(np.ascontiguousarray(x[idx])) for x in inputs],
                      torch.from_numpy(np.ascontiguousarray(labels[idx])))
 
