@@ -413,7 +413,8 @@ def evaluate(file, checkpoint, data_source, device, output, batch_size):
 @main.command()
 @click.argument("file", type=SPEC_FILE)
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="A last.pt or best.pt of a run.")
-@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False), help="Rows to predict: .csv or .npz.")
+@click.option("--input", "input_path", required=True, type=click.Path(),
+              help="Rows to predict: .csv or .npz; for an image model, a folder of images (or one PNG/JPEG).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write predictions as CSV here (default: print).")
 @click.option("--tensor", metavar="NAME", help="Predict this named tensor (`code = ...` in layers) instead of the output.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")

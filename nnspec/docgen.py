@@ -18,6 +18,7 @@ from typing import Iterable
 from . import catalog
 from .catalog import FunctionEntry, LayerEntry, Param
 from .catalog.base import RANKS, RankError, ShapeError, feature_axis
+from .catalog.layers import TRAINABLE
 from .catalog.augmentations import AUGMENTATIONS, IMAGE
 from .catalog.schema import bound_text
 from .catalog.settings import DATA_SOURCES, SCHEDULES, SEARCH_SETTINGS, TRAIN_SETTINGS
@@ -129,7 +130,9 @@ def generate() -> str:
     out = ["## The catalog", "",
            "Every name below is looked up in the catalog (`nnspec/catalog/`); this section is generated",
            "from it. Parameters may be given positionally in the order of the `#` column, or by name.",
-           "A parameter marked **required** has no default. Bounds are checked (error E108).", ""]
+           "A parameter marked **required** has no default. Bounds are checked (error E108).", "",
+           f"Every layer, and every use of a block, also takes `{TRAINABLE.name}` ({type_text(TRAINABLE)}, default "
+           f"{value(TRAINABLE.default)}, by name only): {TRAINABLE.doc}.", ""]
     for category, title in CATEGORY_TITLES.items():
         entries = [e for e in catalog.layers if e.category == category]
         if entries:

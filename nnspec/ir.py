@@ -223,6 +223,8 @@ class Node:
     args: the validated arguments, defaults filled, search spaces at their default value.
     searched: argument name -> the Space written there (for diagrams and tuning).
     scope: the block instances / repetitions it sits in, outermost first.
+    trainable: False for a frozen layer: its weights are not trained and its BatchNorm statistics
+    are not updated (every parameter counts as non_trainable).
     """
 
     name: str
@@ -237,6 +239,7 @@ class Node:
     params: int = 0
     non_trainable: int = 0
     alias: str | None = None  # the tensor name a statement gave this node's result
+    trainable: bool = True  # False: `trainable=false` on the layer or on a block use holding it (frozen)
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,8 @@ class RunConfig:
     class_weights: Any  # "balanced", a list of weights, or None
     notes: tuple[str, ...] = ()  # what resolving did that a user should hear (--defaults)
     eval_batch: int = EVAL_BATCH
+    init: str | None = None  # `init "PATH"`: the run folder or checkpoint whose weights the model starts from
+    init_where: str | None = None  # where `init` is written (`file:line:col`), for its errors
     augment: tuple = ()  # ((augmentation, arguments), ...) for training batches (train/augment.py)
     target: str | None = None  # "input": the label is the model's input (an autoencoder)
     # The front end's check_text, for a spec.nn found in a run folder (train.run.previous_run names
@@ -119,13 +121,14 @@ def resolve(checked: Checked, source: str, filename: str, *, data: tuple[str, Ma
         schedule=train["schedule"], warmup=train["warmup"], early_stopping=train["early_stopping"],
         monitor=train["monitor"], clip_grad_norm=train["clip_grad_norm"], clip_grad_value=train["clip_grad_value"],
         class_weights=train["class_weights"], notes=tuple(notes), check_source=check_source,
+        init=train.get("init"), init_where=_setting_where(checked, filename, "init"),
         augment=tuple(train.get("augment") or ()), target=train.get("target"))
 
 
-def _setting_where(checked: Checked, filename: str) -> str | None:
-    """Where the spec writes its data source, for errors about its arguments: `file:line:col` of
-    the `data` setting's value (the file alone when the spec has none)."""
-    setting = checked.spec.train_setting("data")
+def _setting_where(checked: Checked, filename: str, name: str = "data") -> str | None:
+    """Where the spec writes a setting (its data source), for errors about its value: `file:line:col`
+    of the setting's value (the file alone when the spec has none)."""
+    setting = checked.spec.train_setting(name)
     if setting is None or not setting.values:
         return f"{filename}" if filename else None
     span = setting.values[0].span

@@ -41,6 +41,7 @@ def space(s: ir.Space) -> dict[str, Any]:
 
 
 def node(n: ir.Node) -> dict[str, Any]:
+    frozen = {} if n.trainable else {"trainable": False}  # only when frozen: the IR hash of other specs stays
     return {
         "name": n.name, "op": n.op, "kind": n.kind,
         "args": {k: _value(v) for k, v in sorted(n.args.items())},
@@ -48,7 +49,7 @@ def node(n: ir.Node) -> dict[str, Any]:
         "output": None if n.out is None else {"shape": list(n.out.shape), "dtype": n.out.dtype},
         "params": n.params, "non_trainable": n.non_trainable,
         "scope": list(n.scope), "alias": n.alias,
-        "searched": {k: space(s) for k, s in sorted(n.searched.items())},
+        "searched": {k: space(s) for k, s in sorted(n.searched.items())}, **frozen,
         "span": {"line": n.span.line, "col": n.span.col, "end_line": n.span.end_line, "end_col": n.span.end_col},
     }
 

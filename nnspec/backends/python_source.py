@@ -210,6 +210,7 @@ def ejected(checked, filename: str = "<spec>") -> tuple[str, str]:
         lines += ["", "", "# the functions the generated forward calls, under the names torch.fx gave them", *aliases]
     lines += ["", "", f"class {cls}(nn.Module):", "    def __init__(self):", "        super().__init__()"]
     lines += [INDENT + line for line in _init(layers, model.made_from)]
+    lines += _frozen(layers, model.frozen_statistics)
     return cls, "\n".join(lines + [""] + _with_docstring(forward, checked.graph) + [""])
 
 
@@ -241,6 +242,25 @@ def _init(layers, made_from: dict[str, TorchModule]) -> list[str]:
                 containers.add(prefix)
                 lines.append(f"self.{prefix} = nn.Module()  # block instance {prefix}")
         lines.append(f"self.{node.name} = {call_text(made_from[node.name])}")
+    return lines
+
+
+def _frozen(layers, statistics: list[str]) -> list[str]:
+    """trainable=false as it trains: the frozen layers' parameters take no gradient, and the frozen
+    layers that keep running statistics (BatchNorm) stay in eval mode whatever train() is given."""
+    frozen = [node.name for node in layers if not node.trainable and node.params]
+    if not frozen:
+        return []
+    lines = [INDENT + "# frozen by trainable=false: not trained (pass only requires_grad parameters to an optimizer)",
+             *(f"{INDENT}self.{name}.requires_grad_(False)" for name in frozen)]
+    if statistics:
+        names = ", ".join(f"self.{name}" for name in statistics)
+        lines += [f"{INDENT}self.train()", "", "    def train(self, mode: bool = True):",
+                  '        """nn.Module.train; frozen BatchNorm stays in eval mode, its statistics fixed (as in Keras)."""',
+                  "        super().train(mode)",
+                  f"        for layer in ({names},):",
+                  "            layer.train(False)",
+                  "        return self"]
     return lines
 
 

@@ -24,7 +24,7 @@ def rows(checked: Checked) -> list[dict[str, Any]]:
             "dtype": None if n.out is None else n.out.dtype,
             "params": n.params, "non_trainable": n.non_trainable,
             "inputs": list(n.inputs), "line": n.span.line, "col": n.span.col,
-            "alias": n.alias,
+            "alias": n.alias, "trainable": n.trainable,
         })
     return out
 
@@ -60,7 +60,7 @@ def render_table(checked: Checked, console) -> None:
         shape = "?" if r["output_shape"] is None else "[" + ", ".join("?" if d is None else str(d) for d in r["output_shape"]) + "]"
         if r["dtype"] == "int":
             shape = "int" + shape
-        label = f"{r['name']} ({r['type']})"
+        label = f"{r['name']} ({r['type']}{'' if r['trainable'] else ', frozen'})"
         if r["alias"]:
             label += f" = {r['alias']}"
         table.add_row(label, shape, f"{r['params']:,}", ", ".join(r["inputs"]), f"{r['line']}:{r['col']}")

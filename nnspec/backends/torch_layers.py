@@ -376,6 +376,11 @@ class PositionalEncoding(nn.Module):
         return self.dropout(x + self.weight[: x.shape[1]].to(x.dtype))
 
 
+def keeps_statistics(module: nn.Module) -> bool:
+    """Whether a module updates running statistics in training mode (BatchNorm): frozen, it stays in eval."""
+    return any(getattr(m, "track_running_stats", False) for m in module.modules())
+
+
 def mask_mode(module: nn.Module) -> str:
     return getattr(module, "mask_mode", "none")
 

@@ -38,6 +38,14 @@ class NnspecModel(nn.Module):
         self.output_rank = len(out.out.shape) if out is not None and out.out is not None else 1
         for name, module in layers.items():
             _install(self, name, module)
+        # trainable=false: no gradients, and a frozen BatchNorm stays in eval mode (its statistics
+        # fixed, as Keras does); other frozen layers keep their training behaviour (Dropout drops)
+        frozen = [n.name for n in checked.graph.nodes if n.op == "layer" and not n.trainable]
+        for name in frozen:
+            layers[name].requires_grad_(False)
+        self.frozen_statistics: list[str] = [n for n in frozen if tl.keeps_statistics(layers[n])]
+        for name in self.frozen_statistics:
+            layers[name].train(False)
         # a layer with `l1`/`l2` arguments penalizes its `weight`
         self._penalties = [(n.name, float(n.args.get("l1", 0.0)), float(n.args.get("l2", 0.0)))
                            for n in checked.graph.nodes
@@ -57,6 +65,13 @@ class NnspecModel(nn.Module):
 
     def forward(self, *inputs: Tensor) -> Tensor:
         return self.fx_forward.forward(*inputs)
+
+    def train(self, mode: bool = True) -> "NnspecModel":
+        """nn.Module.train, except that frozen layers keeping running statistics stay in eval mode."""
+        super().train(mode)
+        for name in self.frozen_statistics:
+            self.get_submodule(name).train(False)
+        return self
 
     def forward_train(self, *inputs: Tensor) -> Tensor:
         return self.fx_train.forward(*inputs)

@@ -27,6 +27,10 @@ BIAS = Param("bias", "bool", True, doc="learn an additive bias")
 L1 = Param("l1", "float", 0.0, min=0.0, doc="L1 penalty on the weights, added to the loss")
 L2 = Param("l2", "float", 0.0, min=0.0, doc="L2 penalty on the weights, added to the loss")
 PADDING = ("valid", "same")
+# Every layer and every block use takes it, by name only (Keras's name); the checker takes it out of
+# the call before binding the entry's own parameters, so it is no entry's parameter.
+TRAINABLE = Param("trainable", "bool", True, doc="false freezes the layer (or every layer of a block use): its "
+                  "weights are not trained, its BatchNorm statistics are not updated")
 
 
 def _positive(out: int | None, layer: str, ins: TensorType, what: str) -> None:

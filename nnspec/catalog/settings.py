@@ -37,6 +37,9 @@ TRAIN_SETTINGS: tuple[Param, ...] = (
     Param("clip_grad_norm", "float", None, min=0.0, min_exclusive=True, doc="clip the global gradient norm"),
     Param("clip_grad_value", "float", None, min=0.0, min_exclusive=True, doc="clip each gradient element"),
     Param("class_weights", "any", None, doc="balanced, or a list with one weight per class"),
+    Param("init", "str", None, validate=lambda path: None if path.strip() else "a path, not empty",
+          doc="start from another run's weights: a run folder (its best.pt) or a checkpoint, relative to the "
+              "spec's folder; layers are matched by name and shape"),
     Param("target", "enum", None, choices=("input",),
           doc="input: train the output to reproduce the model's input (an autoencoder); default: the data's labels"),
     Param("augment", "any", None,

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from .. import catalog, ir
 from ..catalog.base import ShapeError, feature_axis
+from ..catalog.layers import TRAINABLE
 from ..catalog.schema import Bound, Param, bind, literal
 from ..diagnostics import Diagnostic, Sink, Span, suggest
 from .budget import check_elements
@@ -30,6 +31,7 @@ class Scope:
         self.env = env  # tensor name -> node name
         self.params = params  # block parameter -> the caller's expression
         self.block_stack = block_stack
+        self.frozen = False  # inside a block use written with trainable=false: every layer is frozen
         self.counters: dict[str, int] = {}
         self.used: set[str] = set()
         self.defined: dict[str, Span] = {}
@@ -500,17 +502,19 @@ class Elaborator:
 
     def _layer(self, entry: catalog.LayerEntry, call: ir.Call, x: str, scope: Scope) -> str | None:
         where = entry.name
+        call, trainable = self._take_trainable(call, where, scope)
         bound = bind(entry.params, call, where, self.sink, lambda e: self._resolve(e, scope))
         values = dict(bound.values)
-        kind, searched = entry.name, dict(bound.searched)
+        kind, searched = entry.name, dict(bound.searched, **trainable.searched)
         if entry.name == "Bidirectional":
             inner = self._inner_layer(values.get("layer"), call, scope)
             if inner is None:
                 return None
-            entry, inner_bound = inner
+            entry, inner_bound, inner_trainable = inner
             kind = entry.name
             values = dict(inner_bound.values, bidirectional=True)
-            searched.update(inner_bound.searched)
+            searched.update(inner_bound.searched, **inner_trainable.searched)
+            trainable = trainable if trainable.values["trainable"] is False else inner_trainable
         activation = values.pop("activation", None) if entry.activation_param else None
         if any(values[p.name] is None and (p.required or p.default is not None)
                for p in entry.params if p.name in values):
@@ -520,9 +524,15 @@ class Elaborator:
         else:
             name = self._fresh(scope, snake(kind))
             out, params = self._infer(entry, values, x, call, name)
+            total = params[0] + params[1]
+            frozen = scope.frozen or trainable.values["trainable"] is False
             node = ir.Node(name, "layer", kind, values, (x,), out, call.span, scope.prefix, searched,
-                           params[0] + params[1], params[1])
+                           total, total if frozen else params[1], trainable=not frozen)
             self._add(node)
+            if out is not None and total == 0 and trainable.values["trainable"] is False and not scope.frozen:
+                self.sink.warning("W114", f"{kind} has no weights: trainable=false changes nothing here",
+                                  trainable.spans["trainable"], help="remove trainable=false; freeze the layers "
+                                  "with weights (a frozen block's Dropout still drops, as in Keras)")
         if activation is None:
             return name
         act_call = self._as_activation(activation, bound, call)
@@ -538,6 +548,7 @@ class Elaborator:
         return None
 
     def _inner_layer(self, value: Any, call: ir.Call, scope: Scope):
+        """(entry, bound arguments, bound `trainable`) of the layer Bidirectional wraps, or None."""
         rnn = ("SimpleRNN", "LSTM", "GRU")
         if value is None:
             return None  # missing: reported (E106)
@@ -548,10 +559,20 @@ class Elaborator:
             self.sink.error("E107", "Bidirectional wraps a recurrent layer: SimpleRNN, LSTM or GRU",
                             getattr(value, "span", call.span), help="write e.g. Bidirectional(LSTM(64))")
             return None
+        value, trainable = self._take_trainable(value, entry.name, scope)
         inner = bind(entry.params, value, entry.name, self.sink, lambda e: self._resolve(e, scope))
         if any(v is None and p.required for p, v in ((p, inner.values[p.name]) for p in entry.params)):
             return None
-        return entry, inner
+        return entry, inner, trainable
+
+    def _take_trainable(self, call: ir.Call, where: str, scope: Scope) -> tuple[ir.Call, Bound]:
+        """`trainable=` taken out of a layer or block use (every one takes it, by name: Keras's
+        word): the call without it, and its value bound (true unless written; None when wrong,
+        reported as E107)."""
+        given = tuple(a for a in call.args if a.name == TRAINABLE.name)
+        rest = tuple(a for a in call.args if a.name != TRAINABLE.name)
+        bound = bind((TRAINABLE,), replace(call, args=given), where, self.sink, lambda e: self._resolve(e, scope))
+        return (replace(call, args=rest) if given else call), bound
 
     def _infer(self, entry: catalog.LayerEntry, values: dict, x: str, call: ir.Call, name: str):
         in_type = self.nodes[x].out
@@ -596,11 +617,15 @@ class Elaborator:
             self.sink.error("E004", f"blocks use blocks more than {MAX_BLOCK_DEPTH} deep", call.span,
                             help="flatten the nesting of blocks")
             return None
+        trainable = None
+        if TRAINABLE.name not in block.params:  # else the block's own parameter
+            call, trainable = self._take_trainable(call, f"block {block.name}", scope)
         bound = self._bind_block_args(block, call, scope)
         if bound is None:
             return None
         instance = self._fresh(scope, snake(block.name))
         inner = Scope(tuple(instance.split(".")), {"in": x}, bound, scope.block_stack + (block.name,))
+        inner.frozen = scope.frozen or (trainable is not None and trainable.values["trainable"] is False)
         inner.defined = {}
         mark = len(self.sink.items)
         result = self._stmts(block.body, inner, x)

@@ -20,9 +20,12 @@ def build_optimizer(name: str, args: Mapping[str, Any], model: nn.Module, lr: fl
     a = dict(args)
     if lr is not None:
         a["lr"] = lr
+    params = [p for p in model.parameters() if p.requires_grad]  # frozen (trainable=false) ones never reach it
+    if not params and any(True for _ in model.parameters()):
+        raise UserError("every layer with weights is frozen (trainable=false): there is nothing to train",
+                        help="set trainable=true (or remove trainable=false) on the layers to fine-tune")
     if name == "Perceptron":
         return PerceptronRule(model, a["lr"], a.get("weight_decay", 0.0))
-    params = [p for p in model.parameters() if p.requires_grad]
     wd = a.get("weight_decay", 0.0)
     if name == "SGD":
         if a["nesterov"] and a["momentum"] <= 0:

@@ -446,6 +446,7 @@ def evaluate_spec(run, checkpoint: str, *, data=None, device="auto", batch_size:
     spaces at their defaults). Scored batch by batch into a streaming.EvalStream, which keeps counts
     and sums, not outputs; a CSV or NPZ data file is read batch by batch too, so memory does not
     grow with its length."""
+    from . import images
     from .data import load_arrays, resolve_path
     from .losses import build_loss
     from .row_files import row_batches
@@ -464,7 +465,9 @@ def evaluate_spec(run, checkpoint: str, *, data=None, device="auto", batch_size:
         split, which = (dataset.val, "validation split") if dataset.val is not None else (dataset.train, which)
         if fold is not None:
             which = f"validation fold {fold[0] + 1} of {fold[1]}"
-        batches, origin = _array_batches([x.numpy() for x in split.inputs], split.y.numpy(), batch_size), dataset.origin
+        batches = (images.numpy_batches(split, batch_size) if isinstance(split, images.StreamedSplit)
+                   else _array_batches([x.numpy() for x in split.inputs], split.y.numpy(), batch_size))
+        origin = dataset.origin
     else:
         name, args = config.data
         if name in ("csv", "npz"):  # files of any length: read as they are scored
@@ -473,8 +476,9 @@ def evaluate_spec(run, checkpoint: str, *, data=None, device="auto", batch_size:
                                delimiter=args.get("delimiter", ","))
             batches, origin = ((_standardize(b.inputs, expect, state), b.y) for b in rows), str(path)
         else:  # bundled and synthetic sets are small: made whole, scored in batches
-            arrays = load_arrays(config.data, expect, config.base_dir)
-            batches = _array_batches(_standardize(arrays.inputs, expect, state), arrays.y, batch_size)
+            arrays = load_arrays(config.data, expect, config.base_dir, where=config.data_where)
+            batches = (images.arrays_batches(arrays, batch_size) if images.is_streamed(arrays)  # decoded as scored
+                       else _array_batches(_standardize(arrays.inputs, expect, state), arrays.y, batch_size))
             origin = arrays.origin
     score(model, batches, build_loss(checked), stream, dev)
     if stream.samples == 0:
@@ -520,6 +524,7 @@ def predict_batches(run, checkpoint: str, input_path: str, *, device="auto", bat
     import numpy as np
     import torch
 
+    from . import images
     from .loop import predict
     from .row_files import row_batches
 
@@ -530,6 +535,10 @@ def predict_batches(run, checkpoint: str, input_path: str, *, device="auto", bat
         from .tensors import tensor_predictor
 
         model, checked = tensor_predictor(model, checked, tensor)
+    if images.is_image_input(Path(input_path)):  # a folder of images (or one image): a `file` column first
+        yield from images.prediction_tables(model, Path(input_path), expect, batch_size, dev,
+                                            lambda probs: prediction_table(probs, checked))
+        return
     empty = True
     for rows in row_batches(Path(input_path), expect, batch_size, target=state.get("data_target")):
         inputs = _standardize(rows.inputs, expect, state)
