@@ -21,6 +21,7 @@ from ..runconfig import EVAL_BATCH, RunConfig
 from ..runlock import FolderInUse, RunLock
 from . import checkpoint as ckpt_io
 from . import distributed as D
+from . import transfer
 from .data import Data, Expect, load_data
 
 RUNS_DIR = Path("runs")
@@ -99,7 +100,7 @@ def latest_run_dir(model_name: str) -> Path:
 
 CHECKPOINTS = ("last.pt", "best.pt", "last.prev.pt")
 RUN_FILES = (*CHECKPOINTS, "last.pt.corrupt", "history.csv", "metrics.json", "curves.png", "spec.nn",
-             "reconstructions.png")
+             "reconstructions.png", "init.json")
 
 
 def own_run_dir(out_dir, model_name: str, resume: bool, what: str = "nnspec train") -> RunLock:
@@ -243,6 +244,9 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
     dataset.train, dataset.val = dataset.train.to(dev), dataset.val.to(dev) if dataset.val is not None else None
     torch.manual_seed(config.seed)
     model = build_model(checked).to(dev)
+    initialised = None if resume else transfer.init_model(model, config)  # a resumed run has its own weights
+    if initialised is not None:
+        notes.extend(initialised.notes())
     task_kind = checked.task.kind if checked.task else "regression"
     weights = class_weight_tensor(config.class_weights, dataset, task_kind, checked.task and checked.task.classes)
     loss_fn = build_loss(checked, torch.tensor(weights) if weights is not None else None)
@@ -288,6 +292,8 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
             torch.manual_seed(config.seed)  # dropout & co. start from the seed, whatever initialisation drew
         if D.is_main():
             ckpt_io.write_text(run_dir / "spec.nn", config.source)
+            if initialised is not None:
+                transfer.write_report(run_dir, initialised)
 
         def payload(progress: Progress) -> dict[str, Any]:
             return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
