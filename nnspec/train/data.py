@@ -24,6 +24,7 @@ from ..fsutil import open_data_file
 from ..memory import (MAX_LINE_CHARS, MAX_RECORD_CHARS, SYNTHETIC_MAX_LEN, require_available_memory,
                       synthetic_bytes)
 from ..runconfig import RunConfig, resolve
+from . import dense_labels as dense
 from .npz_files import SAVE_HELP as NPZ_SAVE_HELP, Archive, names_text, shown_name
 
 SOURCE_NAMES = (*(f"sklearn.{n}" for n in SKLEARN_SETS), *(f"logic.{n}" for n in LOGIC_TABLES), "synthetic", "csv", "npz")
@@ -103,6 +104,7 @@ class Expect:
     classes: int | None
     out_shape: tuple[int | None, ...]
     vocab: Mapping[str, int]  # int inputs -> the vocabulary of the Embedding reading them
+    padding: Mapping[str, int] = field(default_factory=dict)  # int inputs -> that Embedding's padding_idx
     target_input: bool = False  # `target input`: the labels are the input (train/autoencoder.py)
 
     @staticmethod
@@ -114,9 +116,11 @@ class Expect:
             if node.kind == "Embedding":
                 for src in node.inputs:
                     vocab[src] = int(node.args["vocab"])
+                    if node.args.get("padding_idx") is not None:
+                        padding[src] = int(node.args["padding_idx"])
         task = checked.task
         kind = task.kind if task else "regression"
-        return Expect(inputs, kind, task.classes if task else None, tuple(g.output_node.out.shape), vocab,
+        return Expect(inputs, kind, task.classes if task else None, tuple(g.output_node.out.shape), vocab, padding,
                       target_input=checked.train.get("target") == "input")
 
     def shape_text(self, i: int) -> str:
@@ -134,7 +138,9 @@ def load_arrays(source: tuple[str, Mapping[str, Any]], expect: Expect, base_dir:
     or --data), for errors about the source itself; errors about a file's content name the file."""
     name, args = source
     try:
-        return _load_arrays(name, args, expect, base_dir)
+        arrays = _load_arrays(name, args, expect, base_dir)
+        arrays.y = dense.match_inputs(arrays.inputs, arrays.y, expect, arrays.origin)  # per-step: padding not scored
+        return arrays
     except UserError as err:
         if err.where is None and getattr(err, "about_source", False):
             err.where = where
@@ -254,6 +260,8 @@ def class_labels(y: np.ndarray, classes: int, expect: Expect, origin: str) -> np
                         f"(output {list(expect.out_shape)}, a regression loss)",
                         help="use a classification loss such as categorical_crossentropy, or a regression data set")
     if expect.kind == "multiclass":
+        if dense.positions(expect) is not None:
+            raise dense.one_per_sample_error(expect, origin)
         if classes != expect.classes:
             raise UserError(f"{origin} has {classes} classes but the model's output has {expect.classes}",
                             help=f"end the network with Dense({classes}) -> softmax")
@@ -289,6 +297,8 @@ def labels_from_array(y: np.ndarray, expect: Expect, origin: str, place=None) ->
         _first_bad(~np.isfinite(targets.reshape(len(targets), -1)).all(1), place, "targets must be finite in float32",
                    "a target beyond its range (about ±3.4e38)", "scale the targets down")
         return targets
+    if dense.positions(expect) is not None:  # a class per pixel / per step
+        return dense.labels(y, expect, origin, place)
     if len(y) and y.ndim > 1 and expect.kind == "multiclass":
         columns = int(np.prod(y.shape[1:]))
         if y.ndim == 2 and columns == 1:
@@ -720,6 +730,8 @@ def require_token_ids(x: np.ndarray, vocab: int | None, origin: str, array: str,
 def synthetic_memory(expect: Expect, n: int) -> int:
     """Bytes `synthetic` holds at its peak: the data, and the float64 draw of its largest input."""
     outputs = expect.classes if expect.kind == "multiclass" else math.prod(d or 1 for d in expect.out_shape)
+    if dense.positions(expect) is not None:  # a score per class and position
+        outputs = expect.classes * math.prod(d or SYNTHETIC_MAX_LEN for d in dense.positions(expect))
     data = synthetic_bytes([(shape, dtype) for _, shape, dtype in expect.inputs], outputs or 1, n)
     draw = max((8 * n * math.prod(d or SYNTHETIC_MAX_LEN for d in shape) for _, shape, _ in expect.inputs), default=0)
     return data + draw
@@ -757,9 +769,8 @@ def _tokens(rng, n: int, shape, vocab: int, outputs: int):
 def _synthetic_labels(score: np.ndarray, inputs: list[np.ndarray], expect: Expect, rng) -> np.ndarray:
     n = len(score)
     if expect.kind == "multiclass":
-        if len(expect.out_shape) != 1:
-            raise UserError(f"synthetic data cannot make labels for a multi-class output {list(expect.out_shape)}",
-                            help='give data: csv("file.csv", target="label") or npz("file.npz")')
+        if dense.positions(expect) is not None:
+            return dense.synthetic_labels(inputs, expect, rng)
         return score.argmax(1).astype(np.int64)
     if expect.kind == "binary":
         out = expect.out_shape
@@ -832,7 +843,8 @@ def prepare(arrays: Arrays, expect: Expect, validation: float, seed: int, standa
 
     from . import images
 
-    stratify = expect.kind == "multiclass" or (expect.kind == "binary" and arrays.y.ndim == 2 and arrays.y.shape[1] == 1)
+    # by class when each sample has one (not for a class per pixel or step)
+    stratify = (expect.kind == "multiclass" and arrays.y.ndim == 1) or (expect.kind == "binary" and arrays.y.ndim == 2 and arrays.y.shape[1] == 1)
     if arrays.y.ndim == 1:
         strata_y = arrays.y
     else:  # the first value of each row; as class ids only where they are (regression targets may be 1e30)
