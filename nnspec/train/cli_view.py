@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..runconfig import EVAL_BATCH, RunConfig
+from .metrics import is_per_class
 from .run import RunSummary, evaluate_spec, predict_batches, train_spec, write_predictions
 
 
@@ -18,7 +19,7 @@ def _fmt(v) -> str:
 
 
 def _row_text(row: dict) -> str:
-    shown = [(k, v) for k, v in row.items() if k not in ("epoch", "lr", "seconds")]
+    shown = [(k, v) for k, v in row.items() if k not in ("epoch", "lr", "seconds") and not is_per_class(k)]
     return "  ".join(f"{k} {_fmt(v)}" for k, v in shown)
 
 
