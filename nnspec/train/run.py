@@ -23,6 +23,8 @@ from . import checkpoint as ckpt_io
 from . import distributed as D
 from . import transfer
 from .data import Data, Expect, load_data
+from . import dense_labels as dense
+from .metrics import is_per_class
 
 RUNS_DIR = Path("runs")
 
@@ -185,7 +187,8 @@ def class_weight_tensor(setting, data: Data, kind: str, classes: int | None):
     n_classes = classes if kind == "multiclass" else 2
     if setting == "balanced":  # scikit-learn's n_samples / (n_classes * count)
         y = data.train.y
-        ids = y.long().reshape(-1) if kind == "binary" or y.dtype != torch.int64 else y
+        ids = y.long().reshape(-1) if kind == "binary" or y.dtype != torch.int64 else y.reshape(-1)
+        ids = ids[ids >= 0]  # per-position labels: the positions not scored (-100) count for no class
         counts = torch.bincount(ids.cpu(), minlength=n_classes).float()
         return (len(ids) / (n_classes * counts.clamp(min=1))).tolist()
     weights = [float(w) for w in setting]
@@ -413,7 +416,7 @@ def write_curves(path: Path, history: list[dict], title: str) -> None:
     import matplotlib.pyplot as plt
 
     skip = {"epoch", "lr", "seconds"}
-    names = [k for k in history[0] if k not in skip and not k.startswith("val_")]
+    names = [k for k in history[0] if k not in skip and not k.startswith("val_") and not is_per_class(k)]
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
     epochs = [r["epoch"] for r in history]
     for ax, key in zip(axes[0], names):
