@@ -16,6 +16,12 @@ def delimiter_problem(delimiter) -> str | None:
         return "a single character other than a double quote or a line break"
     return None
 
+
+def column_problem(name) -> str | None:
+    """Why `name` cannot name a CSV column, or None."""
+    return None if isinstance(name, str) and name.strip() else "a column name (not empty)"
+
+
 SEED_MAX = 2**32 - 1  # numpy's and Optuna's samplers take seeds in [0, 2**32)
 
 # Each train setting takes one value; its Param states the type.
@@ -83,4 +89,40 @@ DATA_SOURCES: tuple[FunctionEntry, ...] = (
                  Param("color", "enum", "gray", choices=tuple(IMAGE_CHANNELS), doc="gray: input [1, H, W]; rgb: [3, H, W]"),
                  Param("workers", "int", None, min=0, max=64, doc="decoding processes (default: up to 2, one per CPU core; 0: none)")),
       doc="a folder of PNG/JPEG images, one subfolder per class (its name is the label), decoded from disk in batches"),
+    F("text", (Param("path", "str"), Param("text", "str", validate=column_problem),
+               Param("target", "str", None, validate=column_problem),
+               Param("vocab", "int", None, min=2, doc="token ids 0..vocab-1 (default: the Embedding's vocab)"),
+               Param("max_len", "int", None, min=1, doc="tokens kept per text (default: the input's length, or 256)"),
+               Param("lowercase", "bool", True), Param("delimiter", "str", ",", validate=delimiter_problem)),
+      doc="a CSV file of raw text: `text` names the text column, `target` the label column (default: the last); "
+          "a vocabulary fitted on the training rows turns words into token ids"),
 )
+
+TEXT_MAX_LEN = 256  # tokens kept per text for an `int[?]` input when max_len is not given
+
+
+def text_source_problem(args, inputs, vocabs) -> tuple[str, str, str] | None:
+    """Why the text(...) source `args` cannot feed a model, as (code, message, help), or None.
+    `inputs`: the model's (name, shape, dtype); `vocabs`: input name -> the vocab of the Embedding
+    reading it. The checker reports it for the spec's source; loading refuses it for `--data`."""
+    if len(inputs) != 1 or inputs[0][2] != "int" or len(inputs[0][1]) != 1:
+        got = ", ".join(f"'{n}' {'int' if d == 'int' else ''}[{', '.join('?' if s is None else str(s) for s in shape)}]"
+                        for n, shape, d in inputs)
+        return ("E129", f"text(...) gives one sequence of token ids per row to one `int[?]` input; the model's "
+                f"input{'s are' if len(inputs) != 1 else ' is'} {got or 'missing'}",
+                "declare `input tokens: int[?]` read by an Embedding(vocab=..., dim=...), or use csv(...) for numbers")
+    name, (length,), _ = inputs[0]
+    embedding = vocabs.get(name)
+    vocab = args.get("vocab") or embedding
+    if vocab is None:
+        return ("E130", f"text(...) needs `vocab`: no Embedding reads input '{name}'",
+                'give the number of token ids, e.g. text("f.csv", text="review", vocab=20000)')
+    if embedding is not None and vocab > embedding:
+        return ("E130", f"text(...) vocab={vocab} is larger than the vocab={embedding} of the Embedding reading "
+                f"input '{name}'", f"token ids 0..vocab-1 index the Embedding: use vocab={embedding} or less, "
+                "or raise the Embedding's vocab")
+    max_len = args.get("max_len")
+    if length is not None and max_len is not None and max_len > length:
+        return ("E131", f"text(...) max_len={max_len} is longer than input '{name}' int[{length}]",
+                f"use max_len={length} or less, or declare `input {name}: int[?]`")
+    return None

@@ -28,6 +28,7 @@ from .elaborate import Elaborator
 from .expansion import LEVELS_PER_NODE, MAX_GRAPH_NODES, RECURSIVE_STEPS, Expansion, expansion_text
 from .sections import (check_cross, check_loss, check_metrics, check_optimizer, check_settings, data_source,
                        data_sources, schedules)
+from .text_source import check_text_source
 
 _Expansion = Expansion  # the name tests/test_fuzz.py patches (check._Expansion.plan)
 
@@ -45,6 +46,7 @@ def check_spec(spec: ir.Spec, sink: Sink) -> Checked:
     train = check_settings(spec.train, TRAIN_SETTINGS, "train", sink)
     search = check_settings(spec.search, SEARCH_SETTINGS, "search", sink)
     check_cross(task, train, spec, sink)
+    check_text_source(spec, graph, train, sink)  # E129-E131
     check_augment(spec, graph, train, sink)  # E118, E119
     check_target(spec, graph, task, train, sink)  # E120
     check_image_source(spec, graph, train, sink)  # E123

@@ -14,7 +14,7 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -40,6 +40,13 @@ class Arrays:
     origin: str  # words for messages: "sklearn.iris", "data.csv"
     tabular: bool = False  # rank-1 float features that standardisation applies to
     target: str | None = None  # the CSV label column, remembered for `predict`
+    # JSON-safe facts a run keeps for evaluate and predict (checkpoint "data_meta", data.json):
+    # "class_names" (the label of each class id), and a source's own fitted state under its name
+    meta: dict[str, Any] = field(default_factory=dict)
+    # A source fitted on the training rows (text: its vocabulary): (train indices, the data meta of a
+    # run that fitted it earlier, or None) -> the Arrays to split. `prepare` calls it after splitting.
+    fit: Callable[[np.ndarray, Mapping[str, Any] | None], "Arrays"] | None = None
+    padded: bool = False  # one int input of right-padded token ids (0 = padding): PaddedSplit
 
 
 @dataclass
@@ -65,12 +72,37 @@ class Split:
 
 
 @dataclass
+class PaddedSplit(Split):
+    """Right-padded token ids: each batch is cut to its longest row (dynamic padding), so a batch
+    of short texts costs what short texts cost. The model masks the padding that remains."""
+
+    lengths: Any = None  # tokens per row (on the CPU: cutting needs the number, not a tensor)
+
+    def __post_init__(self) -> None:
+        if self.lengths is None:
+            self.lengths = (self.inputs[0] != 0).sum(1).cpu()
+
+    def batch(self, index) -> tuple[list[Any], Any]:
+        rows = self.lengths[index.cpu() if hasattr(index, "cpu") else index]  # a tensor of rows, or a slice
+        longest = max(int(rows.max()), 1) if len(rows) else 1
+        return [x[index, :longest] for x in self.inputs], self.y[index]
+
+    def batches(self, indices):
+        for index in indices:
+            yield self.batch(index)
+
+    def to(self, device) -> "PaddedSplit":
+        return PaddedSplit([x.to(device) for x in self.inputs], self.y.to(device), self.lengths)
+
+
+@dataclass
 class Data:
     train: Split
     val: Split | None
     origin: str
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # input -> {"mean", "std"} tensors
     target: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # Arrays.meta
 
 
 # ------------------------------------------------------------------ the `--data` option
@@ -111,7 +143,7 @@ class Expect:
     def of(checked) -> "Expect":
         g = checked.graph
         inputs = tuple((n, tuple(g.node(n).out.shape), g.node(n).out.dtype) for n in g.inputs)
-        vocab = {}
+        vocab, padding = {}, {}
         for node in g.nodes:
             if node.kind == "Embedding":
                 for src in node.inputs:
@@ -190,6 +222,11 @@ def _load_arrays(name: str, args: Mapping[str, Any], expect: Expect, base_dir: P
                     "," if args.get("delimiter") is None else args["delimiter"], expect)
     if name == "npz":
         return _npz(resolve_path(args["path"], base_dir), expect)
+    if name == "text":  # raw text: token ids once a vocabulary is fitted on the training rows
+        from .text import load_text
+
+        rows = load_text(resolve_path(args["path"], base_dir), args, expect)
+        return Arrays([], rows.y, rows.origin, target=rows.target, meta=rows.meta, fit=rows.fitted)
     if name == "images":
         from .images import load_images
 
@@ -838,7 +875,9 @@ def fit_stats(x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def prepare(arrays: Arrays, expect: Expect, validation: float, seed: int, standardize: bool,
-            fold: tuple[int, int] | None = None) -> Data:
+            fold: tuple[int, int] | None = None, fitted: Mapping[str, Any] | None = None) -> Data:
+    """Split, fit on the training rows, standardise. `fitted`: the data meta of a run whose fitted
+    state (a vocabulary) is reused instead of fitted again (evaluate)."""
     import torch
 
     from . import images
@@ -853,6 +892,8 @@ def prepare(arrays: Arrays, expect: Expect, validation: float, seed: int, standa
     stratify = stratify and strata_y.dtype == np.int64
     train_idx, val_idx = (fold_indices(strata_y, fold, seed, stratify) if fold is not None
                           else split_indices(strata_y, validation, seed, stratify))
+    if arrays.fit is not None:  # fitted on the training rows only: validation rows stay unseen
+        arrays = arrays.fit(train_idx, fitted)
     stats = {}
     inputs = list(arrays.inputs)
     if standardize and arrays.tabular:
@@ -869,15 +910,17 @@ def prepare(arrays: Arrays, expect: Expect, validation: float, seed: int, standa
     def split(idx) -> Split:
         if images.is_streamed(arrays):  # image files: decoded batch by batch, labels in memory
             return images.streamed_split(arrays, idx, torch)
-        return Split([torch.from_numpy(np.ascontiguousarray(x[idx])) for x in inputs],
-                     torch.from_numpy(np.ascontiguousarray(labels[idx])))
+        kind = PaddedSplit if arrays.padded else Split
+        return kind([torch.from_numpy(np.ascontiguousarray(x[idx])) for x in inputs],
+                    torch.from_numpy(np.ascontiguousarray(labels[idx])))
 
     val = split(val_idx) if len(val_idx) else None
-    return Data(split(train_idx), val, arrays.origin, stats, arrays.target)
+    return Data(split(train_idx), val, arrays.origin, stats, arrays.target, dict(arrays.meta))
 
 
 def load_data(run, spec_path: str | Path | None = None, override: str | tuple | None = None, *,
-              validation: float | None = None, seed: int | None = None, fold: tuple[int, int] | None = None) -> Data:
+              validation: float | None = None, seed: int | None = None, fold: tuple[int, int] | None = None,
+              fitted: Mapping[str, Any] | None = None) -> Data:
     """A run's data (`run`: a RunConfig), checked against the spec's inputs and task, split (by
     `validation`, or into cross-validation fold (k, K)) and standardised. For the Python API, `run`
     may be a checked spec with its file's path and a data `override` (`--data` text, or a bound source)."""
@@ -886,7 +929,7 @@ def load_data(run, spec_path: str | Path | None = None, override: str | tuple | 
     expect = Expect.of(run.checked)
     arrays = load_arrays(run.data, expect, run.base_dir, where=run.data_where)
     return prepare(arrays, expect, run.validation if validation is None else validation,
-                   run.seed if seed is None else seed, run.standardize, fold)
+                   run.seed if seed is None else seed, run.standardize, fold, fitted)
 
 
 def _run_of(checked, spec_path, override) -> RunConfig:

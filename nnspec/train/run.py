@@ -21,6 +21,7 @@ from ..runconfig import EVAL_BATCH, RunConfig
 from ..runlock import FolderInUse, RunLock
 from . import checkpoint as ckpt_io
 from . import distributed as D
+from . import text
 from . import transfer
 from .data import Data, Expect, load_data
 from . import dense_labels as dense
@@ -102,7 +103,7 @@ def latest_run_dir(model_name: str) -> Path:
 
 CHECKPOINTS = ("last.pt", "best.pt", "last.prev.pt")
 RUN_FILES = (*CHECKPOINTS, "last.pt.corrupt", "history.csv", "metrics.json", "curves.png", "spec.nn",
-             "reconstructions.png", "init.json")
+             "reconstructions.png", "init.json", "vocab.json")
 
 
 def own_run_dir(out_dir, model_name: str, resume: bool, what: str = "nnspec train") -> RunLock:
@@ -295,6 +296,7 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
             torch.manual_seed(config.seed)  # dropout & co. start from the seed, whatever initialisation drew
         if D.is_main():
             ckpt_io.write_text(run_dir / "spec.nn", config.source)
+            text.write_vocab(run_dir, dataset.meta)  # a text run's vocabulary, also in the checkpoint
             if initialised is not None:
                 transfer.write_report(run_dir, initialised)
 
@@ -303,7 +305,8 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
                     "rng": ckpt_io.rng_state(generator, cfg.augment), "progress": progress.state_dict(), "epoch": progress.epoch,
                     "spec_source": config.source, "spec_name": name, "ir_hash": digest,
                     "data_origin": dataset.origin, "data_target": dataset.target,
-                    "data_stats": {k: dict(v) for k, v in dataset.stats.items()}, "seed": config.seed, "monitor": monitor,
+                    "data_stats": {k: dict(v) for k, v in dataset.stats.items()}, "data_meta": dataset.meta,
+                    "seed": config.seed, "monitor": monitor,
                     "fold": list(fold) if fold is not None else None}
 
         def epoch_done(epoch: int, row: dict, improved: bool, progress: Progress) -> None:
@@ -470,7 +473,7 @@ def evaluate_spec(run, checkpoint: str, *, data=None, device="auto", batch_size:
     which = "whole data set"
     if not config.data_override:
         fold = tuple(state["fold"]) if state.get("fold") else None  # a cross-validation run: its own fold
-        dataset = load_data(config, seed=state.get("seed"), fold=fold)
+        dataset = load_data(config, seed=state.get("seed"), fold=fold, fitted=state.get("data_meta"))
         split, which = (dataset.val, "validation split") if dataset.val is not None else (dataset.train, which)
         if fold is not None:
             which = f"validation fold {fold[0] + 1} of {fold[1]}"
@@ -479,7 +482,9 @@ def evaluate_spec(run, checkpoint: str, *, data=None, device="auto", batch_size:
         origin = dataset.origin
     else:
         name, args = config.data
-        if name in ("csv", "npz"):  # files of any length: read as they are scored
+        if text.reads_text(state, name):  # raw text, encoded with the run's vocabulary as it is read
+            batches, origin = text.eval_batches(config.data, config.base_dir, state, expect, batch_size)
+        elif name in ("csv", "npz"):  # files of any length: read as they are scored
             path = resolve_path(args["path"], config.base_dir)
             rows = row_batches(path, expect, batch_size, labels=True, target=args.get("target"),
                                delimiter=args.get("delimiter", ","))
@@ -549,7 +554,10 @@ def predict_batches(run, checkpoint: str, input_path: str, *, device="auto", bat
                                             lambda probs: prediction_table(probs, checked))
         return
     empty = True
-    for rows in row_batches(Path(input_path), expect, batch_size, target=state.get("data_target")):
+    rows_read = (text.predict_rows(Path(input_path), state, expect, batch_size)  # raw text: the run's vocabulary
+                 if text.vocabulary_meta(state) and Path(input_path).suffix.lower() == ".csv"
+                 else row_batches(Path(input_path), expect, batch_size, target=state.get("data_target")))
+    for rows in rows_read:
         inputs = _standardize(rows.inputs, expect, state)
         probs = predict(model, [torch.from_numpy(np.ascontiguousarray(x)).to(dev) for x in inputs], batch_size)
         empty = False
