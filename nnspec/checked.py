@@ -51,3 +51,14 @@ class Checked:
         loss entries' `fuses_*` traits (catalog/functions.py). The torch model's `forward_train`
         stops before it and the losses work from its logits."""
         return fused_activation(output_activation(self.graph), (name for _, name, _ in self.loss))
+
+    @property
+    def output_is(self) -> str:
+        """What the network's output holds, as `predict` names its columns and an export's facts
+        say: 'probabilities' (it ends in softmax/sigmoid/step), 'logits' (a classifier without
+        one: the PyTorch habit with cross_entropy, whose loss applies the softmax) or 'values'."""
+        if output_activation(self.graph) in ("softmax", "sigmoid"):
+            return "probabilities"
+        kind = self.task.kind if self.task else "regression"
+        # a binary task ends in sigmoid or step (E400): step's 0 or 1 is a (hard) probability
+        return {"binary": "probabilities", "multiclass": "logits"}.get(kind, "values")

@@ -209,23 +209,12 @@ def facts(run: TrainedRun, emitted: str, path: Path, rows: int, diff: float | No
         inputs.append(entry)
     out = checked.graph.output_node.out
     output = {"name": "output", "shape": ["batch", *[d if d is not None else "steps" for d in out.shape]],
-              "is": output_meaning(checked), "class_names": meta.pop("class_names", None)}
+              "is": checked.output_is, "class_names": meta.pop("class_names", None)}
     return {"format": "nnspec.export/1", "model": checked.spec.name, "emitted": emitted, "file": path.name,
             "checkpoint": run.checkpoint.name, "epoch": state.get("epoch"), "inputs": inputs, "output": output,
             "data": {"origin": state.get("data_origin"), "target": state.get("data_target"), **meta},
             "verified": None if diff is None else {"rows": rows, "max_abs_diff": diff,
                                                   "against": f"{run.checkpoint.name} in PyTorch"}}
-
-
-def output_meaning(checked) -> str:
-    """What the network's output is: probabilities (ends in softmax/sigmoid), logits (a
-    classifier whose loss applies the activation) or values (regression)."""
-    from ..checked import output_activation
-
-    if output_activation(checked.graph) in ("softmax", "sigmoid"):
-        return "probabilities"
-    kind = checked.task.kind if checked.task else "regression"
-    return "logits" if kind in ("multiclass", "binary") else "values"
 
 
 def write_facts(path: Path, info: dict) -> Path:

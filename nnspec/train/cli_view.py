@@ -121,11 +121,27 @@ def predict_command(config: RunConfig, checkpoint: str, input_path: str, output:
                     batch_size: int = EVAL_BATCH, tensor: str | None = None) -> None:
     # streamed: never all rows at once
     batches = predict_batches(config, checkpoint, input_path, device=device, batch_size=batch_size, tensor=tensor)
+    note = None if tensor else logits_note(config.checked)
     if output:
         click.echo(f"wrote {write_predictions(batches, output)} predictions to {output}")
+        if note:
+            click.echo(note)
         return
+    if note:  # on stderr: stdout is the CSV
+        click.echo(note, err=True)
     for i, (header, rows) in enumerate(batches):
         if i == 0:
             click.echo(",".join(header))
         for row in rows:
             click.echo(",".join(str(v) for v in row))
+
+
+def logits_note(checked) -> str | None:
+    """What predict says when its class columns are logits (the network ends without softmax), or None."""
+    out = checked.graph.output_node.out
+    if checked.output_is != "logits" or len(out.shape) != 1:  # a class per position writes class ids only
+        return None
+    loss = checked.loss[0][1]
+    return (f"note: {checked.spec.name} ends without softmax, so the columns logit_0..logit_{out.shape[0] - 1} are "
+            f"its logits, not probabilities ({loss} applies the softmax in training); softmax over a row gives "
+            "its probabilities, or end the network with `-> softmax` (the loss fuses it: training is the same)")
