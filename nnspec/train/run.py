@@ -588,7 +588,8 @@ def prediction_table(probs, checked) -> tuple[list[str], list[list]]:
     kind = checked.task.kind if checked.task else "regression"
     flat = probs.reshape(len(probs), -1)
     if kind == "multiclass" and probs.ndim == 2:
-        header = [f"p_{c}" for c in range(probs.shape[1])] + ["predicted"]
+        prefix = "logit" if checked.output_is == "logits" else "p"  # never probabilities-named logits
+        header = [f"{prefix}_{c}" for c in range(probs.shape[1])] + ["predicted"]
         return header, [[*map(_num, row), int(row.argmax())] for row in probs]
     if kind == "binary" and flat.shape[1] == 1:
         return ["p_1", "predicted"], [[_num(row[0]), int(row[0] >= 0.5)] for row in flat]
