@@ -1,11 +1,11 @@
 """Does augmentation help a digits CNN trained on 300 images?
 
 Trains specs/digits_augmented.nn (300 training images: `validation 0.833` of scikit-learn's
-1,797 digits; `augment [random_crop(padding=1), rotate(10), gaussian_noise(0.05)]`) and the same
+1,797 digits; `augment [random_crop(padding=1), rotate(5)]`) and the same
 spec without its `augment` line, on the same split, for each seed; prints the validation
 accuracy of each at the last epoch and at its best epoch (by val_loss). Nothing here asserts.
 
-    .venv/bin/python bench/augment_digits.py                   # seeds 0 1 2, the spec's 60 epochs
+    .venv/bin/python bench/augment_digits.py                   # seeds 0 1 2, the spec's 150 epochs
     .venv/bin/python bench/augment_digits.py --seeds 0 --epochs 30
 """
 from __future__ import annotations
