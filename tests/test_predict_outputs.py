@@ -81,7 +81,7 @@ def test_logits_are_named_logits_and_said_so(tmp_path):
     run = _train(tmp_path, "")
     rows, x = _rows(tmp_path)
     header, logits, output = _predict(run, rows, tmp_path / "pred.csv")
-    assert header == ["logit_0", "logit_1", "logit_2", "predicted", "label"]
+    assert header[:4] == ["logit_0", "logit_1", "logit_2", "predicted"]  # then `label`, the class names
     assert "logit_0..logit_2 are its logits, not probabilities" in output and "softmax" in output
     _close(logits, _plain_torch(run, x))
     assert not np.allclose(logits.sum(1), 1.0)  # not probabilities in disguise
