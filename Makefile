@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PIP     := $(BIN)/python -m pip
 LOCK    := requirements/lock.txt
 
-.PHONY: demo test test-fast test-lowest fuzz bench graphviz lock clean
+.PHONY: demo test test-fast test-lowest fuzz bench graphviz chromium lock clean
 
 # .venv holds exactly what the lock names (every package pinned, transitive ones, pip and
 # setuptools included) plus nnspec itself, editable. A changed lock or pyproject.toml makes a
@@ -40,6 +40,13 @@ graphviz:
 	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo apt-get install -y -qq graphviz >/dev/null; \
 	  else echo "warning: Graphviz's 'dot' is missing; install it with: apt-get install -y graphviz"; fi; }
 
+# Chromium for tests/test_netron_browser.py (Playwright drives the system's browser; nothing is downloaded).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; \
+	  else echo "warning: Chromium is missing (the browser check of viz --netron skips); install it with: apt-get install -y chromium"; fi; }
+
 demo: $(STAMP) graphviz
 	$(BIN)/nnspec check specs/digits_cnn.nn
 	$(BIN)/nnspec summary specs/digits_cnn.nn
@@ -49,7 +56,7 @@ demo: $(STAMP) graphviz
 	@echo "run: runs/demo/digits_cnn (history.csv, metrics.json, best.pt); curves: runs/demo/digits_cnn/curves.png; diagram: runs/demo/digits_cnn/digits_cnn.svg"
 
 # pytest exits 5 when it collects no test: that is a failure of the set-up, not a pass.
-test: $(STAMP) graphviz
+test: $(STAMP) graphviz chromium
 	$(BIN)/python -m pytest -n 2 -q tests; rc=$$?; \
 	  if [ $$rc = 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
