@@ -12,7 +12,7 @@ from nnspec.diagnostics import UserError
 from nnspec.pipeline import check_file, check_text
 from nnspec.train.autoencoder import mean_predictor_mse
 from nnspec.train.data import load_data
-from nnspec.train.run import train_spec
+from nnspec.train.run import evaluate_spec, train_spec
 
 torch.set_num_threads(1)
 
@@ -113,3 +113,22 @@ def test_predict_tensor_gives_the_code_the_encoder_computes(digits_run, tmp_path
                "--tensor", "cod")
     assert r.exit_code == 1
     assert "no tensor of that name; its named tensors are: code, image" in r.output and "did you mean 'code'" in r.output
+
+
+@pytest.mark.slow
+def test_evaluate_scores_data_given_for_the_run_against_its_standardised_inputs(tmp_path):
+    result = check_text(TABULAR.format(data="sklearn.iris"), str(tmp_path / "spec.nn"))
+    run = train_spec(result, out_dir=tmp_path / "run")
+    x = load_iris().data.astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)  # no array y: the inputs are the labels
+    state = torch.load(run.out_dir / "last.pt", weights_only=True)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Linear(2, 4))
+    model[0].weight.data, model[0].bias.data = state["model"]["dense_1.weight"], state["model"]["dense_1.bias"]
+    model[1].weight.data, model[1].bias.data = state["model"]["dense_2.weight"], state["model"]["dense_2.bias"]
+    stats = state["data_stats"]["x"]
+    z = (torch.from_numpy(x) - stats["mean"]) / stats["std"]
+    with torch.no_grad():
+        expected = float(((model(z) - z) ** 2).mean())
+    for source in (f'npz("{tmp_path / "x.npz"}")', "sklearn.iris"):
+        values = evaluate_spec(result, str(run.out_dir / "last.pt"), data=source)
+        assert values["samples"] == 150 and values["loss"] == pytest.approx(expected, rel=1e-4), source

@@ -486,7 +486,7 @@ def evaluate_spec(run, checkpoint: str, *, data=None, device="auto", batch_size:
             batches, origin = text.eval_batches(config.data, config.base_dir, state, expect, batch_size)
         elif name in ("csv", "npz"):  # files of any length: read as they are scored
             path = resolve_path(args["path"], config.base_dir)
-            rows = row_batches(path, expect, batch_size, labels=True, target=args.get("target"),
+            rows = row_batches(path, expect, batch_size, labels=not expect.target_input, target=args.get("target"),
                                delimiter=args.get("delimiter", ","))
             batches, origin = ((_standardize(b.inputs, expect, state), b.y) for b in rows), str(path)
         else:  # bundled and synthetic sets are small: made whole, scored in batches
@@ -494,6 +494,10 @@ def evaluate_spec(run, checkpoint: str, *, data=None, device="auto", batch_size:
             batches = (images.arrays_batches(arrays, batch_size) if images.is_streamed(arrays)  # decoded as scored
                        else _array_batches(_standardize(arrays.inputs, expect, state), arrays.y, batch_size))
             origin = arrays.origin
+        if expect.target_input:  # an autoencoder is scored against its inputs as it sees them
+            from .autoencoder import labels_from_inputs
+
+            batches = ((x, labels_from_inputs(x, expect.out_shape)) for x, _ in batches)
     score(model, batches, build_loss(checked), stream, dev)
     if stream.samples == 0:
         raise UserError(f"{origin} has no rows to evaluate")
