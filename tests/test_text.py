@@ -156,12 +156,13 @@ def test_run_saves_vocabulary_and_class_names(trained):
     assert vocab["column"] == "review" and vocab["vocab"] == 50 and "great" in vocab["words"]
 
 
-def test_predict_on_raw_text(trained):
+def test_predict_on_raw_text_writes_label_names(trained):
     folder, result = trained
     rows = [("1", "A GREAT film!"), ("2", "boring, dull and clumsy"), ("3", "words never seen before")]
     write_csv(folder / "new.csv", rows, header=("id", "review"))
     header, table = predict_spec(result, str(folder / "run" / "best.pt"), str(folder / "new.csv"), device="cpu")
-    assert header[:2] == ["p_1", "predicted"] and len(table) == 3
+    assert header == ["p_1", "predicted", "label"] and len(table) == 3
+    assert all(row[2] == ("pos" if row[1] == 1 else "neg") for row in table)
 
 
 def test_predict_matches_the_model_on_the_saved_vocabulary(trained):

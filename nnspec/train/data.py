@@ -276,7 +276,9 @@ def _sklearn(which: str, expect: Expect) -> Arrays:
         return Arrays([x], x, origin, tabular)
     if which == "diabetes":
         return Arrays([x], _regression_labels(y.astype(np.float32), expect, origin), origin, tabular)
-    return Arrays([x], class_labels(y, int(y.max()) + 1, expect, origin), origin, tabular)
+    names = [str(n) for n in loaded.target_names]
+    return Arrays([x], class_labels(y, int(y.max()) + 1, expect, origin), origin, tabular,
+                  meta={"class_names": names})
 
 
 def _logic(op: str, expect: Expect) -> Arrays:
@@ -438,12 +440,13 @@ def _csv(path: Path, target: str | None, delimiter: str, expect: Expect) -> Arra
     if expect.inputs[0][2] == "int":
         x = csv_token_ids(x, path, features, lines, expect)
     numbers = label_numbers(cells)
+    meta = {}
     if numbers is None:  # text: class names, numbered in sorted order
-        y = text_classes(cells, expect, str(path))
+        y, meta["class_names"] = text_classes(cells, expect, str(path))
     else:
         require_finite_rows(numbers.reshape(len(numbers), 1), path, [label], lines)
         y = labels_from_array(numbers, expect, str(path), place=lambda i: f"{path}:{lines[i]}")
-    return Arrays([x.reshape(len(x), *shape)], y, str(path), tabular=len(shape) == 1, target=header[t])
+    return Arrays([x.reshape(len(x), *shape)], y, str(path), tabular=len(shape) == 1, target=header[t], meta=meta)
 
 
 def csv_token_ids(x: np.ndarray, path: Path, columns: list[str], lines, expect: Expect) -> np.ndarray:
@@ -470,15 +473,15 @@ def label_numbers(cells: list[str]) -> np.ndarray | None:
         return None
 
 
-def text_classes(cells: list[str], expect: Expect, origin: str) -> np.ndarray:
-    """Text labels -> ids of the names in sorted order, in the form the loss expects (never one
-    fixed-width string array as wide as the longest cell)."""
+def text_classes(cells: list[str], expect: Expect, origin: str) -> tuple[np.ndarray, list[str]]:
+    """Text labels -> (ids of the names in sorted order, in the form the loss expects (never one
+    fixed-width string array as wide as the longest cell); the names)."""
     if expect.kind == "regression":
         raise UserError(f"{origin}: the target column holds text but the model is a regressor",
                         help="give numeric targets, or use a classification loss")
     names = sorted(set(cells))
     index = {name: i for i, name in enumerate(names)}
-    return class_labels(np.fromiter((index[c] for c in cells), np.int64, len(cells)), len(names), expect, origin)
+    return class_labels(np.fromiter((index[c] for c in cells), np.int64, len(cells)), len(names), expect, origin), names
 
 
 def label_column(header: list[str], target: str | None, path: Path, line: int = 1, delimiter: str = ",") -> int:

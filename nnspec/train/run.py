@@ -1,7 +1,8 @@
 """A training run from a checked spec: settings, device, data, model, loop, and the run folder.
 
 `train_spec` is what `nnspec train` and `nnspec tune` call. The run folder holds:
-history.csv, metrics.json, spec.nn (the exact source trained), last.pt, best.pt and curves.png;
+history.csv, metrics.json, spec.nn (the exact source trained), data.json (the data's source, label
+column and class names), last.pt, best.pt and curves.png;
 every file is written atomically, so an interrupted run never leaves half a checkpoint.
 """
 from __future__ import annotations
@@ -21,8 +22,8 @@ from ..runconfig import EVAL_BATCH, RunConfig
 from ..runlock import FolderInUse, RunLock
 from . import checkpoint as ckpt_io
 from . import distributed as D
-from . import text
 from . import transfer
+from . import text
 from .data import Data, Expect, load_data
 from . import dense_labels as dense
 from .metrics import is_per_class
@@ -103,7 +104,7 @@ def latest_run_dir(model_name: str) -> Path:
 
 CHECKPOINTS = ("last.pt", "best.pt", "last.prev.pt")
 RUN_FILES = (*CHECKPOINTS, "last.pt.corrupt", "history.csv", "metrics.json", "curves.png", "spec.nn",
-             "reconstructions.png", "init.json", "vocab.json")
+             "reconstructions.png", "data.json", "init.json", "vocab.json")
 
 
 def own_run_dir(out_dir, model_name: str, resume: bool, what: str = "nnspec train") -> RunLock:
@@ -296,9 +297,10 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
             torch.manual_seed(config.seed)  # dropout & co. start from the seed, whatever initialisation drew
         if D.is_main():
             ckpt_io.write_text(run_dir / "spec.nn", config.source)
-            text.write_vocab(run_dir, dataset.meta)  # a text run's vocabulary, also in the checkpoint
             if initialised is not None:
                 transfer.write_report(run_dir, initialised)
+            write_data_facts(run_dir / "data.json", dataset)
+            text.write_vocab(run_dir, dataset.meta)  # a text run's vocabulary, also in data.json and the checkpoint
 
         def payload(progress: Progress) -> dict[str, Any]:
             return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
@@ -336,6 +338,19 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
         return RunSummary(run_dir, progress.history, dict(progress.history[-1]), best, monitor, notes)
     finally:
         lock.release()
+
+
+def write_data_facts(path: Path, dataset: Data) -> None:
+    """What the run learnt about its data, readable without torch: the source, the label column,
+    the class names and any fitted state a source keeps (a vocabulary); the checkpoint holds the same."""
+    facts = {"origin": dataset.origin, "target": dataset.target, **dataset.meta}
+    fsutil.atomic_write_text(path, json.dumps(facts, indent=2) + "\n")
+
+
+def class_names_of(state: dict) -> list[str] | None:
+    """The class names a checkpoint's run was trained with, or None (older checkpoints, regression)."""
+    names = (state.get("data_meta") or {}).get("class_names")
+    return [str(n) for n in names] if names else None
 
 
 def _augmenter(config: RunConfig, checked):
@@ -555,7 +570,7 @@ def predict_batches(run, checkpoint: str, input_path: str, *, device="auto", bat
         model, checked = tensor_predictor(model, checked, tensor)
     if images.is_image_input(Path(input_path)):  # a folder of images (or one image): a `file` column first
         yield from images.prediction_tables(model, Path(input_path), expect, batch_size, dev,
-                                            lambda probs: prediction_table(probs, checked))
+                                            lambda probs: prediction_table(probs, checked, class_names_of(state)))
         return
     empty = True
     rows_read = (text.predict_rows(Path(input_path), state, expect, batch_size)  # raw text: the run's vocabulary
@@ -565,7 +580,8 @@ def predict_batches(run, checkpoint: str, input_path: str, *, device="auto", bat
         inputs = _standardize(rows.inputs, expect, state)
         probs = predict(model, [torch.from_numpy(np.ascontiguousarray(x)).to(dev) for x in inputs], batch_size)
         empty = False
-        yield prediction_table(probs.float().cpu().numpy(), checked)
+        yield prediction_table(probs.float().cpu().numpy(), checked, class_names_of(state),
+                               dense.padding_positions(rows.inputs, expect))
     if empty:
         raise UserError(f"{input_path} has no rows to predict")
 
@@ -588,15 +604,27 @@ def write_predictions(batches, output) -> int:
     return count
 
 
-def prediction_table(probs, checked) -> tuple[list[str], list[list]]:
+def prediction_table(probs, checked, class_names: list[str] | None = None, padding=None) -> tuple[list[str], list[list]]:
+    """Rows of predictions: the probabilities (`p_<c>`; `logit_<c>` when the network ends without
+    softmax: its outputs are logits, never named as probabilities), the predicted class id and,
+    when the run knows its class names, the predicted `label`. A class per pixel or step: the
+    predicted class (name) of each position (dense_labels.prediction_table; `padding`: steps to
+    leave empty)."""
     kind = checked.task.kind if checked.task else "regression"
     flat = probs.reshape(len(probs), -1)
+    if kind == "multiclass" and probs.ndim > 2:
+        return dense.prediction_table(probs, class_names, padding)
     if kind == "multiclass" and probs.ndim == 2:
+        names = class_names if class_names and len(class_names) == probs.shape[1] else None
         prefix = "logit" if checked.output_is == "logits" else "p"  # never probabilities-named logits
-        header = [f"{prefix}_{c}" for c in range(probs.shape[1])] + ["predicted"]
-        return header, [[*map(_num, row), int(row.argmax())] for row in probs]
+        header = [f"{prefix}_{c}" for c in range(probs.shape[1])] + ["predicted"] + (["label"] if names else [])
+        ids = probs.argmax(1)
+        return header, [[*map(_num, row), int(i), *([names[i]] if names else [])] for row, i in zip(probs, ids)]
     if kind == "binary" and flat.shape[1] == 1:
-        return ["p_1", "predicted"], [[_num(row[0]), int(row[0] >= 0.5)] for row in flat]
+        names = class_names if class_names and len(class_names) == 2 else None
+        header = ["p_1", "predicted"] + (["label"] if names else [])
+        picked = [int(row[0] >= 0.5) for row in flat]
+        return header, [[_num(row[0]), c, *([names[c]] if names else [])] for row, c in zip(flat, picked)]
     header = [f"output_{i}" for i in range(flat.shape[1])]
     return header, [list(map(_num, row)) for row in flat]
 
