@@ -227,7 +227,18 @@ def test_a_resumed_run_keeps_its_own_weights_and_does_not_read_init_again(tmp_pa
 def test_fine_tuned_from_digits_0_to_4_beats_training_from_scratch_on_100_images_of_5_to_9(tmp_path):
     from bench.transfer_digits import compare
 
-    scores = compare(tmp_path, seed=0)
-    print(scores)
-    assert scores["validation_images"] > 700
-    assert scores["FineTuned"] > scores["Scratch"]
+    # Three splits of 5-9 (seeds 0, 1, 2); the network of 0-4 is pre-trained once (seed 0) and shared,
+    # as its data does not depend on the split. Measured: fine-tuned 0.9598/0.9711/0.9711 against
+    # scratch 0.9510/0.9711/0.9560, means 0.9673 and 0.9594. Each seed alone is noisy (the bench over
+    # six seeds, each pre-training its own network: 5 wins of 6, mean +0.0057), so the mean is checked.
+    pretrained, tuned, scratch = None, [], []
+    for seed in (0, 1, 2):
+        folder = tmp_path / f"seed{seed}"
+        folder.mkdir()
+        scores = compare(folder, seed=seed, pretrained=pretrained)
+        pretrained = scores["pretrained"]
+        print(seed, scores)
+        assert scores["validation_images"] > 700
+        tuned.append(scores["FineTuned"])
+        scratch.append(scores["Scratch"])
+    assert sum(tuned) / 3 > sum(scratch) / 3 + 0.004
