@@ -317,7 +317,7 @@ def test_netron_on_the_default_port_in_use_takes_a_free_one(busy_port, tmp_path,
     from nnspec.backends import onnx_export
     from nnspec.pipeline import check_file
 
-    monkeypatch.setattr(onnx_export, "export", lambda checked, source, path: Path(path).write_bytes(b"onnx"))
+    monkeypatch.setattr(onnx_export, "export", lambda checked, source, path, **_: Path(path).write_bytes(b"onnx"))
     address = onnx_export.serve_netron(check_file(SPECS / "iris_mlp.nn"), port=busy_port, browse=False,
                                        out_dir=str(tmp_path), block=False, port_given=False)
     try:

@@ -429,5 +429,5 @@ def test_predict_streams_a_csv_in_batches_and_matches_the_model_on_all_rows(tmp_
                                      "-o", str(out)])
     assert done.exit_code == 0, done.output
     lines = out.read_text().splitlines()
-    assert lines[0] == "p_0,p_1,p_2,predicted" and len(lines) == 151
-    assert [int(line.rsplit(",", 1)[1]) for line in lines[1:]] == expected.argmax(1).tolist()
+    assert lines[0] == "p_0,p_1,p_2,predicted,label" and len(lines) == 151  # iris's class names
+    assert [int(line.split(",")[3]) for line in lines[1:]] == expected.argmax(1).tolist()

@@ -359,7 +359,7 @@ def test_netron_is_served_on_localhost_only(monkeypatch, tmp_path: Path):
     fake = types.SimpleNamespace(serve=lambda path, data, address, browse: calls.setdefault("address", address),
                                  wait=lambda: None, stop=lambda address: None)
     monkeypatch.setitem(sys.modules, "netron", fake)
-    monkeypatch.setattr(onnx_export, "export", lambda checked, source, path: {})
+    monkeypatch.setattr(onnx_export, "export", lambda checked, source, path, **_: {})
     spec = tmp_path / "m.nn"
     spec.write_text(WIDE)
     from nnspec.pipeline import check_file

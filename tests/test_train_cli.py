@@ -50,10 +50,12 @@ def test_predict_csv_probabilities_and_class(iris_run, tmp_path):
     r = nnspec("predict", IRIS, "--checkpoint", out / "best.pt", "--input", rows, "-o", tmp_path / "p.csv")
     assert r.exit_code == 0, r.output
     lines = (tmp_path / "p.csv").read_text().splitlines()
-    assert lines[0] == "p_0,p_1,p_2,predicted" and len(lines) == 3
+    assert lines[0] == "p_0,p_1,p_2,predicted,label" and len(lines) == 3  # label: iris's class names
     probs = np.array([[float(v) for v in line.split(",")[:3]] for line in lines[1:]])
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-4)
     assert [int(line.split(",")[3]) for line in lines[1:]] == probs.argmax(1).tolist()
+    names = ["setosa", "versicolor", "virginica"]
+    assert [line.split(",")[4] for line in lines[1:]] == [names[i] for i in probs.argmax(1)]
 
 
 def test_user_errors_exit_1_with_a_message(iris_run, tmp_path):
