@@ -11,6 +11,8 @@
 | `tune`   | optuna                          | `nnspec tune`                             |
 | `augment`| kornia                          | the `augment [...]` train setting         |
 | `safetensors` | safetensors                | `nnspec compile RUN_DIR --emit safetensors` |
+| `inspect`| captum                          | `nnspec inspect` (saliency, Grad-CAM, integrated gradients) |
+| `browser`| playwright (tests only)         | the headless-Chromium check of `viz --netron` |
 | `all`    | all of the above                |                                           |
 
 `require("optuna")` returns the module, or raises a UserError (one line, exit status 1) that
@@ -34,6 +36,7 @@ PACKAGES: dict[str, tuple[str, str, str]] = {
     "netron": ("Netron", "netron", "`nnspec viz --netron`"),
     "kornia": ("kornia", "augment", "the `augment` train setting"),
     "safetensors": ("safetensors", "safetensors", "`nnspec compile RUN_DIR --emit safetensors`"),
+    "captum": ("Captum", "inspect", "`nnspec inspect`"),
 }
 
 
