@@ -132,3 +132,15 @@ def test_evaluate_scores_data_given_for_the_run_against_its_standardised_inputs(
     for source in (f'npz("{tmp_path / "x.npz"}")', "sklearn.iris"):
         values = evaluate_spec(result, str(run.out_dir / "last.pt"), data=source)
         assert values["samples"] == 150 and values["loss"] == pytest.approx(expected, rel=1e-4), source
+
+
+def test_a_sigmoid_decoder_with_mse_is_a_reconstruction_not_a_binary_classifier():
+    """The output activation decides the task of mse, except under `target input`: the targets are
+    the input's values (digits' pixels in [0, 1]), so a sigmoid decoder is still regression."""
+    source = DIGITS_AE.read_text().replace("Reshape([1, 8, 8])", "Reshape([1, 8, 8]) -> sigmoid")
+    source = source.replace("    loss      mse", "    loss      mse\n    metrics   [mse, r2]")
+    result = check_text(source, "ae_sigmoid.nn")
+    assert result.ok, result.render()
+    assert result.checked.task.kind == "regression"
+    plain = check_text(source.replace("        target input\n", "").replace("[mse, r2]", "[accuracy]"), "binary.nn")
+    assert plain.checked.task.kind == "binary"  # without target input, sigmoid + mse is binary

@@ -40,10 +40,10 @@ __all__ = ["Checked", "Task", "check_spec", "data_source", "data_sources", "sche
 
 def check_spec(spec: ir.Spec, sink: Sink) -> Checked:
     graph = Elaborator(spec, sink, MAX_GRAPH_NODES).run()  # this module's limit, read now (tests lower it)
-    loss, task = check_loss(spec, graph, sink)
+    train = check_settings(spec.train, TRAIN_SETTINGS, "train", sink)
+    loss, task = check_loss(spec, graph, sink, reconstructs=train.get("target") == "input")
     metrics = check_metrics(spec, task, sink)
     optimizer = check_optimizer(spec, graph, sink)
-    train = check_settings(spec.train, TRAIN_SETTINGS, "train", sink)
     search = check_settings(spec.search, SEARCH_SETTINGS, "search", sink)
     check_cross(task, train, spec, sink)
     check_text_source(spec, graph, train, sink)  # E129-E131

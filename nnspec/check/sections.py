@@ -17,7 +17,10 @@ data_sources = catalog.Registry("data source", DATA_SOURCES)
 schedules = catalog.Registry("schedule", SCHEDULES)
 
 
-def check_loss(spec: ir.Spec, graph: ir.Graph, sink: Sink) -> tuple[tuple, Task | None]:
+def check_loss(spec: ir.Spec, graph: ir.Graph, sink: Sink, reconstructs: bool = False) -> tuple[tuple, Task | None]:
+    """The loss terms and the task they make. `reconstructs` (`target input`): the targets are the
+    input's own values, so a loss that fits any output (mse, mae, ...) is regression whatever the
+    output activation (a sigmoid decoder of pixels in [0, 1] is not a binary classifier)."""
     terms = []
     for term in spec.loss:
         entry = catalog.losses.get(term.loss.name)
@@ -36,12 +39,13 @@ def check_loss(spec: ir.Spec, graph: ir.Graph, sink: Sink) -> tuple[tuple, Task 
         return tuple((w, e.name, v) for w, e, v, _ in terms), None
     task = None
     for weight, entry, _, term in terms:
-        t = _task_for(entry, out, graph, term, sink)
+        t = _task_for(entry, out, graph, term, sink, reconstructs)
         task = task or t
     return tuple((w, e.name, v) for w, e, v, _ in terms), task
 
 
-def _task_for(entry, out: ir.Node, graph: ir.Graph, term: ir.LossTerm, sink: Sink) -> Task | None:
+def _task_for(entry, out: ir.Node, graph: ir.Graph, term: ir.LossTerm, sink: Sink,
+              reconstructs: bool = False) -> Task | None:
     shape = out.out.shape
     act = output_activation(graph)
     feat = shape[feature_axis(len(shape))] if shape else None
@@ -71,7 +75,7 @@ def _task_for(entry, out: ir.Node, graph: ir.Graph, term: ir.LossTerm, sink: Sin
                        sp, help="end the network with `-> sigmoid`")
             return None
         return Task("binary", feat, act)
-    return Task(task_of_activation(act), feat, act)
+    return Task("regression" if reconstructs else task_of_activation(act), feat, act)
 
 
 def task_of_activation(act: str | None) -> str:
