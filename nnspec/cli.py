@@ -10,6 +10,7 @@ import functools
 import json
 import sys
 import traceback
+from pathlib import Path
 
 import click
 
@@ -411,8 +412,9 @@ def evaluate(file, checkpoint, data_source, device, output, batch_size):
 
 
 @main.command()
-@click.argument("file", type=SPEC_FILE)
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="A last.pt or best.pt of a run.")
+@click.argument("file", type=click.Path(path_type=str))
+@click.option("--checkpoint", type=click.Path(dir_okay=False),
+              help="A last.pt or best.pt of a run (default for a run folder: its best.pt).")
 @click.option("--input", "input_path", required=True, type=click.Path(),
               help="Rows to predict: .csv or .npz; for an image model, a folder of images (or one PNG/JPEG).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write predictions as CSV here (default: print).")
@@ -421,12 +423,37 @@ def evaluate(file, checkpoint, data_source, device, output, batch_size):
 @rows_per_batch
 @guarded
 def predict(file, checkpoint, input_path, output, tensor, device, batch_size):
-    """Predictions of a trained checkpoint: probabilities and the predicted class, or the outputs."""
+    """Predictions of a trained checkpoint: probabilities and the predicted class, or the outputs.
+
+    FILE is the spec (with --checkpoint), or a run folder of `nnspec train` (its spec.nn and
+    best.pt): `nnspec predict runs/Model/1 --input rows.csv`."""
     from .pipeline import run_config
     from .train.cli_view import predict_command
 
+    file, checkpoint = spec_and_checkpoint(file, checkpoint)
     predict_command(run_config(load_or_exit(file), defaults=True), checkpoint, input_path, output, device, batch_size,
                     tensor)
+
+
+def spec_and_checkpoint(file: str, checkpoint: str | None) -> tuple[str, str]:
+    """(spec, checkpoint) of `predict FILE [--checkpoint C]`: FILE a spec and C given, or FILE a run
+    folder, whose spec.nn is the source it trained and whose best.pt (else last.pt) is the default."""
+    folder = Path(file)
+    if not folder.is_dir():
+        if checkpoint is None:
+            raise UserError(f"{file} is a spec: say which trained weights to use with --checkpoint",
+                            help="give --checkpoint runs/<Model>/<n>/best.pt, or the run folder instead of the spec")
+        return file, checkpoint
+    if not (folder / "spec.nn").is_file():
+        raise UserError(f"{file} is a folder but not a run folder of `nnspec train` (it has no spec.nn)",
+                        help="give a spec file with --checkpoint, or a run folder such as runs/<Model>/1")
+    if checkpoint is None:
+        found = [folder / name for name in ("best.pt", "last.pt") if (folder / name).is_file()]
+        if not found:
+            raise UserError(f"{file} holds no best.pt or last.pt: the run has not finished an epoch",
+                            help="train it first, or give --checkpoint")
+        checkpoint = str(found[0])
+    return str(folder / "spec.nn"), checkpoint
 
 
 @main.command(name="fmt")

@@ -83,3 +83,21 @@ def test_regression_runs_have_no_label_column(tmp_path):
         csv.writer(f).writerows([[f"f{i}" for i in range(10)], *x.tolist()])
     header, rows = predict_spec(result, str(run / "best.pt"), str(tmp_path / "rows.csv"))
     assert header == ["output_0"] and len(rows) == 3
+
+
+def test_predict_takes_a_run_folder_for_its_spec_and_best_checkpoint(tmp_path):
+    from click.testing import CliRunner
+
+    from nnspec.cli import main
+
+    _, run = _train(tmp_path, "sklearn.iris")
+    _rows_csv(tmp_path / "rows.csv", load_iris().data[:4])
+    by_folder = CliRunner().invoke(main, ["predict", str(run), "--input", str(tmp_path / "rows.csv")])
+    by_spec = CliRunner().invoke(main, ["predict", str(tmp_path / "iris.nn"), "--checkpoint", str(run / "best.pt"),
+                                        "--input", str(tmp_path / "rows.csv")])
+    assert by_folder.exit_code == 0 and by_folder.output == by_spec.output, by_folder.output
+    no_checkpoint = CliRunner().invoke(main, ["predict", str(tmp_path / "iris.nn"), "--input", str(tmp_path / "rows.csv")])
+    assert no_checkpoint.exit_code == 1 and "--checkpoint" in no_checkpoint.output
+    not_a_run = CliRunner().invoke(main, ["predict", str(tmp_path), "--input", str(tmp_path / "rows.csv")])
+    assert not_a_run.exit_code == 1 and "not a run folder" in not_a_run.output
+    assert "Traceback" not in no_checkpoint.output + not_a_run.output
