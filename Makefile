@@ -28,7 +28,7 @@ lock:
 	$(PIP_TOOLS)/bin/pip-compile -q --upgrade --allow-unsafe --strip-extras --extra all --extra test \
 	  -c requirements/constraints.txt --no-emit-find-links --no-emit-index-url \
 	  -o $(LOCK) pyproject.toml requirements/dev.in
-	@# nnspec's extras name nnspec itself (`all` is `nnspec[onnx,netron,tune,augment,safetensors,inspect]`), which pip-compile
+	@# nnspec's extras name nnspec itself (`all` is `nnspec[onnx,...,lsp]`: every extra), which pip-compile
 	@# pins as a file URL of this clone: drop it, nnspec is installed editable by the stamp rule.
 	awk '/^nnspec @ /{skip=1; next} skip && /^    #/{next} {skip=0; print}' $(LOCK) > $(LOCK).tmp
 	mv $(LOCK).tmp $(LOCK)

@@ -12,6 +12,8 @@
 | `augment`| kornia                          | the `augment [...]` train setting         |
 | `safetensors` | safetensors                | `nnspec compile RUN_DIR --emit safetensors` |
 | `inspect`| captum                          | `nnspec inspect` (saliency, Grad-CAM, integrated gradients) |
+| `logs`   | tensorboard, mlflow-skinny      | `nnspec train --log tensorboard|mlflow`   |
+| `lsp`    | pygls                           | `nnspec lsp` (editors' language server)   |
 | `browser`| playwright (tests only)         | the headless-Chromium check of `viz --netron` |
 | `all`    | all of the above                |                                           |
 
@@ -37,6 +39,9 @@ PACKAGES: dict[str, tuple[str, str, str]] = {
     "kornia": ("kornia", "augment", "the `augment` train setting"),
     "safetensors": ("safetensors", "safetensors", "`nnspec compile RUN_DIR --emit safetensors`"),
     "captum": ("Captum", "inspect", "`nnspec inspect`"),
+    "tensorboard": ("TensorBoard", "logs", "`--log tensorboard`"),
+    "mlflow": ("MLflow", "logs", "`--log mlflow`"),
+    "pygls": ("pygls", "lsp", "`nnspec lsp`"),
 }
 
 
