@@ -6,7 +6,7 @@ checker so that the backends and training read the result without importing the 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from . import ir
@@ -40,6 +40,11 @@ class Checked:
     train: Mapping[str, Any]  # the train section's settings, every one (defaults filled in)
     search: Mapping[str, Any]
     diagnostics: tuple[Diagnostic, ...]
+    # A spec with `network`s (a GAN): each network checked on its own (name -> Checked, its graph
+    # with the network's own node names), and the `adversarial { }` settings. `graph` is then both
+    # networks side by side (node names prefixed `network.`), for summary, viz and the IR hash.
+    networks: Mapping[str, "Checked"] = field(default_factory=dict)
+    adversarial: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -64,6 +64,7 @@ _KIND_OF_KEYWORD = {word: 100 + i for i, word in enumerate(KEYWORDS)}
 INT_KW, MODEL, INPUT, BLOCK, LAYERS, LOSS, OPTIMIZER, METRICS, TRAIN, SEARCH, TRUE, FALSE = (
     _KIND_OF_KEYWORD[word] for word in ("int", "model", "input", "block", "layers", "loss", "optimizer", "metrics",
                                         "train", "search", "true", "false"))
+NETWORK, ADVERSARIAL = _KIND_OF_KEYWORD["network"], _KIND_OF_KEYWORD["adversarial"]
 END = 0
 TYPE_OF = {i + 1: name for i, (name, _) in enumerate(TERMINALS)}
 TYPE_OF.update({kind: KEYWORDS[word] for word, kind in _KIND_OF_KEYWORD.items()})
@@ -223,10 +224,20 @@ class _Parser:
             return self.block_def(i)
         if kind == LAYERS:
             return self.braced("layers_sec", i, self.stmt, EXPR_START)
-        if kind == TRAIN or kind == SEARCH:
+        if kind == TRAIN or kind == SEARCH or kind == ADVERSARIAL:
             return self.braced("setting_sec", i, self.setting, NAME_ONLY)
+        if kind == NETWORK:
+            return self.network_def(i)
         node, j = self.expr(i + 1)  # section: (LOSS | OPTIMIZER | METRICS) expr
         return _tree("section", [_token(self.toks[i]), node], self.toks[i], self.toks[j - 1]), j
+
+    # network_def: NETWORK NAME "{" _lines{_item} "}"
+    def network_def(self, i0: int):
+        self.expect(i0 + 1, NAME)
+        i = self.expect(i0 + 2, LBRACE)
+        children = [_token(self.toks[i0]), _token(self.toks[i0 + 1])]
+        i = self.lines(i, self.item, ITEM_START, children)
+        return _tree("network_def", children, self.toks[i0], self.toks[i]), i + 1
 
     # input_decl: INPUT NAME ":" tensor_type
     def input_decl(self, i0: int):
@@ -427,7 +438,7 @@ class _Parser:
         return _tree("list", children, self.toks[i0], self.toks[i - 1]), i
 
 
-ITEM_START = frozenset((INPUT, BLOCK, LAYERS, LOSS, OPTIMIZER, METRICS, TRAIN, SEARCH))
+ITEM_START = frozenset((INPUT, BLOCK, LAYERS, LOSS, OPTIMIZER, METRICS, TRAIN, SEARCH, NETWORK, ADVERSARIAL))
 NAME_ONLY = frozenset((NAME,))
 
 # Brackets nest at most MAX_NESTING deep (the lexer refuses more), two frames a level; pure

@@ -124,6 +124,8 @@ class Layout:
             self.add([f"{kids[0]} {expr(kids[1])}"], depth, _line(item), _end_line(item))
         elif kind == "setting_sec":
             self.settings(item, depth)
+        elif kind == "network_def":
+            self.body(f"network {kids[1]}", [k for k in kids[2:] if isinstance(k, Node)], item, depth, self.item)
         else:
             raise AssertionError(f"fmt: unhandled section {kind}")
 

@@ -184,6 +184,13 @@ class Spec:
     search: tuple[Setting, ...]
     span: Span
     sections: Mapping[str, Span] = field(default_factory=dict)  # where each section is written
+    # `network NAME { ... }`: named sub-networks, each lowered as a Spec of its own (its name the
+    # network's); `adversarial { }`: the settings that pair them (a GAN). Both empty in a plain spec.
+    networks: tuple["Spec", ...] = ()
+    adversarial: tuple[Setting, ...] = ()
+
+    def network(self, name: str) -> "Spec | None":
+        return next((n for n in self.networks if n.name == name), None)
 
     def train_setting(self, name: str) -> Setting | None:
         return next((s for s in self.train if s.name == name), None)

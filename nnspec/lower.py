@@ -10,7 +10,7 @@ from .diagnostics import Sink, Span
 from .syntax import SECTIONS, Node, Tok
 
 SECTION_NAMES = SECTIONS  # syntax.py's table of keywords
-SINGLE_SECTIONS = tuple(s for s in SECTIONS if s not in ("input", "block"))  # written at most once
+SINGLE_SECTIONS = tuple(s for s in SECTIONS if s not in ("input", "block", "network"))  # written at most once
 
 
 def span_of(node: Node | Tok) -> Span:
@@ -26,11 +26,18 @@ class Lowerer:
 
     # ------------------------------------------------------------ model and sections
     def spec(self, tree: Node) -> ir.Spec:
-        model = tree.children[0]
+        return self.body(tree.children[0])
+
+    def body(self, model: Node, nested: bool = False) -> ir.Spec:
+        """A model's items, or a network's (`nested`: a network inside a network is refused, E021)."""
         name_tok = model.children[1]
         parts: dict[str, list] = {k: [] for k in SECTION_NAMES}
         sections: dict[str, Span] = {}
         for item in model.children[2:]:
+            if nested and isinstance(item, Node) and item.kind == "network_def":
+                self.sink.error("E021", f"network '{item.children[1]}' is written inside network '{name_tok}'",
+                                self._head_span(item), help="write every `network` directly in the model")
+                continue
             if not isinstance(item, Node):
                 continue
             key, value = self.section(item)
@@ -54,7 +61,19 @@ class Lowerer:
             search=parts["search"][0] if parts["search"] else (),
             span=span_of(model),
             sections=sections,
+            networks=self._networks(parts["network"]),
+            adversarial=parts["adversarial"][0] if parts["adversarial"] else (),
         )
+
+    def _networks(self, networks: list[ir.Spec]) -> tuple[ir.Spec, ...]:
+        seen: dict[str, ir.Spec] = {}
+        for net in networks:
+            if net.name in seen:
+                self.sink.error("E021", f"network '{net.name}' is written twice", net.span,
+                                notes=[f"the first one is at line {seen[net.name].span.line}"],
+                                help="give each network its own name")
+            seen.setdefault(net.name, net)
+        return tuple(seen.values())
 
     @staticmethod
     def _head_span(item: Node) -> Span:
@@ -69,6 +88,8 @@ class Lowerer:
             return "block", self.block_def(item)
         if kind == "layers_sec":
             return "layers", self.stmts(item.children[1:])
+        if kind == "network_def":
+            return "network", self.body(item, nested=True)
         keyword = str(item.children[0])
         if kind == "setting_sec":
             return keyword, tuple(self.setting(s, keyword) for s in item.children[1:])

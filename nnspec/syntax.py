@@ -33,6 +33,7 @@ _KEYWORD_TABLE = (
     ("input", "INPUT", "section"), ("block", "BLOCK", "section"), ("layers", "LAYERS", "section"),
     ("loss", "LOSS", "section"), ("optimizer", "OPTIMIZER", "section"), ("metrics", "METRICS", "section"),
     ("train", "TRAIN", "section"), ("search", "SEARCH", "section"),
+    ("network", "NETWORK", "section"), ("adversarial", "ADVERSARIAL", "section"),
     ("true", "TRUE", "value"), ("false", "FALSE", "value"),
     ("int", "INT_KW", "type"),
 )

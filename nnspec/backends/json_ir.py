@@ -70,4 +70,5 @@ def as_json(checked: Checked) -> dict[str, Any]:
         "train": _value(dict(checked.train)),
         "search": _value(dict(checked.search)),
         "params": totals(checked),
+        **({"adversarial": _value(dict(checked.adversarial))} if checked.networks else {}),  # a GAN's pairing
     }

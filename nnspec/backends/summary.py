@@ -44,8 +44,14 @@ def human_bytes(n: int) -> str:
     return f"{n:.2f} GB"
 
 
+def network_totals(checked: Checked) -> dict[str, dict[str, Any]]:
+    """Each network's parameter counts, for a spec of `network`s (a GAN); {} otherwise."""
+    return {name: totals(net) for name, net in checked.networks.items()}
+
+
 def as_json(checked: Checked) -> dict[str, Any]:
-    return {"model": checked.spec.name, "layers": rows(checked), "params": totals(checked)}
+    extra = {"networks": network_totals(checked)} if checked.networks else {}
+    return {"model": checked.spec.name, "layers": rows(checked), "params": totals(checked), **extra}
 
 
 def render_table(checked: Checked, console) -> None:
@@ -69,3 +75,5 @@ def render_table(checked: Checked, console) -> None:
     console.print(f" Total params: {t['total']:,} ({human_bytes(t['bytes'])})")
     console.print(f" Trainable params: {t['trainable']:,} ({human_bytes(t['trainable'] * BYTES_PER_PARAM)})")
     console.print(f" Non-trainable params: {t['non_trainable']:,} ({human_bytes(t['non_trainable'] * BYTES_PER_PARAM)})")
+    for name, n in network_totals(checked).items():
+        console.print(f" network {name}: {n['total']:,} params ({human_bytes(n['bytes'])})")

@@ -62,6 +62,20 @@ SEARCH_SETTINGS: tuple[Param, ...] = (
     Param("seed", "int", 0, min=0, max=SEED_MAX, doc="seed of the sampler"),
 )
 
+# `adversarial { }`: how two `network`s of one spec train against each other (a GAN).
+GAN_OBJECTIVES = ("non_saturating", "minimax", "least_squares")
+ADVERSARIAL_SETTINGS: tuple[Param, ...] = (
+    Param("generator", "name", None, doc="the network that maps noise to a sample (required)"),
+    Param("discriminator", "name", None, doc="the network that scores a sample: one real/fake score (required)"),
+    Param("objective", "enum", "non_saturating", choices=GAN_OBJECTIVES,
+          doc="non_saturating: G maximises log D(G(z)); minimax: G minimises log(1 - D(G(z))); "
+              "least_squares: LSGAN's squared errors on the raw scores"),
+    Param("label_smoothing", "float", 0.0, min=0.0, max=0.5,
+          doc="one-sided: the discriminator's target for real samples is 1 - label_smoothing"),
+    Param("d_steps", "int", 1, min=1, max=100, doc="discriminator steps per generator step (each batch)"),
+    Param("grid", "int", 64, min=1, max=256, doc="samples in each epoch's grid image (samples/epoch_NNN.png)"),
+)
+
 SCHEDULES: tuple[FunctionEntry, ...] = (
     F("step", (Param("every", "int", 10, min=1), Param("gamma", "float", 0.1, min=0.0, min_exclusive=True)),
       doc="multiply the learning rate by gamma every `every` epochs"),

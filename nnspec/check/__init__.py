@@ -20,6 +20,7 @@ from ..catalog.settings import SEARCH_SETTINGS, TRAIN_SETTINGS
 from ..checked import Checked, Task
 from ..diagnostics import Diagnostic, Sink, Span
 from ..memory import MAX_PARAM_BYTES, MAX_TRAIN_BYTES, count_text, memory_text  # noqa: F401 (re-exported)
+from .adversarial import check_adversarial, is_adversarial
 from .augment import check_augment, check_target
 from .budget import MAX_ELEMENTS, check_data_size, check_memory
 from .images import check_image_source
@@ -39,6 +40,8 @@ __all__ = ["Checked", "Task", "check_spec", "data_source", "data_sources", "sche
 
 
 def check_spec(spec: ir.Spec, sink: Sink) -> Checked:
+    if is_adversarial(spec):  # `network`s paired by `adversarial { }`: a GAN (check/adversarial.py)
+        return check_adversarial(spec, sink, MAX_GRAPH_NODES)
     graph = Elaborator(spec, sink, MAX_GRAPH_NODES).run()  # this module's limit, read now (tests lower it)
     train = check_settings(spec.train, TRAIN_SETTINGS, "train", sink)
     loss, task = check_loss(spec, graph, sink, reconstructs=train.get("target") == "input")

@@ -164,7 +164,7 @@ def check_settings(settings: tuple[ir.Setting, ...], schema: tuple[Param, ...], 
             sink.error("E010", f"{section} setting '{st.name}' is written twice", st.span)
             continue
         seen.add(st.name)
-        if st.name == "objective":
+        if st.name == "objective" and section == "search":  # `adversarial`'s objective is an enum
             values["objective"] = _objective(st, sink)
             continue
         if len(st.values) != 1:

@@ -226,6 +226,11 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
 
     config = as_run(run, defaults=defaults, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, data=data)
     checked = config.checked
+    if checked.networks:  # `adversarial { }`: two networks trained against each other (train/gan.py)
+        from .gan import train_gan
+
+        return train_gan(config, out_dir=out_dir, resume=resume, overwrite=overwrite, on_epoch=on_epoch,
+                         on_batch=on_batch, on_start=on_start)
     notes = list(config.notes)
     if config.folds and fold is None:
         raise UserError(f"{config.name} is cross-validated (`folds {config.folds}`): each fold is a run",
