@@ -230,6 +230,8 @@ def compile_(file: str, emit: str, output: str | None, which: str | None, data_s
         raise UserError(f"{what} needs trained weights; {file} is a spec",
                         help="give the run folder of `nnspec train` (runs/<Model>/<n>) or one of its checkpoints")
     result = load_or_exit(file)
+    if emit != "json":
+        refuse_networks(result, f"compile --emit {emit}")
     if emit == "json":
         from .backends.json_ir import as_json
 
@@ -286,6 +288,7 @@ def viz(file, output, out_dir, rankdir, detail, collapse_blocks, netron, port, n
         return
     result = load_or_exit(file)
     if netron:
+        refuse_networks(result, "viz --netron")
         from .backends.onnx_export import serve_netron
 
         serve_netron(result, port=port, browse=not no_browser, out_dir=out_dir, port_given=given)
@@ -320,6 +323,7 @@ def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, s
     from .tune import final_lines, tune as run_tune
 
     result = load_or_exit(file)
+    refuse_networks(result, "tune")
     summary = run_tune(result, trials=trials, sampler=sampler, timeout=timeout, pruner=pruner, storage=storage,
                        study_name=study_name, out_dir=out_dir, seed=seed, epochs=epochs, device=device,
                        quiet=quiet, echo=click.echo)
@@ -370,6 +374,9 @@ def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resu
     from .train import distributed as D
 
     launch = (nproc_per_node, nnodes, node_rank, master_addr, master_port)
+    if config.checked.networks and (config.folds or any(v is not None for v in launch)):
+        raise UserError("adversarial training (a spec with networks) runs in one process without folds",
+                        help="drop --folds / --nproc-per-node / --nnodes")
     if config.folds:
         if any(v is not None for v in launch):
             raise click.UsageError("cross-validation trains its folds one after another in one process; "
@@ -407,7 +414,9 @@ def evaluate(file, checkpoint, data_source, device, output, batch_size):
     from .pipeline import run_config
     from .train.cli_view import evaluate_command
 
-    config = run_config(load_or_exit(file), defaults=True, data=data_source)
+    result = load_or_exit(file)
+    refuse_networks(result, "evaluate")
+    config = run_config(result, defaults=True, data=data_source)
     evaluate_command(config, _console(), checkpoint, device, output, batch_size)
 
 
@@ -431,7 +440,9 @@ def predict(file, checkpoint, input_path, output, tensor, device, batch_size):
     from .train.cli_view import predict_command
 
     file, checkpoint = spec_and_checkpoint(file, checkpoint)
-    predict_command(run_config(load_or_exit(file), defaults=True), checkpoint, input_path, output, device, batch_size,
+    result = load_or_exit(file)
+    refuse_networks(result, "predict")
+    predict_command(run_config(result, defaults=True), checkpoint, input_path, output, device, batch_size,
                     tensor)
 
 
@@ -454,6 +465,31 @@ def spec_and_checkpoint(file: str, checkpoint: str | None) -> tuple[str, str]:
                             help="train it first, or give --checkpoint")
         checkpoint = str(found[0])
     return str(folder / "spec.nn"), checkpoint
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=str))
+@click.option("-n", "count", type=click.IntRange(1, 1_000_000), default=64, show_default=True, help="Samples to generate.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="samples.npz", show_default=True,
+              help="The .npz to write (array x: the samples in the data's own units).")
+@click.option("--seed", type=CatalogValue(_setting(TRAIN_SETTINGS, "seed")), default=0, show_default=True,
+              help="Seed of the noise: the same seed gives the same samples.")
+@guarded
+def sample(run_dir: str, count: int, output: str, seed: int) -> None:
+    """Generate samples from a trained GAN run (a spec with `adversarial { }`): RUN_DIR its folder or last.pt."""
+    from .pipeline import check_text
+    from .train.gan import sample_run
+
+    path, shape = sample_run(run_dir, count, output, int(seed), check_text)
+    click.echo(f"wrote {path}: x {list(shape)} in the data's units")
+
+
+def refuse_networks(result, what: str) -> None:
+    """Commands made for one network refuse a spec of `network`s (a GAN) by name, never half-serve it."""
+    if result.checked is not None and result.checked.networks:
+        raise UserError(f"{what} works on a single-network spec; {result.filename} declares networks "
+                        f"({', '.join(result.checked.networks)}) trained adversarially",
+                        help="a GAN supports check, fmt, summary, viz, train and sample")
 
 
 @main.command(name="fmt")
