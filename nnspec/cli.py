@@ -492,6 +492,31 @@ def refuse_networks(result, what: str) -> None:
                         help="a GAN supports check, fmt, summary, viz, train and sample")
 
 
+@main.command(name="inspect")
+@click.argument("run_dir", type=click.Path(path_type=str))
+@click.option("--input", "input_path", required=True, type=click.Path(),
+              help="Rows to inspect: .csv or .npz; for an image model, a folder of images (or one PNG/JPEG).")
+@click.option("--index", "indices", type=click.IntRange(min=0), multiple=True,
+              help="Row to inspect, from 0 (repeat for several; default: 0).")
+@click.option("--target", "target_class", metavar="CLASS",
+              help="Attribute this class (id or name) instead of the predicted one; a regression output's number.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default: RUN_DIR/inspect).")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), help="Which checkpoint of the run folder (default best).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@guarded
+def inspect_(run_dir, input_path, indices, target_class, out_dir, checkpoint, device):
+    """Feature maps, filters, saliency, Grad-CAM and integrated gradients of a trained run, as PNGs and an index.html.
+
+    RUN_DIR is a run folder of `nnspec train` (or one of its checkpoints). See docs/inspect.md."""
+    from .inspect import inspect_run
+
+    report = inspect_run(run_dir, input_path, indices or (0,), target_class=target_class, out_dir=out_dir,
+                         checkpoint=checkpoint, device=device)
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"wrote {len(report.files) - 1} pictures; open {report.out_dir / 'index.html'}")
+
+
 @main.command(name="fmt")
 @click.argument("file", type=SPEC_FILE)
 @click.option("--check", "check_only", is_flag=True, help="Change nothing; exit 1 (with a diff) if FILE is not formatted.")
