@@ -518,17 +518,35 @@ def inspect_(run_dir, input_path, indices, target_class, out_dir, checkpoint, de
 
 
 @main.command(name="fmt")
-@click.argument("file", type=SPEC_FILE)
-@click.option("--check", "check_only", is_flag=True, help="Change nothing; exit 1 (with a diff) if FILE is not formatted.")
-@click.option("--write", is_flag=True, help="Rewrite FILE in place (atomically).")
+@click.argument("files", nargs=-1, required=True, type=SPEC_FILE)
+@click.option("--check", "check_only", is_flag=True, help="Change nothing; exit 1 (with a diff) if any FILE is not formatted.")
+@click.option("--write", is_flag=True, help="Rewrite each FILE in place (atomically).")
 @guarded
-def fmt_(file: str, check_only: bool, write: bool) -> None:
-    """Print a spec in the canonical layout, comments kept (see docs/language.md)."""
+def fmt_(files: tuple[str, ...], check_only: bool, write: bool) -> None:
+    """Print a spec in the canonical layout, comments kept (see docs/language.md).
+
+    With --check or --write it takes many files (as a pre-commit hook does) and exits 1 if
+    any is unformatted (--check) or has errors."""
     from .fmt import run
 
     if check_only and write:
         raise click.UsageError("--check and --write cannot be used together")
-    sys.exit(run(file, check_only=check_only, write=write))
+    if len(files) > 1 and not (check_only or write):
+        raise click.UsageError("several files need --check or --write (printing is for one file)")
+    sys.exit(max(_fmt_one(run, path, check_only, write) for path in files))
+
+
+def _fmt_one(run, path: str, check_only: bool, write: bool) -> int:
+    """One file of `fmt`: its exit code; a file with errors is reported and the others still run."""
+    try:
+        return run(path, check_only=check_only, write=write)
+    except SpecError as err:
+        from .diagnostics import render_all
+
+        echo_err(render_all(err.diagnostics, getattr(err, "filename", path), getattr(err, "source", "")))
+    except UserError as err:
+        echo_err(err.render())
+    return EXIT_SPEC
 
 
 def run() -> None:  # pragma: no cover - console entry
