@@ -20,7 +20,7 @@ from .elaborate import Elaborator
 from .sections import check_optimizer, check_settings
 
 # Train settings a GAN run reads; the others (validation, monitor, ...) belong to supervised training.
-GAN_TRAIN_SETTINGS = ("data", "epochs", "batch_size", "seed", "shuffle", "steps")
+GAN_TRAIN_SETTINGS = ("data", "epochs", "batch_size", "seed", "shuffle")
 # An output activation with a known range: the data is scaled into it (train/gan.py).
 BOUNDED = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 _SHAPE_OPS = ("Reshape", "Flatten")  # change no value: the activation before one still bounds the output
