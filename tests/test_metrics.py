@@ -94,3 +94,13 @@ def test_regression_metrics_match_sklearn(outputs):
 
 def test_auc_of_a_single_class_is_undefined():
     assert np.isnan(compute([("auc", {})], np.array([[0.2], [0.7]]), np.ones((2, 1)), "binary")["auc"])
+
+
+def test_multiclass_auc_of_logits_with_a_class_absent_is_sklearns_one_vs_rest():
+    # logits (not probabilities, which multi_class="ovr" requires) and class 3 never the label:
+    # the mean of scikit-learn's per-class AUCs over the classes present
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(300, 4))
+    y = rng.integers(0, 3, 300)
+    expected = np.mean([skm.roc_auc_score(y == k, logits[:, k]) for k in range(3)])
+    assert compute([("auc", {})], logits, y, "multiclass")["auc"] == pytest.approx(expected, abs=1e-12)

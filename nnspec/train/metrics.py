@@ -99,21 +99,14 @@ def iou_of_counts(true_pos: np.ndarray, predicted: np.ndarray, actual: np.ndarra
 
 
 def binary_auc(y: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC as the Mann-Whitney statistic (ties count 1/2), equal to scikit-learn's roc_auc_score."""
+    """ROC AUC: scikit-learn's roc_auc_score (ties count 1/2); NaN when one class is absent,
+    where scikit-learn raises."""
+    from sklearn.metrics import roc_auc_score
+
     y = y.astype(bool).reshape(-1)
-    score = score.reshape(-1).astype(np.float64)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         return float("nan")
-    order = np.argsort(score, kind="mergesort")
-    sorted_scores = score[order]
-    ranks = np.empty(len(score), np.float64)
-    # average ranks for ties
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
-    ends = np.r_[starts[1:], len(score)]
-    for s, e in zip(starts, ends):
-        ranks[order[s:e]] = (s + e + 1) / 2.0
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(roc_auc_score(y, score.reshape(-1).astype(np.float64)))
 
 
 def r2(y: np.ndarray, p: np.ndarray) -> float:
@@ -199,12 +192,18 @@ def _auc(c: MetricContext) -> float:
 
 def auc(kind: str, ids: np.ndarray, scores: np.ndarray) -> float:
     """Binary ROC AUC, or for multi-class (scores [N, classes]) the one-vs-rest AUC averaged over
-    the classes present."""
+    the classes present (and absent somewhere): scikit-learn's roc_auc_score on the one-hot labels,
+    which, unlike its multi_class="ovr", also takes scores that are not probabilities (logits)."""
     if kind == "binary":
         return binary_auc(ids, scores)
-    per_class = [binary_auc(ids == k, scores[:, k]) for k in range(scores.shape[1]) if np.any(ids == k)]
-    per_class = [v for v in per_class if not np.isnan(v)]
-    return float(np.mean(per_class)) if per_class else float("nan")
+    from sklearn.metrics import roc_auc_score
+
+    onehot = ids.reshape(-1, 1) == np.arange(scores.shape[1])
+    defined = onehot.any(0) & ~onehot.all(0)
+    if not defined.any():
+        return float("nan")
+    per_class = roc_auc_score(onehot[:, defined], scores[:, defined].astype(np.float64), average=None)
+    return float(np.mean(per_class))
 
 
 def _iou(c: MetricContext) -> float:
