@@ -521,6 +521,18 @@ def inspect_(run_dir, input_path, indices, target_class, out_dir, checkpoint, de
 @click.argument("files", nargs=-1, required=True, type=SPEC_FILE)
 @click.option("--check", "check_only", is_flag=True, help="Change nothing; exit 1 (with a diff) if any FILE is not formatted.")
 @click.option("--write", is_flag=True, help="Rewrite each FILE in place (atomically).")
+@main.command()
+@guarded
+def lsp() -> None:
+    """Run the language server on stdin/stdout, for editors (see docs/editors.md).
+
+    Diagnostics as you type, hover, completion, go-to-definition, formatting and the outline
+    of .nn files; needs the `lsp` extra: pip install 'nnspec[lsp]'."""
+    from .lsp.server import serve
+
+    serve()
+
+
 @guarded
 def fmt_(files: tuple[str, ...], check_only: bool, write: bool) -> None:
     """Print a spec in the canonical layout, comments kept (see docs/language.md).
