@@ -347,6 +347,8 @@ def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, s
 @click.option("--amp", is_flag=True, help="Mixed precision (bf16, or fp16 with loss scaling) on CUDA.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only where the run is.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text: a key=value line per epoch; json: one JSON object per epoch on stdout (the rest on stderr).")
 @click.option("--defaults", is_flag=True, help="Train a spec with search spaces at each space's default value.")
 @click.option("--folds", type=click.IntRange(min=2), help="k-fold cross-validation: K runs, run k validated on fold k "
               "(as the train setting `folds`; replaces `validation`).")
@@ -357,8 +359,8 @@ def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, s
 @click.option("--master-addr", help="Data-parallel: address of the machine with --node-rank 0.")
 @click.option("--master-port", type=click.IntRange(min=1, max=65535), help="Data-parallel: TCP port on that machine.")
 @guarded
-def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resume, overwrite, amp, compile_, quiet, defaults,
-          folds, nproc_per_node, nnodes, node_rank, master_addr, master_port):
+def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resume, overwrite, amp, compile_, quiet,
+          log_format, defaults, folds, nproc_per_node, nnodes, node_rank, master_addr, master_port):
     """Train a spec; writes history.csv, metrics.json, checkpoints and curves.png to the run folder."""
     from .pipeline import run_config
     from .runconfig import parse_batch_size
@@ -381,8 +383,9 @@ def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resu
         if any(v is not None for v in launch):
             raise click.UsageError("cross-validation trains its folds one after another in one process; "
                                    "drop --nproc-per-node/--nnodes, or train without folds")
-        cross_validate_command(config, _console(), folds=folds, device=device, out_dir=out_dir, resume=resume,
-                               overwrite=overwrite, amp=amp, compile=compile_, quiet=quiet)
+        cross_validate_command(config, _console(stderr=log_format == "json"), folds=folds, device=device,
+                               out_dir=out_dir, resume=resume, overwrite=overwrite, amp=amp, compile=compile_,
+                               quiet=quiet, log_format=log_format)
         return
     worker = D.worker_from_env()  # set when torchrun (or the launch below) started this process
     if worker is None and any(v is not None for v in launch):  # start the workers, each runs this command
@@ -392,8 +395,9 @@ def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resu
         return
     speaks = worker is None or worker.is_main  # of several workers, only rank 0 prints
     with D.session(worker, D.device_for(worker, device) if worker else None):
-        train_command(config, _console(silent=not speaks), device=device, out_dir=out_dir, resume=resume,
-                      overwrite=overwrite, amp=amp, compile=compile_, quiet=quiet or not speaks)
+        train_command(config, _console(stderr=log_format == "json", silent=not speaks), device=device,
+                      out_dir=out_dir, resume=resume, overwrite=overwrite, amp=amp, compile=compile_,
+                      quiet=quiet or not speaks, log_format=log_format if speaks else "text")
 
 
 # evaluate and predict: how many rows are read and scored at a time

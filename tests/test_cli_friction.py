@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from nnspec.cli import main
@@ -52,3 +53,58 @@ def test_fmt_prints_one_file_only(tmp_path):
     assert invoke("fmt", a).output == FORMATTED
     result = invoke("fmt", a, a)
     assert result.exit_code == 2 and "--check or --write" in result.output
+
+
+IRIS = ROOT / "specs" / "iris_mlp.nn"
+
+
+def _train(tmp_path, *extra):
+    """A 3-epoch iris run into a folder whose path alone is longer than the old 160-column wrap."""
+    out = tmp_path / ("a_long_folder_name_" * 9) / "run"
+    runner = CliRunner(mix_stderr=False) if "mix_stderr" in CliRunner.__init__.__code__.co_varnames else CliRunner()
+    result = runner.invoke(main, [str(a) for a in ("train", IRIS, "--epochs", 3, "--out", out, *extra)])
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+@pytest.mark.slow  # imports torch and trains
+def test_piped_training_prints_one_unwrapped_key_value_line_per_epoch(tmp_path):
+    out, result = _train(tmp_path)
+    lines = result.stdout.splitlines()
+    epoch_lines = [line for line in lines if line.startswith("epoch=")]
+    assert [line.split()[0] for line in epoch_lines] == ["epoch=1/3", "epoch=2/3", "epoch=3/3"]
+    for line in epoch_lines:  # every value sits right after its key on the same line
+        for key in ("loss", "accuracy", "f1", "val_loss", "val_accuracy", "val_f1", "lr", "seconds"):
+            assert f" {key}=" in line, (key, line)
+    history = (out / "history.csv").read_text().splitlines()
+    header, last = history[0].split(","), dict(zip(history[0].split(","), history[-1].split(",")))
+    assert "val_accuracy" in header
+    assert f"val_accuracy={float(last['val_accuracy']):.4g}" in epoch_lines[-1]
+    assert any(str(out) in line for line in lines), "the run folder is printed whole on one line"
+    assert not any(line.startswith(("_name_", "run/")) for line in lines), "nothing hard-wrapped"
+
+
+def test_log_format_json_streams_one_object_per_epoch_on_stdout(tmp_path):
+    import json
+
+    out, result = _train(tmp_path, "--log-format", "json")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]  # stdout holds nothing else
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and all(r["epochs"] == 3 for r in rows)
+    history = (out / "history.csv").read_text().splitlines()
+    for row, csv_line in zip(rows, history[1:]):
+        csv_row = dict(zip(history[0].split(","), csv_line.split(",")))
+        assert abs(row["val_loss"] - float(csv_row["val_loss"])) < 1e-6 * max(1.0, abs(row["val_loss"]))
+
+
+def test_a_narrow_terminal_wraps_between_pairs_never_inside_one():
+    from rich.console import Console
+
+    from nnspec.train.cli_view import epoch_line
+
+    row = {"epoch": 1, "loss": 0.4123, "accuracy": 0.91, "val_loss": 0.5, "val_accuracy": 0.875, "val_auc": 0.9321,
+           "val_f1": 0.88, "lr": 0.001, "seconds": 0.52}
+    console = Console(width=40, force_terminal=True, record=True, color_system=None)
+    console.print(epoch_line(1, 10, row, 1234.0))
+    printed = console.export_text().split()
+    assert "val_auc=0.9321" in printed and "val_accuracy=0.875" in printed
+    assert all("=" in word for word in printed)

@@ -134,7 +134,7 @@ def reference(spec: Path, tmp_path_factory) -> Path:
 def test_killed_during_an_epoch_resumes_to_the_same_weights_and_history(spec: Path, reference: Path, tmp_path: Path):
     out = tmp_path / "run"
     run = Training(_cmd(spec, out), _env())
-    run.wait_for(f"epoch 1/{EPOCHS}")
+    run.wait_for(f"epoch=1/{EPOCHS}")
     time.sleep(0.2)  # well inside epoch 2, which takes seconds
     run.kill()
     report = json.loads((out / "metrics.json").read_text())

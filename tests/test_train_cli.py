@@ -29,7 +29,7 @@ def iris_run(tmp_path_factory):
 
 def test_train_prints_epochs_and_where_the_run_is(iris_run):
     out, text = iris_run
-    assert "epoch 3/3" in text and "samples/s" in text and "val_accuracy" in text
+    assert "epoch=3/3" in text and "samples_per_s=" in text and "val_accuracy=" in text
     assert f"run folder: {out}" in text and "curves.png" in text
 
 

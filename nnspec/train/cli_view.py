@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -19,15 +20,32 @@ def _fmt(v) -> str:
 
 
 def _row_text(row: dict) -> str:
+    """`key=value` pairs: one word each, so a line wraps (if ever) between pairs and `grep -o
+    'val_auc=[^ ]*'` finds every value."""
     shown = [(k, v) for k, v in row.items() if k not in ("epoch", "lr", "seconds") and not is_per_class(k)]
-    return "  ".join(f"{k} {_fmt(v)}" for k, v in shown)
+    return " ".join(f"{k}={_fmt(v)}" for k, v in shown)
 
 
-def train_command(config: RunConfig, console, *, quiet: bool, **options) -> RunSummary:
+def epoch_line(epoch: int, epochs: int, row: dict, rate: float) -> str:
+    """The one line `train` prints per epoch (a terminal's and a log file's alike)."""
+    lr = f" lr={row['lr']:.3g}" if "lr" in row else ""
+    return (f"epoch={epoch}/{epochs} {_row_text(row)}{lr} seconds={row.get('seconds', 0.0):.2f} "
+            f"samples_per_s={rate:.0f}")
+
+
+def epoch_json(epoch: int, epochs: int, row: dict, rate: float) -> str:
+    """`--log-format json`: the epoch as one JSON object (NaN and infinities as null: strict JSON)."""
+    values = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in row.items()}
+    return json.dumps({**values, "epoch": epoch, "epochs": epochs, "samples_per_s": rate}, allow_nan=False)
+
+
+def train_command(config: RunConfig, console, *, quiet: bool, log_format: str = "text", **options) -> RunSummary:
+    """`log_format` json: each epoch is a JSON line on stdout and nothing else is (the console then
+    writes to stderr, see cli.train); text: a progress bar and a key=value line per epoch."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     state = {"epochs": 0, "t0": 0.0, "samples": 0}
-    bar = None if quiet else Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+    bar = None if quiet or log_format == "json" else Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                                       TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                                       console=console, transient=True)
     task_id = None
@@ -39,7 +57,7 @@ def train_command(config: RunConfig, console, *, quiet: bool, **options) -> RunS
             console.print(note)
         val = f", {len(dataset.val)} validation" if dataset.val is not None else ""
         console.print(f"training {config.name} on {dataset.origin} ({len(dataset.train)} train{val}) "
-                      f"-> {run_dir}")
+                      f"-> {run_dir}", soft_wrap=True)
         if bar is not None:
             bar.start()
             task_id = bar.add_task("train", total=len(dataset.train), epoch=f"{done + 1}/{epochs}", rate="")
@@ -51,10 +69,10 @@ def train_command(config: RunConfig, console, *, quiet: bool, **options) -> RunS
 
     def on_epoch(epoch: int, row: dict):
         rate = state["samples"] / row["seconds"] if row.get("seconds") else 0.0
-        line = (f"epoch {epoch}/{state['epochs']}  {_row_text(row)}  lr {row['lr']:.3g}  "
-                f"{row['seconds']:.2f}s  {rate:,.0f} samples/s")
-        if bar is not None:
-            bar.console.print(line)
+        if log_format == "json":
+            click.echo(epoch_json(epoch, state["epochs"], row, rate))
+        if bar is not None:  # soft_wrap: never hard-wrapped into a file or pipe, whatever its width
+            bar.console.print(epoch_line(epoch, state["epochs"], row, rate), soft_wrap=True)
             bar.reset(task_id, total=state["samples"], epoch=f"{epoch + 1}/{state['epochs']}", rate="")
         state["t0"] = time.perf_counter()
 
@@ -65,13 +83,14 @@ def train_command(config: RunConfig, console, *, quiet: bool, **options) -> RunS
         if bar is not None:
             bar.stop()
     best = summary.best
-    console.print(f"best epoch {best['epoch']} by {summary.monitor}: {_row_text(best)}")
+    console.print(f"best epoch={best['epoch']} by {summary.monitor}: {_row_text(best)}", soft_wrap=True)
     console.print(f"run folder: {summary.out_dir}  (history.csv, metrics.json, best.pt, last.pt, "
-                  f"curves: {summary.out_dir / 'curves.png'})")
+                  f"curves: {summary.out_dir / 'curves.png'})", soft_wrap=True)
     return summary
 
 
-def cross_validate_command(config: RunConfig, console, *, quiet: bool, folds: int | None, **options):
+def cross_validate_command(config: RunConfig, console, *, quiet: bool, folds: int | None, log_format: str = "text",
+                           **options):
     """Every fold as `nnspec train` shows one run, then a table of the folds with their mean and spread."""
     from rich.table import Table
 
@@ -81,7 +100,7 @@ def cross_validate_command(config: RunConfig, console, *, quiet: bool, folds: in
         console.rule(f"fold {k + 1} of {count}")
 
     def run_fold(config, **kw):
-        return train_command(config, console, quiet=quiet, **kw)
+        return train_command(config, console, quiet=quiet, log_format=log_format, **kw)
 
     note = replaced_validation(config, folds)
     if note:
