@@ -19,6 +19,8 @@ import torch.fx as fx
 from torch import Tensor, nn
 
 from .. import catalog
+from ..checked import Checked
+from ..diagnostics import UserError
 from ..catalog.base import TorchModule, feature_axis
 from ..ir import Graph, Node
 from . import torch_layers as tl
@@ -218,7 +220,9 @@ def tensor_forward(model: NnspecModel, graph: Graph, node_name: str) -> fx.Graph
 
 
 def build_model(checked) -> NnspecModel:
-    """The checked spec as an NnspecModel (CPU, float32, training mode, PyTorch's default init)."""
+    """The checked spec as an NnspecModel (CPU, float32, training mode, PyTorch's default init).
+    Refuses anything but the checker's result for a spec without errors (see `checked_for_model`)."""
+    checked = checked_for_model(checked)
     layers: dict[str, nn.Module] = {}
     made_from: dict[str, TorchModule] = {}
     graph = checked.graph
@@ -231,6 +235,27 @@ def build_model(checked) -> NnspecModel:
         made_from[node.name] = entry.build(node.args, [graph.node(i).out for i in node.inputs])
         layers[node.name] = tl.instantiate(made_from[node.name])
     return NnspecModel(checked, layers, made_from)
+
+
+def checked_for_model(checked) -> Checked:
+    """`checked` when it is the checker's result (a Checked, or a pipeline Result holding one) for a
+    spec without errors. A spec with errors, or one never checked (a parse tree, an ir.Spec, text),
+    has no shapes to build from: refused, never half-built."""
+    holder = checked
+    if not isinstance(checked, Checked) and isinstance(getattr(checked, "checked", None), Checked):
+        checked = checked.checked  # a pipeline Result (or nnspec.Spec) that checked
+    if not isinstance(checked, Checked):
+        got = "None (the spec did not parse)" if checked is None else type(holder).__name__
+        raise UserError(f"build_model needs a checked spec; got {got}",
+                        help="check the spec first: nnspec.Spec.load(path).module(), or "
+                             "build_model(pipeline.check_file(path).checked)")
+    errors = [d for d in checked.diagnostics if d.is_error]
+    if errors:
+        first = errors[0]
+        raise UserError(f"build_model refuses {checked.spec.name}: the spec has {len(errors)} error(s), first "
+                        f"{first.code} at line {first.span.line}: {first.message}",
+                        help="fix the errors `nnspec check` reports; a spec with errors has no network to build")
+    return checked
 
 
 def parameter_counts(module: nn.Module) -> tuple[int, int]:
