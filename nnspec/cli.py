@@ -249,13 +249,15 @@ def compile_(file: str, emit: str, output: str | None, which: str | None, data_s
 
 @main.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Figure file (default: RUN_DIR/curves.png; several runs: ./curves.png).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Figure file, .png, .svg or .pdf (default: ./curves.png).")
 @guarded
 def plot(run_dirs: tuple[str, ...], output: str | None) -> None:
     """Redraw training curves from runs' history.csv (several runs on one figure to compare)."""
     from .plot import plot as draw_runs
 
-    click.echo(f"wrote {draw_runs(list(run_dirs), output)}")
+    replaced = Path(output or "curves.png").exists()
+    path = draw_runs(list(run_dirs), output)
+    click.echo(f"wrote {path}" + (" (replaced the figure that was there)" if replaced else ""))
 
 
 

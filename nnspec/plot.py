@@ -1,19 +1,23 @@
 """`nnspec plot RUN_DIR [RUN_DIR ...]`: training curves redrawn from the runs' history.csv.
 
-One panel per quantity (loss, then each metric); each run has its own colour, training as a
-solid line and validation dashed. With one run the figure defaults to RUN_DIR/curves.png (the
-file `nnspec train` writes); with several, to ./curves.png.
+One panel per quantity (loss, then each metric) in a grid of up to three columns, whole epochs
+on the x axis, the best epoch (metrics.json's, by the run's monitor) marked by a dotted line; each
+run has its own colour, training as a solid line and validation dashed. `nnspec train` draws its
+curves.png with the same `figure`. The figure goes to ./curves.png (or -o); a run's own
+curves.png is replaced only when -o names it, and the CLI says when a file was replaced.
 """
 from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .diagnostics import UserError
 
 NOT_PLOTTED = {"epoch", "lr", "seconds"}
+PER_CLASS = "iou_class_"  # metrics.PER_CLASS_IOU: per-class values are in metrics.json, not curves
+MAX_COLUMNS = 3
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,7 @@ class History:
     label: str
     columns: tuple[str, ...]
     rows: tuple[dict[str, float], ...]
+    best_epoch: int | None = None  # marked on every panel
 
     def series(self, key: str) -> tuple[list[float], list[float]]:
         pts = [(r["epoch"], r[key]) for r in self.rows if key in r and math.isfinite(r[key])]
@@ -28,7 +33,8 @@ class History:
 
     @property
     def quantities(self) -> list[str]:
-        return [c for c in self.columns if c not in NOT_PLOTTED and not c.startswith("val_")]
+        return [c for c in self.columns
+                if c not in NOT_PLOTTED and not c.startswith("val_") and not c.startswith(PER_CLASS)]
 
 
 def read_history(run_dir: str | Path) -> History:
@@ -67,7 +73,18 @@ def read_history(run_dir: str | Path) -> History:
         rows.append(row)
     if not rows:
         raise UserError(f"{path} has a header but no epochs yet", help="plot again once an epoch has finished")
-    return History(_label(run), columns, tuple(rows))
+    return History(_label(run), columns, tuple(rows), _best_epoch(path.parent / "metrics.json"))
+
+
+def _best_epoch(metrics_json: Path) -> int | None:
+    """The run's best epoch from its metrics.json, or None (no file, or not one nnspec wrote)."""
+    import json
+
+    try:
+        best = json.loads(metrics_json.read_text(encoding="utf-8")).get("best_epoch")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    return best if isinstance(best, int) else None
 
 
 def _label(run: Path) -> str:
@@ -79,8 +96,8 @@ def plot(run_dirs: list[str], output: str | None = None) -> Path:
     histories = [read_history(d) for d in run_dirs]
     labels = [h.label for h in histories]
     if len(set(labels)) < len(labels):  # same tail names: fall back to the paths as given
-        histories = [History(str(d), h.columns, h.rows) for d, h in zip(run_dirs, histories)]
-    path = Path(output) if output else (Path(run_dirs[0]) / "curves.png" if len(run_dirs) == 1 else Path("curves.png"))
+        histories = [replace(h, label=str(d)) for d, h in zip(run_dirs, histories)]
+    path = Path(output) if output else Path("curves.png")
     if path.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise UserError(f"cannot write a figure to '{path.name}'", help="name it .png, .svg or .pdf")
     draw(histories, path)
@@ -109,22 +126,38 @@ def figure(histories: list[History]):
     quantities: list[str] = []
     for h in histories:
         quantities += [q for q in h.quantities if q not in quantities]
-    fig, axes = plt.subplots(1, len(quantities), figsize=(4.2 * len(quantities), 3.4), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    columns = min(MAX_COLUMNS, len(quantities))
+    rows = math.ceil(len(quantities) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.4 * columns, 3.3 * rows), squeeze=False)
+    for ax in axes.flat[len(quantities):]:  # the grid's empty cells
+        ax.remove()
     several = len(histories) > 1
-    for ax, key in zip(axes[0], quantities):
-        for i, h in enumerate(histories):
-            color = colors[i % len(colors)]
-            prefix = f"{h.label} " if several else ""
-            if key in h.columns:
-                ax.plot(*h.series(key), marker=".", color=color, label=f"{prefix}train")
-            if f"val_{key}" in h.columns:
-                ax.plot(*h.series(f"val_{key}"), marker=".", linestyle="--", color=color if several else colors[1],
-                        label=f"{prefix}validation")
-        ax.set_title(key)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+    for ax, key in zip(axes.flat, quantities):
+        _panel(ax, key, histories, several)
     fig.suptitle(histories[0].label if not several else f"{len(histories)} runs")
     fig.tight_layout()
     return fig
+
+
+def _panel(ax, key: str, histories: list[History], several: bool) -> None:
+    """One quantity: each run's training (solid) and validation (dashed) line and its best epoch."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, h in enumerate(histories):
+        color = colors[i % len(colors)]
+        prefix = f"{h.label} " if several else ""
+        if key in h.columns:
+            ax.plot(*h.series(key), marker=".", color=color, label=f"{prefix}train")
+        if f"val_{key}" in h.columns:
+            ax.plot(*h.series(f"val_{key}"), marker=".", linestyle="--", color=color if several else colors[1],
+                    label=f"{prefix}validation")
+        if h.best_epoch is not None:
+            ax.axvline(h.best_epoch, color=color if several else "0.4", linestyle=":", linewidth=1.2,
+                       label=f"{prefix}best epoch {h.best_epoch}")
+    ax.set_title(key)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")

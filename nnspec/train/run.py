@@ -336,7 +336,7 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
             raise UserError("nothing was trained: the run had already reached its epochs or steps",
                             help="give more --epochs to continue a resumed run")
         if D.is_main():
-            write_curves(run_dir / "curves.png", progress.history, name)
+            write_curves(run_dir / "curves.png", progress.history, name, progress.best_epoch)
             _write_reconstructions(run_dir, config, model, dataset)
             write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev, finished=True)  # the run is complete
         best = _best_row(progress)
@@ -431,29 +431,14 @@ def write_metrics(path: Path, progress, monitor: str, dataset: Data, device, fin
     ckpt_io.write_text(path, json.dumps(report, indent=2) + "\n")
 
 
-def write_curves(path: Path, history: list[dict], title: str) -> None:
-    """Loss and each metric per epoch (train and validation) as a PNG, matplotlib's Agg backend."""
-    import matplotlib
+def write_curves(path: Path, history: list[dict], title: str, best_epoch: int | None = None) -> None:
+    """curves.png: loss and each metric per epoch (train and validation) in a grid, the best epoch
+    marked; drawn by plot.figure, the renderer of `nnspec plot`."""
+    from .. import plot
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    skip = {"epoch", "lr", "seconds"}
-    names = [k for k in history[0] if k not in skip and not k.startswith("val_") and not is_per_class(k)]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
-    epochs = [r["epoch"] for r in history]
-    for ax, key in zip(axes[0], names):
-        ax.plot(epochs, [r[key] for r in history], marker=".", label="train")
-        if f"val_{key}" in history[0]:
-            ax.plot(epochs, [r[f"val_{key}"] for r in history], marker=".", label="validation")
-        ax.set_title(key)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    ckpt_io.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    columns = tuple(k for k in history[0] if not is_per_class(k))
+    rows = tuple({k: float(r[k]) for k in columns if r.get(k) is not None} for r in history)
+    plot.draw([plot.History(title, columns, rows, best_epoch)], path)
 
 
 # ------------------------------------------------------------------ evaluate and predict
