@@ -145,3 +145,12 @@ def test_sample_refuses_a_run_of_one_network(tmp_path):
     run = train_spec(spec, out_dir=tmp_path / "run")
     res = nnspec("sample", run.out_dir, "-o", tmp_path / "s.npz")
     assert res.exit_code == 1 and "not a run of a spec with `adversarial" in res.output
+
+
+def test_viz_draws_each_network_as_a_cluster():
+    from nnspec.backends.dot import to_dot
+    from nnspec.pipeline import check_file
+
+    source = to_dot(check_file(SPECS / "digits_gan.nn").checked)
+    assert "cluster_generator" in source and "cluster_discriminator" in source
+    assert "generator : network" in source and "discriminator : network" in source

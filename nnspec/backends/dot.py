@@ -155,6 +155,8 @@ class Diagram:
 
     def _block_kind(self, instance: str) -> str:
         """The block's name for an instance prefix: `residual_1` -> `Residual`."""
+        if instance in self.checked.networks:  # a GAN's network: its cluster says so
+            return "network"
         base = re.sub(r"_\d+$", "", instance.split(".")[-1])
         for b in self.checked.spec.blocks:
             if _snake(b.name) == base:
