@@ -306,3 +306,33 @@ def test_a_folder_of_images_is_read_as_predict_reads_it(cnn, tmp_path):
     expected = np.asarray(Image.open(folder / "d1.png"), np.float32)[None] / 255
     np.testing.assert_allclose(got["input"], expected, atol=1e-6)
     assert (tmp_path / "out" / "row_1" / "gradcam.png").is_file()
+
+
+TOKENS = """
+model Tokens {
+    input ids: int[6]
+    layers {
+        Embedding(vocab=20, dim=4)
+        Flatten()
+        Dense(2) -> softmax
+    }
+    loss categorical_crossentropy
+    optimizer Adam(lr=0.01)
+}
+"""
+
+
+@pytest.mark.parametrize("spec, message", [
+    (TOKENS, "Tokens's input ids holds token ids (int[...]), which have no gradient: not supported"),
+    ((Path(__file__).parent.parent / "specs" / "segment.nn").read_text(),
+     "TinySegmenter's output is [1, 32, 32] (a value per position): not supported"),
+])
+def test_what_inspect_cannot_explain_is_refused_by_name(spec, message):
+    from nnspec.diagnostics import UserError
+    from nnspec.inspect import _require_supported
+
+    result = check_text(spec, "spec.nn")
+    assert result.ok, result.render()
+    with pytest.raises(UserError) as err:
+        _require_supported(result.checked, result.checked.spec.name)
+    assert message in err.value.message

@@ -71,7 +71,8 @@ def inspect_run(target: str | Path, input_path: str | Path, indices=(0,), *, tar
     chosen = parse_target(target_class, kind, outputs.shape[1], classes, name)
     out = fsutil.make_dir(Path(out_dir) if out_dir else default_out_dir(target))
     report = Inspection(out, notes=notes + _notes(layers, kind, input_rank, chosen))
-    ctx = _Context(scorer, probes, layers, kind, classes, score_kind(model, checked), input_rank, rows)
+    ctx = _Context(scorer, probes, layers, kind, classes, score_kind(model, checked), input_rank, rows,
+                   checked.output_is)
     sections = [_filters(out, model, layers, report)] if layers else []
     for r, index in enumerate(indices):
         row_target = chosen if chosen is not None else _predicted(outputs[r], kind)
@@ -93,6 +94,7 @@ class _Context:
     score_kind: str
     input_rank: int
     rows: object
+    output_is: str  # probabilities | logits | values: what the network's outputs are
 
 
 def _require_supported(checked, name: str) -> int:
@@ -234,7 +236,8 @@ def _inspect_row(ctx: _Context, r: int, x, output, target: int, out: Path, repor
                 lambda p: figures.write_matrix(p, values, title, ("step", "feature")))
     summary = _row_summary(ctx, r, output, target, arrays)
     _write_numbers(folder, arrays, summary, report)
-    return Section(f"{rows.names[r]} (row {rows.indices[r]})", facts, pictures)
+    heading = rows.names[r] if rows.names[r] == f"row {rows.indices[r]}" else f"{rows.names[r]} (row {rows.indices[r]})"
+    return Section(heading, facts, pictures)
 
 
 def _row_facts(ctx: _Context, output, target: int) -> list[tuple[str, str]]:
@@ -242,7 +245,8 @@ def _row_facts(ctx: _Context, output, target: int) -> list[tuple[str, str]]:
         return [("outputs", ", ".join(f"{float(v):.6g}" for v in output)), ("attributed", f"output_{target}")]
     predicted = _predicted(output, ctx.kind)
     p = float(output[0]) if ctx.kind == "binary" else float(output[predicted])
-    shown = "p(class 1)" if ctx.kind == "binary" else "its output"
+    shown = "p(class 1)" if ctx.kind == "binary" else \
+        "its probability" if ctx.output_is == "probabilities" else "its logit"
     return [("predicted", _class_text(predicted, ctx.kind, ctx.classes)), (shown, f"{p:.4f}"),
             ("target", _class_text(target, ctx.kind, ctx.classes))]
 
