@@ -13,7 +13,6 @@ module builder load on first use.
 """
 from __future__ import annotations
 
-import csv
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -51,6 +50,11 @@ class Spec:
         return cls(pipeline.check_text(text, filename))
 
     # ---------------------------------------------------------------- what the checker found
+    @property
+    def result(self) -> pipeline.Result:
+        """The front door's Result (what the CLI and the backends take)."""
+        return self._result
+
     @property
     def filename(self) -> str:
         return self._result.filename
@@ -108,12 +112,22 @@ class Spec:
         return f"Spec({self.name or self.filename!r}, {state})"
 
     # ---------------------------------------------------------------- the network
-    def module(self) -> "torch.nn.Module":
+    def module(self, network: str | None = None) -> "torch.nn.Module":
         """The network as a torch.nn.Module (PyTorch's default initialisation, training mode):
-        forward(*inputs) with batch-first tensors, in the order of `input_names`."""
+        forward(*inputs) with batch-first tensors, in the order of `input_names`. A spec of
+        `network`s (a GAN) names the one to build: module(network="G")."""
         from .backends.torch_model import build_model
 
-        return build_model(self.checked)
+        checked = self.checked
+        names = list(checked.networks)
+        if network is None and names:
+            raise UserError(f"{self.name} declares networks ({', '.join(names)}): say which one to build",
+                            help=f"e.g. spec.module(network={names[0]!r})")
+        if network is not None and network not in names:
+            has = f"its networks are {', '.join(names)}" if names else "it is a single network"
+            raise UserError(f"{self.name} has no network {network!r}: {has}",
+                            help="give one of its network names" if names else "call spec.module() without network=")
+        return build_model(checked.networks[network] if network else checked)
 
     # ---------------------------------------------------------------- training
     def run_config(self, **settings: Any) -> "RunConfig":
@@ -218,6 +232,8 @@ class Run:
     @property
     def history(self) -> list[dict[str, float]]:
         """history.csv: one row per epoch (epoch, loss, val_loss, metrics, lr, seconds), numbers as floats."""
+        import csv
+
         path = self._file("history.csv")
         with open(path, newline="", encoding="utf-8") as f:
             return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
@@ -245,7 +261,7 @@ class Run:
         for name in order:
             if (self.folder / f"{name}.pt").is_file():
                 return self.folder / f"{name}.pt"
-        raise UserError(f"{self.folder} holds no {which}.pt: the run has not finished an epoch",
+        raise UserError(f"{self.folder} holds no {' or '.join(n + '.pt' for n in order)}: the run has not finished an epoch",
                         help="train it first (or resume it with Spec.train(resume=True, out_dir=...))")
 
     def module(self, which: str = "best") -> "torch.nn.Module":

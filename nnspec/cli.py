@@ -90,14 +90,14 @@ def main(debug: bool) -> None:
 
 def load_or_exit(path: str):
     """Check a spec file; print its diagnostics; exit 1 on errors. Returns the pipeline Result."""
-    from .pipeline import check_file
+    from .api import Spec
 
-    result = check_file(path)
-    if result.diagnostics:
-        echo_err(result.render())
-    if not result.ok:
+    spec = Spec.load(path)
+    if spec.diagnostics:
+        echo_err(spec.render())
+    if not spec.ok:
         sys.exit(EXIT_SPEC)
-    return result
+    return spec.result
 
 
 SPEC_FILE = click.Path(dir_okay=False, path_type=str)
@@ -461,16 +461,10 @@ def spec_and_checkpoint(file: str, checkpoint: str | None) -> tuple[str, str]:
             raise UserError(f"{file} is a spec: say which trained weights to use with --checkpoint",
                             help="give --checkpoint runs/<Model>/<n>/best.pt, or the run folder instead of the spec")
         return file, checkpoint
-    if not (folder / "spec.nn").is_file():
-        raise UserError(f"{file} is a folder but not a run folder of `nnspec train` (it has no spec.nn)",
-                        help="give a spec file with --checkpoint, or a run folder such as runs/<Model>/1")
-    if checkpoint is None:
-        found = [folder / name for name in ("best.pt", "last.pt") if (folder / name).is_file()]
-        if not found:
-            raise UserError(f"{file} holds no best.pt or last.pt: the run has not finished an epoch",
-                            help="train it first, or give --checkpoint")
-        checkpoint = str(found[0])
-    return str(folder / "spec.nn"), checkpoint
+    from .api import Run  # the API's run folder: its spec.nn, best.pt else last.pt
+
+    run = Run.open(folder)
+    return str(run.folder / "spec.nn"), checkpoint or str(run.checkpoint())
 
 
 @main.command()
