@@ -273,3 +273,20 @@ def test_runs_folder_default_is_under_the_current_folder(tmp_path, monkeypatch):
     run = nnspec.Spec.from_text(IRIS.replace("epochs      4", "epochs      1")).train(device="cpu")
     assert run.folder.resolve().parent.parent == (tmp_path / "runs").resolve()
     assert os.path.basename(run.folder) == "1"
+
+
+def test_module_of_a_gan_names_its_network():
+    """Each network of a GAN spec builds alone; its parameters are what the layers hold, counted by hand."""
+    spec = nnspec.Spec.load(ROOT / "specs" / "digits_gan.nn")
+    with pytest.raises(nnspec.UserError, match="say which one") as err:
+        spec.module()
+    assert "network='generator'" in err.value.help
+    with pytest.raises(nnspec.UserError, match="no network 'G'"):
+        spec.module(network="G")
+    for name in ("generator", "discriminator"):
+        net = spec.module(network=name)
+        by_hand = sum(m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
+                      for m in net.modules() if hasattr(m, "weight") and m.weight is not None)
+        assert sum(p.numel() for p in net.parameters()) == by_hand == spec.checked.networks[name].graph.total_params
+    with pytest.raises(nnspec.UserError, match="single network"):
+        nnspec.Spec.from_text(IRIS).module(network="generator")

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from nnspec.backends.torch_model import build_model, parameter_counts
+from nnspec.diagnostics import UserError
 from nnspec.pipeline import check_file, check_text
 
 SPECS = sorted(Path(__file__).resolve().parent.parent.glob("specs/*.nn"))
@@ -24,10 +25,18 @@ def checked_text(text: str):
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_spec_parameter_count_matches_the_checker(path):
     checked = check_file(path).checked
-    model = build_model(checked)
-    trainable, buffers = parameter_counts(model)
-    assert trainable + buffers == checked.graph.total_params
-    assert buffers == checked.graph.non_trainable_params
+    for net in list(checked.networks.values()) or [checked]:  # a GAN: each network is a model
+        model = build_model(net)
+        trainable, buffers = parameter_counts(model)
+        assert trainable + buffers == net.graph.total_params
+        assert buffers == net.graph.non_trainable_params
+
+
+def test_build_model_refuses_a_spec_of_networks():
+    """A GAN's networks side by side are no one model: refused by name, each network builds."""
+    checked = check_file(Path(__file__).resolve().parent.parent / "specs/digits_gan.nn").checked
+    with pytest.raises(UserError, match=r"declares networks \(generator, discriminator\): build each one"):
+        build_model(checked)
 
 
 def test_mnist_convnet_has_keras_parameter_count():

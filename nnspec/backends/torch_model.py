@@ -249,6 +249,9 @@ def checked_for_model(checked) -> Checked:
         raise UserError(f"build_model needs a checked spec; got {got}",
                         help="check the spec first: nnspec.Spec.load(path).module(), or "
                              "build_model(pipeline.check_file(path).checked)")
+    if checked.networks:  # a GAN: the networks side by side are no one network
+        raise UserError(f"{checked.spec.name} declares networks ({', '.join(checked.networks)}): build each one",
+                        help="build_model(checked.networks[name]), or nnspec.Spec.load(path).module(network=name)")
     errors = [d for d in checked.diagnostics if d.is_error]
     if errors:
         first = errors[0]
