@@ -281,6 +281,9 @@ def _syntax_hint(tok: Token, expected: set[str], text: str) -> str | None:
             return hint
     if tok.type in KEYWORD_TERMINALS and "NAME" in expected:
         return f"'{tok.value}' is a keyword; choose another name"
+    if tok.type == "COMMA" and "RPAR" in expected and _tuple_at(tok, text):
+        written = _tuple_at(tok, text)
+        return f"nnspec writes a tuple as a list: `[{written}]` instead of `({written})`"
     if tok.type == "COMMA" and SEPARATORS & expected and _line_of(tok, text).lstrip().startswith("metrics"):
         return "write several metrics as a list: `metrics [accuracy, f1]`"
     if tok.type == "EQUAL":
@@ -294,6 +297,17 @@ def _syntax_hint(tok: Token, expected: set[str], text: str) -> str | None:
     if tok.type in ("RPAR", "RSQB", "COMMA") and "NAME" in expected and _after_comma(tok, text):
         return "a trailing or doubled ',' leaves an empty argument or list item"
     return None
+
+
+def _tuple_at(tok: Token, text: str) -> str | None:
+    """The items of a Python-style tuple `(3, 3)` whose ',' is `tok` (an argument's value or a list
+    item, not a call's parentheses), or None."""
+    line = _line_of(tok, text)
+    opened = line.rfind("(", 0, tok.column - 1)
+    if opened < 0 or not line[:opened].rstrip().endswith(("=", ",", "(", "[")):
+        return None
+    closed = line.find(")", tok.column)
+    return line[opened + 1:closed if closed > 0 else len(line)].strip() or None
 
 
 def _line_of(tok: Token, text: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .. import ir
 from ..diagnostics import Sink, Span, suggest
+from . import spellings
 
 
 class _Required:
@@ -204,18 +205,25 @@ def bind(params: Sequence[Param], call: ir.Call, where: str, sink: Sink,
                    else f"write {call.name} without arguments")
     for param, arg in zip(params, positional):
         written[param.name] = (resolve(arg.value), arg.span)
+    stand_ins: list[tuple[str, ir.Arg]] = []  # (meant parameter, misspelled argument)
     for arg in call.args:
         if arg.name is None:
             continue
         if arg.name not in by_name:
-            hint = suggest(arg.name, by_name) or (f"its parameters are: {', '.join(by_name)}" if by_name
-                                                   else f"{where} takes no arguments")
+            suggestion = suggest(arg.name, by_name)
+            meant = spellings.intended(arg.name, by_name, suggestion)
+            hint = (spellings.hint(arg.name, meant, f"{meant}={_shown(literal(arg.value, {}, meant))}") if meant else suggestion) or (
+                f"its parameters are: {', '.join(by_name)}" if by_name else f"{where} takes no arguments")
             sink.error("E105", f"{where} has no argument `{arg.name}`", arg.span, help=hint)
+            if meant:
+                stand_ins.append((meant, arg))
             continue
         if arg.name in written:
             sink.error("E111", f"argument `{arg.name}` of {where} is given twice", arg.span)
             continue
         written[arg.name] = (resolve(arg.value), arg.span)
+    for meant, arg in stand_ins:  # checked as meant: one mistake, one error (no E106 for `meant`)
+        written.setdefault(meant, (resolve(arg.value), arg.span))
     values: dict[str, Any] = {}
     searched: dict[str, ir.Space] = {}
     spans: dict[str, Span] = {}

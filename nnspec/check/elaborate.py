@@ -483,22 +483,25 @@ class Elaborator:
             self.sink.error("E205", "concat combines named tensors and cannot follow `->`", call.span,
                             help="write `concat(a, b) -> ...` at the start of a statement")
             return None
-        self._unknown_op(call)
+        if self._unknown_op(call):  # a mistyped activation keeps the shape: check on past it
+            return x
         return None
 
-    def _unknown_op(self, call: ir.Call) -> None:
+    def _unknown_op(self, call: ir.Call) -> bool:
+        """Report an unknown name; True when it reads as an activation (shape-preserving)."""
         for registry, code in ((catalog.losses, "E102"), (catalog.optimizers, "E103"), (catalog.metrics, "E104")):
             if call.name in registry and call.name not in catalog.activations:
                 self.sink.error("E100", f"'{call.name}' is a {registry.what}, not a layer or an activation",
                                 call.name_span, help=f"put it in the `{'loss' if code == 'E102' else registry.what + 's' if code == 'E104' else 'optimizer'}` section")
-                return
+                return False
         layer_hint = suggest(call.name, catalog.layers.spellings + list(self.blocks))
         act_hint = suggest(call.name, catalog.activations.spellings)
         if act_hint and not layer_hint:
             self.sink.error("E101", f"unknown activation '{call.name}'", call.name_span, help=act_hint)
-        else:
-            self.sink.error("E100", f"unknown layer '{call.name}'", call.name_span,
-                            help=layer_hint or "see `docs/language.md` for the catalog of layers")
+            return True
+        self.sink.error("E100", f"unknown layer '{call.name}'", call.name_span,
+                        help=layer_hint or "see `docs/language.md` for the catalog of layers")
+        return False
 
     def _layer(self, entry: catalog.LayerEntry, call: ir.Call, x: str, scope: Scope) -> str | None:
         where = entry.name
@@ -592,7 +595,7 @@ class Elaborator:
         if entry is None:
             self.sink.error("E101", f"unknown activation '{call.name}'", call.name_span,
                             help=suggest(call.name, catalog.activations.spellings))
-            return None
+            return x  # shape-preserving: the checking goes on past the mistake
         bound = bind(entry.params, call, entry.name, self.sink, lambda e: self._resolve(e, scope))
         if any(v is None and p.required for p, v in ((p, bound.values[p.name]) for p in entry.params)):
             return None

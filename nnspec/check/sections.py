@@ -6,6 +6,7 @@ from typing import Any
 
 from .. import catalog, ir
 from ..catalog.base import feature_axis
+from ..catalog import spellings
 from ..catalog.schema import Param, bind, coerce, literal
 from ..catalog.settings import DATA_SOURCES, SCHEDULES
 from ..checked import Task, output_activation
@@ -149,6 +150,12 @@ def check_optimizer(spec: ir.Spec, graph: ir.Graph, sink: Sink):
     return entry.name, bound.values
 
 
+def _written(st: ir.Setting) -> str:
+    """A setting's one simple value (a number or name) as written, else `...`."""
+    value = literal(st.values[0], {}, st.name) if len(st.values) == 1 else None
+    return str(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else "..."
+
+
 def check_settings(settings: tuple[ir.Setting, ...], schema: tuple[Param, ...], section: str,
                     sink: Sink) -> dict[str, Any]:
     by_name = {p.name: p for p in schema}
@@ -157,8 +164,11 @@ def check_settings(settings: tuple[ir.Setting, ...], schema: tuple[Param, ...], 
     for st in settings:
         param = by_name.get(st.name)
         if param is None:
+            suggestion = suggest(st.name, by_name)
+            meant = spellings.intended(st.name, by_name, None)  # a Keras/PyTorch name says which one
             sink.error("E016", f"unknown {section} setting '{st.name}'", st.span,
-                       help=suggest(st.name, by_name) or f"{section} settings: {', '.join(by_name)}")
+                       help=(spellings.hint(st.name, meant, f"`{meant} {_written(st)}`") if meant else suggestion)
+                       or f"{section} settings: {', '.join(by_name)}")
             continue
         if st.name in seen:
             sink.error("E010", f"{section} setting '{st.name}' is written twice", st.span)
