@@ -101,3 +101,50 @@ def test_keywords_naming_arguments_and_shapes():
     assert "keyword.control.nnspec" in scopes[2][line2.index("layers {")]
     assert "support.class.layer.nnspec" in scopes[2][line2.index("GRU")]
     assert "support.function.activation.nnspec" in scopes[2][line2.index("relu")]
+
+
+# ---------------------------------------------------------------- VS Code's own engine, where node is
+VSCODE = ROOT / "editors" / "vscode"
+
+
+def _vscode_tokens(paths: list[Path]) -> dict | None:
+    """vscode-textmate's tokens for each file, or None where node or its modules are missing."""
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None or not (VSCODE / "node_modules" / "vscode-textmate").is_dir():
+        return None
+    proc = subprocess.run([node, "test/tokenize.js", *map(str, paths)], cwd=VSCODE, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_vscode_textmate_scopes_every_example_spec_as_the_python_tokenizer_does():
+    tokens = _vscode_tokens(SPECS)
+    if tokens is None:
+        pytest.skip("needs node and, in editors/vscode: npm install --no-save vscode-textmate vscode-oniguruma")
+    for path in SPECS:
+        text = path.read_text()
+        ours = tokenize(grammar(), text)
+        for n, line_tokens in enumerate(tokens[str(path)]):
+            for start, end, scopes in line_tokens:
+                theirs = {s for s in scopes if s != "source.nnspec" and not s.startswith("meta.")}
+                for i in range(start, end):
+                    mine = {s for s in ours[n][i] if not s.startswith("meta.")}
+                    assert mine == theirs, (f"{path.name}:{n + 1}:{i + 1}", mine, theirs)
+
+
+def test_the_extension_contributes_the_language_grammar_and_server_command():
+    package = json.loads((VSCODE / "package.json").read_text())
+    (language,) = package["contributes"]["languages"]
+    (contributed,) = package["contributes"]["grammars"]
+    assert language["extensions"] == [".nn"] and contributed["language"] == language["id"]
+    assert (VSCODE / contributed["path"]).resolve() == GRAMMAR_FILE
+    assert contributed["scopeName"] == grammar()["scopeName"]
+    assert package["contributes"]["configuration"]["properties"]["nnspec.server.command"]["default"] == ["nnspec", "lsp"]
+    assert "vscode-languageclient" in package["dependencies"]
+    config = json.loads((VSCODE / language["configuration"]).read_text())
+    assert config["comments"]["lineComment"] == "#"
+    assert ["(", ")"] in config["brackets"] and ["[", "]"] in config["brackets"]
