@@ -290,3 +290,9 @@ def test_module_of_a_gan_names_its_network():
         assert sum(p.numel() for p in net.parameters()) == by_hand == spec.checked.networks[name].graph.total_params
     with pytest.raises(nnspec.UserError, match="single network"):
         nnspec.Spec.from_text(IRIS).module(network="generator")
+
+
+def test_the_package_says_it_is_typed():
+    """PEP 561: py.typed ships with the package, so type checkers read the API's annotations."""
+    assert (ROOT / "nnspec" / "py.typed").is_file()
+    assert '"py.typed"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
