@@ -101,6 +101,11 @@ class Spec:
             raise err
         return self
 
+    def report(self) -> dict[str, Any]:
+        """What `nnspec check --format json` prints for this file: file, ok, and each diagnostic as
+        severity, code, message, line, col, end_line, end_col, help, notes."""
+        return {"file": self.filename, "ok": self.ok, "diagnostics": [diagnostic_record(d) for d in self.diagnostics]}
+
     def summary(self) -> dict[str, Any]:
         """What `nnspec summary --json` prints: model, layers (name, type, output_shape, params...), params."""
         from .backends.summary import as_json
@@ -288,6 +293,12 @@ class Run:
         if not path.is_file():
             raise UserError(f"{self.folder} has no {name}", help="is the run still starting, or was it cut short?")
         return path
+
+
+def diagnostic_record(d: Diagnostic) -> dict[str, Any]:
+    """One diagnostic as JSON-safe data (1-based lines and columns; the end is exclusive)."""
+    return {"severity": d.severity, "code": d.code, "message": d.message, "line": d.span.line, "col": d.span.col,
+            "end_line": d.span.end_line, "end_col": d.span.end_col, "help": d.help, "notes": list(d.notes)}
 
 
 def _batch(batch_size: int | None) -> dict[str, int]:

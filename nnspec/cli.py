@@ -139,23 +139,21 @@ def _setting(params, name: str):
 @guarded
 def check(files: tuple[str, ...], quiet: bool, fmt: str) -> None:
     """Check specs: names, arguments, shapes, losses and metrics."""
-    from .pipeline import check_file
+    from .api import Spec
 
     failed = False
     reports = []
     for path in files:
         try:
-            result = check_file(path)
+            spec = Spec.load(path)
         except UserError as err:
             echo_err(err.render())
             failed = True
             continue
+        result = spec.result
         failed |= not result.ok
         if fmt == "json":
-            reports.append({"file": path, "ok": result.ok, "diagnostics": [
-                {"severity": d.severity, "code": d.code, "message": d.message, "line": d.span.line,
-                 "col": d.span.col, "end_line": d.span.end_line, "end_col": d.span.end_col, "help": d.help,
-                 "notes": list(d.notes)} for d in result.diagnostics]})
+            reports.append(spec.report())
             continue
         if result.diagnostics:
             echo_err(result.render())

@@ -296,3 +296,19 @@ def test_the_package_says_it_is_typed():
     """PEP 561: py.typed ships with the package, so type checkers read the API's annotations."""
     assert (ROOT / "nnspec" / "py.typed").is_file()
     assert '"py.typed"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def test_report_is_what_check_prints_as_json(tmp_path):
+    """`nnspec check --format json` prints Spec.report() of each file; a diagnostic's span is 1-based."""
+    from click.testing import CliRunner
+
+    from nnspec.cli import main
+
+    bad = tmp_path / "bad.nn"
+    bad.write_text(IRIS.replace("Dense(3) -> softmax", "Dense(3) -> softmax\n        Conv2D(4, 3)"))
+    result = CliRunner().invoke(main, ["check", "--format", "json", str(bad)])
+    assert result.exit_code == 1
+    printed = json.loads(result.stdout)
+    assert printed == [nnspec.Spec.load(str(bad)).report()]
+    first = printed[0]["diagnostics"][0]
+    assert first["line"] == 6 and first["col"] == 9 and first["severity"] == "error"
