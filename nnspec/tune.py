@@ -24,6 +24,7 @@ import io
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +225,7 @@ class Objective:
         self.result, self.dims, self.settings = result, dims, settings
         self.out_dir, self.train_options, self.echo = out_dir, train_options, echo
         self.last: int | None = None  # the number of the trial this process ran last
+        self.study_logs = None  # train.logs.StudyLogs with `--log`: where each trial logs
 
     def __call__(self, trial) -> float:
         optuna = require("optuna")
@@ -279,8 +281,9 @@ class Objective:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}: {metric} = {best[-1]:.4g}")
 
+        log = self.study_logs.trial(trial.number, values) if self.study_logs else None
         train_spec(concrete, out_dir=self.out_dir / "trials" / f"{trial.number:03d}", quiet=True,
-                   on_epoch=on_epoch, overwrite=True, **self.train_options)  # trials/NNN belongs to the study
+                   on_epoch=on_epoch, overwrite=True, log=log, **self.train_options)  # trials/NNN belongs to the study
         if not best:
             raise TrialFailed("training ran no epoch")
         return best[-1]
@@ -295,8 +298,12 @@ def _reason(exc: Exception) -> str:
 def tune(result: Result, *, trials: int | None = None, sampler: str | None = None, timeout: float | None = None,
          pruner: str | None = None, storage: str | None = None, study_name: str | None = None,
          out_dir: str | Path | None = None, seed: int | None = None, epochs: int | None = None,
-         device: str = "auto", quiet: bool = False, echo: Callable[[str], None] = print) -> TuneSummary:
+         device: str = "auto", quiet: bool = False, echo: Callable[[str], None] = print, log=None) -> TuneSummary:
+    """`log`: experiment logs of each trial, e.g. ["tensorboard", "mlflow"] (train/logs.py StudyLogs)."""
+    from .train import logs
+
     optuna = require("optuna")
+    log = logs.ready(log)  # a missing package is refused before the study starts
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print our own line per trial
     dims = search.dimensions(result.checked.spec, result.source)
@@ -320,6 +327,9 @@ def tune(result: Result, *, trials: int | None = None, sampler: str | None = Non
                  f"{settings.direction} {settings.metric}, pruner {settings.pruner}; outputs in {out}/")
             echo(search.describe(dims))
         objective = Objective(result, dims, settings, out, {"epochs": epochs, "device": device}, echo)
+        objective.study_logs = logs.open_study_logs(log, out, result.checked.spec.name, vars(settings))
+        if objective.study_logs is not None and not quiet:
+            echo(objective.study_logs.where)
         deadline = time.monotonic() + settings.timeout if settings.timeout else None
         try:
             while wait_for_slot(study, settings.trials, deadline):
@@ -330,6 +340,10 @@ def tune(result: Result, *, trials: int | None = None, sampler: str | None = Non
         finally:  # also after Ctrl-C: what has finished is written
             summary = write_outputs(result, dims, settings, study, out)
             write_progress(out, study, settings, done=True)
+            if objective.study_logs is not None:
+                best = {settings.metric: summary.best.value} if summary.best is not None else None
+                objective.study_logs.close(best, [out / "trials.csv", out / "best.nn", out / "search.png"],
+                                           sys.exc_info()[1])
         if not quiet:
             echo(final_lines(summary))
         return summary

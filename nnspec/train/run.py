@@ -12,6 +12,7 @@ import io
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +25,7 @@ from . import checkpoint as ckpt_io
 from . import distributed as D
 from . import transfer
 from . import text
+from . import logs
 from .data import Data, Expect, load_data
 from . import dense_labels as dense
 from .metrics import is_per_class
@@ -206,7 +208,7 @@ def class_weight_tensor(setting, data: Data, kind: str, classes: int | None):
 def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed=None, device="auto", data=None,
                quiet=True, on_epoch: Callable[[int, dict], None] | None = None, defaults=False, resume=False,
                amp=False, compile=False, on_batch=None, on_start=None, fold: tuple[int, int] | None = None,
-               overwrite=False) -> RunSummary:
+               overwrite=False, log=None) -> RunSummary:
     """One training run of `run`: a RunConfig (what `nnspec train` passes), or a pipeline Result with
     the settings to resolve it with (`as_run`: epochs, batch_size, lr, seed, data, defaults). A spec
     with `folds K` is cross-validated by `crossval.cross_validate`, which calls this once per fold
@@ -214,7 +216,9 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
 
     The run folder has one owner: it is locked (runlock.RunLock) from when it is chosen until this
     returns or raises. A fresh run (not `resume`) refuses a folder holding a run of another spec
-    unless `overwrite`; it then starts the folder over (the old run's checkpoints are removed)."""
+    unless `overwrite`; it then starts the folder over (the old run's checkpoints are removed).
+
+    `log`: experiment logs besides the run folder's files, e.g. ["tensorboard", "mlflow"] (logs.py)."""
     import torch
 
     from ..backends.torch_model import build_model
@@ -226,7 +230,11 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
 
     config = as_run(run, defaults=defaults, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, data=data)
     checked = config.checked
+    log = logs.ready(log)  # an unknown kind or a missing package: refused before anything is read
     if checked.networks:  # `adversarial { }`: two networks trained against each other (train/gan.py)
+        if log:
+            raise UserError("--log (TensorBoard, MLflow) is not supported for adversarial training yet",
+                            help="train the GAN spec without --log; its run folder has history.csv and samples")
         from .gan import train_gan
 
         return train_gan(config, out_dir=out_dir, resume=resume, overwrite=overwrite, on_epoch=on_epoch,
@@ -280,6 +288,7 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
     digest = ckpt_io.ir_hash(checked)
     # rank 0 makes the folder (a read-only or misplaced --out is a clear error) and holds its lock
     lock = own_run_dir(out_dir, name, resume) if D.is_main() else RunLock(".", enabled=False)
+    run_logs = None  # logs.RunLogs with `log`, on rank 0
     try:
         run_dir = Path(D.broadcast(str(lock.folder)))  # rank 0's choice on every rank; only rank 0 writes in it
         if lock.note:
@@ -298,6 +307,9 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
             ckpt_io.restore_rng(state["rng"], generator, cfg.augment)
             schedule.apply(progress.epoch)
             notes.append(f"resumed from {run_dir / 'last.pt'} after epoch {progress.epoch}")
+            notes.extend(_length_notes(state, config))
+            if fold is None:  # a cross-validation's resume passes over its finished folds
+                _refuse_finished(progress, cfg, config, run_dir)
         else:
             torch.manual_seed(config.seed)  # dropout & co. start from the seed, whatever initialisation drew
         if D.is_main():
@@ -314,7 +326,8 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
                     "data_origin": dataset.origin, "data_target": dataset.target,
                     "data_stats": {k: dict(v) for k, v in dataset.stats.items()}, "data_meta": dataset.meta,
                     "seed": config.seed, "monitor": monitor,
-                    "fold": list(fold) if fold is not None else None}
+                    "fold": list(fold) if fold is not None else None,
+                    "length": {"epochs": config.epochs, "steps": config.steps}}
 
         def epoch_done(epoch: int, row: dict, improved: bool, progress: Progress) -> None:
             if not D.is_main():  # one run folder, written by rank 0
@@ -325,13 +338,24 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
                 ckpt_io.save_encoded(run_dir / "best.pt", state)
             write_history(run_dir / "history.csv", progress.history, keys)
             write_metrics(run_dir / "metrics.json", progress, monitor, dataset, dev, finished=False)
+            if run_logs is not None:  # before on_epoch, which may stop the run (a pruned trial)
+                run_logs.epoch(row, model)
             if on_epoch is not None:
                 on_epoch(epoch, dict(row))
 
+        if log and D.is_main():
+            run_logs = logs.open_logs(log, run_dir, config, model, resume=resume, done=progress.epoch)
+            run_logs.graph(model, dataset.train.batch(slice(0, 2))[0])  # two examples to trace
+            notes.extend(run_logs.notes)
         if on_start is not None and D.is_main():
             on_start(run_dir, dataset, notes, config.epochs, progress.epoch)
-        progress = fit(model, loss_fn, optimizer, schedule, dataset, cfg, task, generator, progress,
-                       on_epoch=epoch_done, on_batch=on_batch if D.is_main() else None)
+        try:
+            progress = fit(model, loss_fn, optimizer, schedule, dataset, cfg, task, generator, progress,
+                           on_epoch=epoch_done, on_batch=on_batch if D.is_main() else None)
+        except KeyboardInterrupt:  # Ctrl-C: last.pt, history.csv and metrics.json are of the last finished epoch
+            if D.is_main() and progress.history:
+                write_curves(run_dir / "curves.png", progress.history, name, progress.best_epoch)
+            raise TrainingInterrupted(run_dir, progress.epoch, config.epochs) from None
         if not progress.history:
             raise UserError("nothing was trained: the run had already reached its epochs or steps",
                             help="give more --epochs to continue a resumed run")
@@ -342,7 +366,55 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
         best = _best_row(progress)
         return RunSummary(run_dir, progress.history, dict(progress.history[-1]), best, monitor, notes)
     finally:
+        if run_logs is not None:  # also after an error or Ctrl-C: the run's status says which
+            run_logs.close(run_dir, sys.exc_info()[1])
         lock.release()
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, after the run folder was brought up to its last finished epoch
+    (curves.png too): `nnspec train ... --resume` continues from `epoch`."""
+
+    def __init__(self, run_dir: Path, epoch: int, epochs: int):
+        super().__init__(f"interrupted after epoch {epoch} of {epochs}")
+        self.run_dir, self.epoch, self.epochs = run_dir, epoch, epochs
+
+
+def _length_notes(state: dict, config: RunConfig) -> list[str]:
+    """What a resume says when the run's length changed since the checkpoint (LENGTH_SETTINGS may)."""
+    before = state.get("length") or {}
+    now = {"epochs": config.epochs, "steps": config.steps}
+    changed = [f"{k} {before[k]} -> {now[k]}" for k in now if k in before and before[k] != now[k]]
+    if not changed:
+        return []
+    notes = [f"the run now trains for {', '.join(changed)}"]
+    if config.schedule and config.schedule[0] == "cosine" and before.get("epochs", config.epochs) != config.epochs:
+        notes.append(f"the cosine schedule now spans {config.epochs} epochs: the rate follows the longer curve "
+                     "from here on")
+    return notes
+
+
+def _refuse_finished(progress, cfg, config: RunConfig, run_dir: Path) -> None:
+    """`--resume` of a run with nothing left to train: say so and how to train more, instead of
+    reporting the old run as if it had trained."""
+    done = f"{run_dir} is finished"
+    if cfg.steps is not None and progress.steps >= cfg.steps:
+        why, setting, done_so_far = f"it took {progress.steps} of {cfg.steps} steps", "steps", progress.steps
+    elif progress.epoch >= cfg.epochs:
+        why, setting, done_so_far = f"it trained {progress.epoch} of {cfg.epochs} epochs", "epochs", progress.epoch
+    elif cfg.early_stopping is not None and progress.bad_epochs >= cfg.early_stopping:
+        raise UserError(f"{done}: early stopping ended it after epoch {progress.epoch} ({cfg.monitor} did not "
+                        f"improve for {cfg.early_stopping} epochs); nothing is left to train",
+                        help="resuming would stop again at once; to train on, start a new run (another --out) "
+                             "with a larger early_stopping")
+    else:
+        return
+    spec = config.filename or "SPEC"
+    flag = " (or add --epochs N to that command)" if setting == "epochs" else ""
+    raise UserError(f"{done}: {why}; nothing is left to train",
+                    help=f"to train more, raise `{setting}` above {done_so_far} in {spec} and run "
+                         f"`nnspec train {spec} --out {run_dir} --resume`{flag}; only `epochs` and `steps` "
+                         "may change when a run is resumed")
 
 
 def write_data_facts(path: Path, dataset: Data) -> None:
