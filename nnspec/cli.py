@@ -304,6 +304,11 @@ def viz(file, output, out_dir, rankdir, detail, collapse_blocks, netron, port, n
     click.echo(f"wrote {path}")
 
 
+# experiment logs (train/logs.py); given twice for both
+LOG_OPTION = click.option("--log", type=click.Choice(["tensorboard", "mlflow"]), multiple=True,
+                          help="Also log to TensorBoard (RUN/tensorboard) or MLflow (RUN/mlflow); repeat for both.")
+
+
 @main.command()
 @click.argument("file", type=SPEC_FILE)
 @click.option("--trials", type=click.IntRange(min=1), help="Trials in the study (default: the spec's search section, or 20).")
@@ -317,8 +322,9 @@ def viz(file, output, out_dir, rankdir, detail, collapse_blocks, netron, port, n
 @click.option("--epochs", type=CatalogValue(_setting(TRAIN_SETTINGS, "epochs")), help="Epochs of every trial (default: the spec's).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+@LOG_OPTION
 @guarded
-def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, seed, epochs, device, quiet):
+def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, seed, epochs, device, quiet, log):
     """Search the spec's search spaces: writes trials.csv, best.nn and search.png."""
     from .tune import final_lines, tune as run_tune
 
@@ -326,7 +332,7 @@ def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, s
     refuse_networks(result, "tune")
     summary = run_tune(result, trials=trials, sampler=sampler, timeout=timeout, pruner=pruner, storage=storage,
                        study_name=study_name, out_dir=out_dir, seed=seed, epochs=epochs, device=device,
-                       quiet=quiet, echo=click.echo)
+                       quiet=quiet, echo=click.echo, log=log)
     if quiet:
         click.echo(final_lines(summary))
     sys.exit(EXIT_OK if summary.best is not None else EXIT_SPEC)
@@ -358,9 +364,10 @@ def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, s
 @click.option("--node-rank", type=click.IntRange(min=0), help="Data-parallel: this machine's number, 0..nnodes-1.")
 @click.option("--master-addr", help="Data-parallel: address of the machine with --node-rank 0.")
 @click.option("--master-port", type=click.IntRange(min=1, max=65535), help="Data-parallel: TCP port on that machine.")
+@LOG_OPTION
 @guarded
 def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resume, overwrite, amp, compile_, quiet,
-          log_format, defaults, folds, nproc_per_node, nnodes, node_rank, master_addr, master_port):
+          log_format, defaults, folds, nproc_per_node, nnodes, node_rank, master_addr, master_port, log):
     """Train a spec; writes history.csv, metrics.json, checkpoints and curves.png to the run folder."""
     from .pipeline import run_config
     from .runconfig import parse_batch_size
@@ -385,7 +392,7 @@ def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resu
                                    "drop --nproc-per-node/--nnodes, or train without folds")
         cross_validate_command(config, _console(stderr=log_format == "json"), folds=folds, device=device,
                                out_dir=out_dir, resume=resume, overwrite=overwrite, amp=amp, compile=compile_,
-                               quiet=quiet, log_format=log_format)
+                               quiet=quiet, log_format=log_format, log=log)
         return
     worker = D.worker_from_env()  # set when torchrun (or the launch below) started this process
     if worker is None and any(v is not None for v in launch):  # start the workers, each runs this command
@@ -397,7 +404,7 @@ def train(file, device, epochs, batch_size, lr, seed, data_source, out_dir, resu
     with D.session(worker, D.device_for(worker, device) if worker else None):
         train_command(config, _console(stderr=log_format == "json", silent=not speaks), device=device,
                       out_dir=out_dir, resume=resume, overwrite=overwrite, amp=amp, compile=compile_,
-                      quiet=quiet or not speaks, log_format=log_format if speaks else "text")
+                      quiet=quiet or not speaks, log_format=log_format if speaks else "text", log=log)
 
 
 # evaluate and predict: how many rows are read and scored at a time
