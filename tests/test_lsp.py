@@ -211,3 +211,24 @@ def test_lsp_without_pygls_asks_for_the_lsp_extra():
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().startswith("error[E901]: ") and "pip install 'nnspec[lsp]'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "specs").glob("*.nn")), ids=lambda p: p.name)
+def test_every_position_of_every_example_answers_whole_and_half_typed(path):
+    """No request fails at any position of any example, whole or cut mid-way (as while typing):
+    the handlers the server calls, in this process, for speed."""
+    from nnspec.lsp.analysis import analyze
+    from nnspec.lsp.completion import complete
+    from nnspec.lsp.definition import definition
+    from nnspec.lsp.hover import hover
+    from nnspec.lsp.symbols import symbols
+
+    text = path.read_text()
+    for cut in (len(text), len(text) // 2):
+        a = analyze(text[:cut], str(path))
+        symbols(a.spec)
+        for line, chars in enumerate(a.lines):
+            for character in range(0, len(chars) + 1, 4):
+                hover(a, line, character)
+                assert complete(a, line, character).items is not None
+                definition(a, path.as_uri(), line, character)
