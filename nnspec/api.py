@@ -144,6 +144,7 @@ class Spec:
               batch_size: int | str | None = None, lr: float | None = None, seed: int | None = None,
               data: str | None = None, device: str = "auto", defaults: bool = False, resume: bool = False,
               overwrite: bool = False, amp: bool = False, compile: bool = False,
+              log: str | Sequence[str] | None = None,
               on_epoch: Callable[[int, dict], None] | None = None) -> "Run":
         """Train as `nnspec train` does, with its options; returns the run folder as a Run.
         `out_dir` defaults to runs/<Model>/<n>/ under the current folder. A cross-validated spec
@@ -155,19 +156,20 @@ class Spec:
             raise UserError(f"{config.name} is cross-validated (`folds {config.folds}`): each fold is a run",
                             help="call spec.cross_validate(), which returns one Run per fold")
         summary = train_spec(config, out_dir=out_dir, device=device, resume=resume, overwrite=overwrite, amp=amp,
-                             compile=compile, on_epoch=on_epoch)
+                             compile=compile, on_epoch=on_epoch, log=log)
         return Run.open(summary.out_dir)
 
     def cross_validate(self, *, folds: int | None = None, out_dir: str | Path | None = None,
                        epochs: int | None = None, batch_size: int | str | None = None, lr: float | None = None,
                        seed: int | None = None, data: str | None = None, device: str = "auto",
-                       defaults: bool = False, overwrite: bool = False) -> list["Run"]:
+                       defaults: bool = False, overwrite: bool = False,
+                       log: str | Sequence[str] | None = None) -> list["Run"]:
         """`nnspec train --folds K`: one run per fold (out_dir/fold_<k>/, cv.json beside them)."""
         from .train.crossval import cross_validate
 
         config = self.run_config(defaults=defaults, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                                  data=data, folds=folds)
-        cv = cross_validate(config, folds=folds, out_dir=out_dir, overwrite=overwrite, device=device)
+        cv = cross_validate(config, folds=folds, out_dir=out_dir, overwrite=overwrite, device=device, log=log)
         return [Run.open(run.out_dir) for run in cv.runs]
 
     def evaluate(self, checkpoint: str | Path, *, data: str | None = None, device: str = "auto",

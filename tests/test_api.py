@@ -312,3 +312,19 @@ def test_report_is_what_check_prints_as_json(tmp_path):
     assert printed == [nnspec.Spec.load(str(bad)).report()]
     first = printed[0]["diagnostics"][0]
     assert first["line"] == 6 and first["col"] == 9 and first["severity"] == "error"
+
+
+def test_train_takes_the_log_option_as_the_cli_does(tmp_path):
+    """`log` is --log: an unknown kind is refused before anything is trained."""
+    with pytest.raises(nnspec.UserError, match="unknown log 'wandb'"):
+        nnspec.Spec.from_text(IRIS).train(out_dir=tmp_path / "run", log=["wandb"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_cross_validate_returns_a_run_per_fold(tmp_path):
+    spec = nnspec.Spec.from_text(IRIS.replace("epochs      4", "epochs      2"))
+    runs = spec.cross_validate(folds=2, out_dir=tmp_path / "cv", device="cpu")
+    assert [run.folder.name for run in runs] == ["fold_1", "fold_2"]
+    assert all(run.metrics["validation_samples"] == 75 for run in runs)  # 150 rows in two folds
+    summary = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert summary and len(runs[0].history) == 2
