@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PIP     := $(BIN)/python -m pip
 LOCK    := requirements/lock.txt
 
-.PHONY: demo test test-fast test-lowest fuzz bench graphviz chromium lock clean
+.PHONY: demo test test-fast test-lowest fuzz bench graphviz chromium vscode-grammar-test lock clean
 
 # .venv holds exactly what the lock names (every package pinned, transitive ones, pip and
 # setuptools included) plus nnspec itself, editable. A changed lock or pyproject.toml makes a
@@ -47,6 +47,17 @@ chromium:
 	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; \
 	  else echo "warning: Chromium is missing (the browser check of viz --netron skips); install it with: apt-get install -y chromium"; fi; }
 
+# VS Code's own TextMate engine, for tests/test_textmate.py's cross-check of the grammar in
+# editors/vscode (pinned; from the npm registry; Node from Debian when missing).
+VSCODE_TM := editors/vscode/node_modules/vscode-textmate/package.json
+vscode-grammar-test: $(VSCODE_TM)
+$(VSCODE_TM):
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; \
+	  else echo "warning: Node's npm is missing (the VS Code grammar cross-check skips); install it with: apt-get install -y nodejs npm"; fi; }
+	@command -v npm >/dev/null 2>&1 && cd editors/vscode && npm install -s --no-save --no-audit --no-fund \
+	  vscode-textmate@9.3.2 vscode-oniguruma@2.0.1 || true
+
 demo: $(STAMP) graphviz
 	$(BIN)/nnspec check specs/digits_cnn.nn
 	$(BIN)/nnspec summary specs/digits_cnn.nn
@@ -56,7 +67,7 @@ demo: $(STAMP) graphviz
 	@echo "run: runs/demo/digits_cnn (history.csv, metrics.json, best.pt); curves: runs/demo/digits_cnn/curves.png; diagram: runs/demo/digits_cnn/digits_cnn.svg"
 
 # pytest exits 5 when it collects no test: that is a failure of the set-up, not a pass.
-test: $(STAMP) graphviz chromium
+test: $(STAMP) graphviz chromium vscode-grammar-test
 	$(BIN)/python -m pytest -n 2 -q tests; rc=$$?; \
 	  if [ $$rc = 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
