@@ -16,6 +16,7 @@ import click
 
 from .catalog.functions import LR
 from .catalog.settings import SEARCH_SETTINGS, TRAIN_SETTINGS
+from .cli_help import add_examples, format_commands
 from .diagnostics import SpecError, UserError
 from .runconfig import EVAL_BATCH
 
@@ -74,11 +75,15 @@ def guarded(fn):
 class _Group(click.Group):
     def main(self, *args, **kwargs):
         kwargs.setdefault("standalone_mode", True)
+        add_examples(self)  # here, once every command (of any module) is registered
         try:
             return super().main(*args, **kwargs)
         except click.exceptions.UsageError as err:  # pragma: no cover - click exits itself
             err.show()
             sys.exit(EXIT_USAGE)
+
+    def format_commands(self, ctx, formatter):
+        format_commands(self, ctx, formatter)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -203,7 +208,8 @@ EMIT_TARGETS = ("json", *EMITTERS, *(t for t in RUN_TARGETS if t not in EMITTERS
 
 @main.command(name="compile")
 @click.argument("file", type=click.Path(path_type=str))
-@click.option("--emit", default="onnx", show_default=True, help=f"What to produce: {', '.join(EMIT_TARGETS)}.")
+@click.option("--emit", type=click.Choice(EMIT_TARGETS), default="onnx", show_default=True,
+              help="What to produce (onnx, torchscript, safetensors: also a trained run's weights).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file (default: beside the spec or checkpoint; json: stdout).")
 @click.option("--checkpoint", "which", type=click.Choice(["best", "last"]),
               help="With a run folder: export best.pt (the default) or last.pt.")
@@ -214,9 +220,6 @@ def compile_(file: str, emit: str, output: str | None, which: str | None, data_s
     run: FILE a run folder or checkpoint gives its trained weights in ONNX, TorchScript or safetensors."""
     from .backends import trained_export
 
-    if emit not in EMIT_TARGETS:
-        raise click.BadParameter(f"unknown target '{emit}'; expected one of: {', '.join(EMIT_TARGETS)}",
-                                 param_hint="--emit")
     if trained_export.is_run(file):
         if emit not in RUN_TARGETS:
             raise click.BadParameter(f"a trained run exports as {', '.join(RUN_TARGETS)}; '{emit}' is for a spec",

@@ -108,3 +108,50 @@ def test_a_narrow_terminal_wraps_between_pairs_never_inside_one():
     printed = console.export_text().split()
     assert "val_auc=0.9321" in printed and "val_accuracy=0.875" in printed
     assert all("=" in word for word in printed)
+
+
+def test_the_command_list_shows_every_summary_whole_and_each_command_has_examples():
+    listing = invoke("--help").output.split("Commands:")[1]
+    assert "…" not in listing and "..." not in listing
+    assert "Keras-style table: layers, output shapes, parameter counts." in listing
+    for name in main.commands:
+        text = invoke(name, "--help").output
+        assert "Examples:" in text and f"nnspec {name}" in text.split("Examples:")[1], name
+
+
+def test_emit_is_a_choice_listed_in_help():
+    text = invoke("compile", "--help").output
+    assert "[json|onnx|python|torchscript|safetensors]" in text
+    wrong = invoke("compile", ROOT / "specs" / "iris_mlp.nn", "--emit", "tflite")
+    assert wrong.exit_code == 2 and "'tflite' is not one of" in wrong.output
+
+
+def test_shell_completion_script_is_what_the_docs_say():
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, _NNSPEC_COMPLETE="bash_source")
+    script = subprocess.run([sys.executable, "-c", "from nnspec.cli import main; main(prog_name='nnspec')"],
+                            env=env, capture_output=True, text=True, timeout=60).stdout
+    assert "_nnspec_completion" in script and "complete -o nosort -F _nnspec_completion nnspec" in script
+    docs = (ROOT / "docs" / "cli.md").read_text()
+    assert 'eval "$(_NNSPEC_COMPLETE=bash_source nnspec)"' in docs
+
+
+def test_viz_netron_says_serving_and_stopping_once(tmp_path, monkeypatch, capsys, caplog):
+    import logging
+
+    netron = pytest.importorskip("netron")
+    from nnspec.backends import onnx_export
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not served to anyone")
+    monkeypatch.setattr(netron, "wait", lambda: netron.stop())  # what Ctrl+C does inside netron.wait
+    with caplog.at_level(logging.INFO):
+        onnx_export.serve_netron(None, port=0, browse=False, make_file=lambda: model)
+    out = capsys.readouterr().out
+    said = out + "".join(r.getMessage() + "\n" for r in caplog.records)
+    lines = [line.lower() for line in said.splitlines()]
+    assert sum("serving" in line and "http" in line for line in lines) == 1, said
+    assert sum(line.startswith("stopping") for line in lines) == 1, said

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import logging
 import re
 import types
 import warnings
@@ -565,6 +566,8 @@ def serve_netron(result, port: int, browse: bool, out_dir: str | None = None, bl
     for name in ("onnx", "onnxscript", "onnxruntime"):  # the `netron` extra brings these too
         require(name, "netron", "`nnspec viz --netron`")
     notes = []
+    # Netron logs its own "Serving ..." and "Stopping ..." (twice: in wait() and stop()); nnspec says each once
+    logging.getLogger("netron").setLevel(logging.WARNING)
     problem = _port_problem(port)
     if problem is not None:  # before the export, which takes seconds
         if port_given or problem.errno != errno.EADDRINUSE:
@@ -602,6 +605,7 @@ def serve_netron(result, port: int, browse: bool, out_dir: str | None = None, bl
             pass
         finally:
             netron.stop(address)
+            click.echo(f"Stopping Netron at http://{host}:{bound}/")
     return address
 
 
