@@ -194,3 +194,45 @@ def test_missing_package_names_the_logs_extra(package, flag, tmp_path):
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert f"`--log {flag}` needs" in err and "install it with: pip install 'nnspec[logs]'" in err, err
     assert not out.exists()  # refused before the run folder is made
+
+
+NOISY = """model Noisy {
+    input features: [4]
+    layers {
+        Dense(16) -> relu
+        BatchNorm()
+        Dropout(0.3)
+        Dense(3) -> softmax
+    }
+    loss      categorical_crossentropy
+    optimizer Adam(lr=0.01)
+    train { data sklearn.iris; epochs 2; batch_size 32; validation 0.2; seed 1 }
+}
+"""
+
+
+def test_logging_does_not_change_training(tmp_path):
+    """The graph is traced in eval mode without gradients: BatchNorm's running statistics and the
+    dropout masks of the run are those of a run without logs, so the weights are identical."""
+    from nnspec.pipeline import check_text
+    from nnspec.train.run import train_spec
+
+    result = check_text(NOISY, str(tmp_path / "noisy.nn"))
+    plain = train_spec(result, out_dir=tmp_path / "plain", device="cpu")
+    logged = train_spec(result, out_dir=tmp_path / "logged", device="cpu", log=["tensorboard"])
+    assert plain.history == [dict(row, seconds=other["seconds"]) for row, other in zip(logged.history, plain.history)]
+    a = torch.load(tmp_path / "plain" / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "logged" / "last.pt", weights_only=False)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # running_mean/var included
+    assert any(k.endswith("running_mean") for k in a)
+
+
+def test_api_refuses_an_unknown_kind_and_a_gan():
+    from nnspec.diagnostics import UserError
+    from nnspec.pipeline import check_file
+    from nnspec.train.run import train_spec
+
+    with pytest.raises(UserError, match="unknown log 'wandb'"):
+        train_spec(check_file(IRIS), log=["wandb"])
+    with pytest.raises(UserError, match="not supported for adversarial training"):
+        train_spec(check_file(ROOT / "specs" / "digits_gan.nn"), log=["tensorboard"])

@@ -25,6 +25,7 @@ import math
 import os
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -80,7 +81,13 @@ class RunLogs:
     def __init__(self, loggers: list, notes: list[str]):
         self.loggers, self.notes = loggers, notes
 
-    def graph(self, model, inputs: list) -> None:
+    def graph(self, model, split) -> None:
+        """The model's graph, traced on the first two examples of `split` (a data.Split)."""
+        try:
+            inputs = split.batch(slice(0, 2))[0]
+        except Exception as exc:  # a split that cannot hand out examples: say so, train anyway
+            self.notes.append(f"the model's graph is not logged: no example batch to trace ({_first_line(exc)})")
+            return
         for logger in self.loggers:
             note = logger.graph(model, inputs)
             if note:
@@ -141,6 +148,10 @@ def _source_text(data) -> str:
     return f"{name}({', '.join(f'{k}={v!r}' for k, v in args.items())})" if args else name
 
 
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -167,11 +178,11 @@ class TensorBoardLog:
         was_training = model.training
         model.eval()  # traced without updating BatchNorm statistics or drawing dropout masks
         try:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the tracer's warnings (and jit's deprecation) are not the user's
                 self.writer.add_graph(model, tuple(inputs))
         except Exception as exc:  # tracing refuses some models (data-dependent control flow)
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            return f"TensorBoard: the model's graph could not be traced, so it is not logged ({first})"
+            return f"TensorBoard: the model's graph could not be traced, so it is not logged ({_first_line(exc)})"
         finally:
             model.train(was_training)
         return None

@@ -308,8 +308,7 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
             schedule.apply(progress.epoch)
             notes.append(f"resumed from {run_dir / 'last.pt'} after epoch {progress.epoch}")
             notes.extend(_length_notes(state, config))
-            if fold is None:  # a cross-validation's resume passes over its finished folds
-                _refuse_finished(progress, cfg, config, run_dir)
+            _refuse_finished(progress, cfg, config, run_dir)
         else:
             torch.manual_seed(config.seed)  # dropout & co. start from the seed, whatever initialisation drew
         if D.is_main():
@@ -345,7 +344,7 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
 
         if log and D.is_main():
             run_logs = logs.open_logs(log, run_dir, config, model, resume=resume, done=progress.epoch)
-            run_logs.graph(model, dataset.train.batch(slice(0, 2))[0])  # two examples to trace
+            run_logs.graph(model, dataset.train)  # traced on two training examples
             notes.extend(run_logs.notes)
         if on_start is not None and D.is_main():
             on_start(run_dir, dataset, notes, config.epochs, progress.epoch)
