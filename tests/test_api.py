@@ -42,6 +42,7 @@ def python_blocks(markdown: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", markdown, re.MULTILINE | re.DOTALL)
 
 
+@pytest.mark.slow  # imports torch, sklearn and matplotlib and trains: ~5 s on 2 cores
 def test_docs_api_examples_run(tmp_path, monkeypatch, capsys):
     """Every ```python block of docs/api.md, in order, in one namespace, in an empty folder."""
     blocks = python_blocks(API_DOC.read_text(encoding="utf-8"))
