@@ -9,7 +9,7 @@ about 80 % of them, so the real row is an upper reference):
 - the Inception-style score exp(E_x[KL(p(y|x) || p(y))]) (1 to 10: confident and varied).
 Nothing here asserts (tests/test_gan.py checks the mechanics on a tiny run).
 
-    .venv/bin/python bench/gan_digits.py                           # trains both (about 10 minutes on 2 cores)
+    .venv/bin/python bench/gan_digits.py                           # trains both (a few minutes on one core)
     .venv/bin/python bench/gan_digits.py --gan runs/DigitsGAN/1 --classifier runs/DigitsCNN/1
 """
 from __future__ import annotations
