@@ -155,3 +155,23 @@ def test_viz_netron_says_serving_and_stopping_once(tmp_path, monkeypatch, capsys
     lines = [line.lower() for line in said.splitlines()]
     assert sum("serving" in line and "http" in line for line in lines) == 1, said
     assert sum(line.startswith("stopping") for line in lines) == 1, said
+
+
+@pytest.mark.slow  # imports torch and trains
+def test_a_100_column_terminal_shows_the_bar_and_never_splits_a_key_from_its_value(tmp_path, monkeypatch):
+    import io
+    import re
+
+    from rich.console import Console
+
+    import nnspec.cli as cli
+
+    screen = io.StringIO()
+    monkeypatch.setattr(cli, "_console", lambda stderr=False, silent=False: Console(
+        file=screen, width=100, force_terminal=True, color_system=None, quiet=silent))
+    result = invoke("train", IRIS, "--epochs", 2, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())  # cursor moves of the live bar
+    words = text.split()
+    assert "epoch=2/2" in words and any(w.startswith("val_accuracy=") and len(w) > 13 for w in words)
+    assert not any(w.endswith("=") for w in words), "a key was split from its value"

@@ -45,9 +45,10 @@ def train_command(config: RunConfig, console, *, quiet: bool, log_format: str = 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     state = {"epochs": 0, "t0": 0.0, "samples": 0}
-    bar = None if quiet or log_format == "json" else Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                                      console=console, transient=True)
+    lines = not quiet and log_format == "text"  # a key=value line per epoch
+    bar = None if not lines or not console.is_terminal else Progress(  # a file or pipe gets the lines only
+        TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(), console=console, transient=True)
     task_id = None
 
     def on_start(run_dir: Path, dataset, notes, epochs, done):
@@ -71,8 +72,9 @@ def train_command(config: RunConfig, console, *, quiet: bool, log_format: str = 
         rate = state["samples"] / row["seconds"] if row.get("seconds") else 0.0
         if log_format == "json":
             click.echo(epoch_json(epoch, state["epochs"], row, rate))
-        if bar is not None:  # soft_wrap: never hard-wrapped into a file or pipe, whatever its width
-            bar.console.print(epoch_line(epoch, state["epochs"], row, rate), soft_wrap=True)
+        if lines:  # soft_wrap: never hard-wrapped into a file or pipe, whatever its width
+            console.print(epoch_line(epoch, state["epochs"], row, rate), soft_wrap=True)
+        if bar is not None:
             bar.reset(task_id, total=state["samples"], epoch=f"{epoch + 1}/{state['epochs']}", rate="")
         state["t0"] = time.perf_counter()
 
