@@ -21,4 +21,5 @@ def test_layout_keeps_the_hash_and_meaning_changes_it():
     assert digest("# a note on top\n\n" + text) == original
     assert digest(format_text(text.replace("    ", "        "))) == original
     assert digest(text.replace("Dropout(0.5)", "Dropout(0.4)")) != original
-    assert digest(text.replace("epochs 2", "epochs 3")) != original
+    assert digest(text.replace("epochs 2", "epochs 3")) == original  # the length of training: --resume may change it
+    assert digest(text.replace("batch_size 128", "batch_size 64")) != original

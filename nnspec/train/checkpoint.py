@@ -33,14 +33,22 @@ from ..diagnostics import UserError
 FORMAT = 1
 
 
+# How long a run trains, and what only `nnspec tune` reads: a run may be resumed after these
+# change (`epochs 3` edited to `epochs 8`, then `--resume`); every other setting is the run's meaning.
+LENGTH_SETTINGS = ("epochs", "steps")
+
+
 def ir_hash(checked) -> str:
     """sha256 of the checked IR as `compile --emit json` writes it, less the source positions: a
     comment, a blank line or `nnspec fmt` must not orphan a run's checkpoints; any change of
-    meaning does."""
+    meaning does. The length of training (LENGTH_SETTINGS) and the `search` section are no part of
+    it: training longer continues the same run."""
     from ..backends.json_ir import as_json
 
     ir = as_json(checked)
     ir["nodes"] = [{k: v for k, v in node.items() if k != "span"} for node in ir["nodes"]]
+    ir.pop("search", None)
+    ir["train"] = {k: v for k, v in (ir.get("train") or {}).items() if k not in LENGTH_SETTINGS}
     canonical = json.dumps(ir, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -183,12 +191,27 @@ def load(path: str | Path, expected_hash: str | None = None, spec_name: str | No
     if "model" not in ckpt or "ir_hash" not in ckpt:
         raise UserError(f"{p} is not an nnspec checkpoint (no model state or IR hash)",
                         help="give the last.pt or best.pt of a `nnspec train` run")
-    if expected_hash is not None and ckpt["ir_hash"] != expected_hash:
+    if expected_hash is not None and ckpt["ir_hash"] != expected_hash and _source_hash(ckpt) != expected_hash:
         made_from = ckpt.get("spec_name", "another model")
         raise UserError(f"{p} was trained from a different spec ({made_from}, IR hash {ckpt['ir_hash'][:12]}) "
                         f"than {spec_name or 'this one'} (IR hash {expected_hash[:12]})",
                         help="use the checkpoint of a run of this spec; its spec.nn is saved beside it")
     return ckpt
+
+
+def _source_hash(ckpt: Mapping[str, Any]) -> str | None:
+    """The IR hash of the spec source a checkpoint holds, as ir_hash computes it now: a checkpoint
+    written before the hash left out the length of training still matches its spec."""
+    source = ckpt.get("spec_source")
+    if not isinstance(source, str):
+        return None
+    from ..pipeline import check_text
+
+    try:
+        result = check_text(source, "spec.nn")
+    except Exception:  # a source that no longer parses is a different spec, never a crash here
+        return None
+    return ir_hash(result.checked) if result.ok else None
 
 
 def load_for_resume(run_dir: Path, expected_hash: str, spec_name: str) -> tuple[dict[str, Any], list[str]]:

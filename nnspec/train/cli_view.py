@@ -10,7 +10,7 @@ import click
 
 from ..runconfig import EVAL_BATCH, RunConfig
 from .metrics import is_per_class
-from .run import RunSummary, evaluate_spec, predict_batches, train_spec, write_predictions
+from .run import RunSummary, TrainingInterrupted, evaluate_spec, predict_batches, train_spec, write_predictions
 
 
 def _fmt(v) -> str:
@@ -78,17 +78,51 @@ def train_command(config: RunConfig, console, *, quiet: bool, log_format: str = 
             bar.reset(task_id, total=state["samples"], epoch=f"{epoch + 1}/{state['epochs']}", rate="")
         state["t0"] = time.perf_counter()
 
+    interrupted = None
     try:
         summary = train_spec(config, quiet=quiet, on_epoch=on_epoch, on_batch=on_batch if bar else None,
                              on_start=on_start, **options)
+    except TrainingInterrupted as stop:
+        interrupted = stop
     finally:
         if bar is not None:
             bar.stop()
+    if interrupted is not None:  # Ctrl-C: where the run stands and the command that continues it
+        console.print(interrupted_text(config, interrupted, options.get("fold")), soft_wrap=True)
+        raise click.exceptions.Exit(130)
     best = summary.best
     console.print(f"best epoch={best['epoch']} by {summary.monitor}: {_row_text(best)}", soft_wrap=True)
     console.print(f"run folder: {summary.out_dir}  (history.csv, metrics.json, best.pt, last.pt, "
                   f"curves: {summary.out_dir / 'curves.png'})", soft_wrap=True)
     return summary
+
+
+def interrupted_text(config: RunConfig, stop: TrainingInterrupted, fold=None) -> str:
+    """What `train` prints on Ctrl-C: the files kept and the exact command that resumes the run."""
+    if fold is not None:
+        return (f"interrupted in fold {fold[0] + 1} of {fold[1]} after epoch {stop.epoch}: cross-validation does "
+                "not resume; run the same command again to start it over")
+    if stop.epoch == 0:
+        return (f"interrupted in the first epoch of {stop.epochs}: nothing was saved in {stop.run_dir} yet; "
+                "run the same command again to start over")
+    return (f"interrupted after epoch {stop.epoch} of {stop.epochs}: {stop.run_dir} holds last.pt, history.csv, "
+            f"metrics.json and curves.png as of epoch {stop.epoch}\n"
+            f"resume with: {resume_command(config, stop.run_dir)}")
+
+
+def resume_command(config: RunConfig, run_dir: Path) -> str:
+    """This `nnspec train` call's own arguments and options (distributed.argv_from_click), with --out
+    naming the run folder and --resume."""
+    import shlex
+
+    from . import distributed as D
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.info_name == "train":
+        argv = D.argv_from_click(ctx, skip=("out_dir", "resume", "overwrite"))
+    else:  # called from Python, not the CLI
+        argv = ["train", config.filename or "SPEC"]
+    return shlex.join(["nnspec", *argv, "--out", str(run_dir), "--resume"])
 
 
 def cross_validate_command(config: RunConfig, console, *, quiet: bool, folds: int | None, log_format: str = "text",

@@ -383,6 +383,9 @@ def argv_from_click(ctx, skip: Sequence[str] = ()) -> list[str]:
         elif getattr(param, "is_flag", False):
             if value:
                 argv.append(param.opts[0])
+        elif getattr(param, "multiple", False):  # the option once per value (none: not at all)
+            for v in value:
+                argv += [param.opts[0], str(v)]
         elif value != param.default:
             argv += [param.opts[0], str(value)]
     return argv
