@@ -175,3 +175,19 @@ def test_a_100_column_terminal_shows_the_bar_and_never_splits_a_key_from_its_val
     words = text.split()
     assert "epoch=2/2" in words and any(w.startswith("val_accuracy=") and len(w) > 13 for w in words)
     assert not any(w.endswith("=") for w in words), "a key was split from its value"
+
+
+def test_the_readme_walkthrough_says_what_nnspec_says(tmp_path, monkeypatch):
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    walk = readme.split("## Your first spec")[1].split("\n## ")[0]
+    spec = re.search(r"```\n(model Flowers \{.*?\n\})\n```", walk, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    Path("flowers.nn").write_text(spec + "\n")
+    said = invoke("check", "flowers.nn")
+    shown = re.search(r"\$ nnspec check flowers.nn\n(.*?)\n```", walk, re.S).group(1)
+    assert said.exit_code == 1 and said.output.strip() == shown.strip()
+    Path("flowers.nn").write_text(spec.replace("rellu", "relu").replace("learning_rate=", "lr=") + "\n")
+    fixed = invoke("check", "flowers.nn")
+    assert fixed.exit_code == 0 and fixed.output.strip() in walk
