@@ -236,3 +236,14 @@ def test_api_refuses_an_unknown_kind_and_a_gan():
         train_spec(check_file(IRIS), log=["wandb"])
     with pytest.raises(UserError, match="not supported for adversarial training"):
         train_spec(check_file(ROOT / "specs" / "digits_gan.nn"), log=["tensorboard"])
+
+
+def test_cross_validation_logs_each_fold(tmp_path):
+    out = tmp_path / "cv"
+    r = nnspec("train", ROOT / "specs" / "diabetes_mlp.nn", "--folds", 2, "--epochs", 2, "--out", out,
+               "--log", "tensorboard", "-q")
+    assert r.exit_code == 0, r.output
+    for fold in ("fold_1", "fold_2"):  # `tensorboard --logdir cv` shows the folds side by side
+        rows = history(out / fold)
+        logged = events(out / fold / "tensorboard").Scalars("val_loss")
+        assert [e.value for e in logged] == pytest.approx([row["val_loss"] for row in rows], rel=1e-6)
