@@ -47,6 +47,12 @@ class Scope:
         self.names_at.setdefault(node, set()).add(name)
 
 
+def _layer_in_other_case(name: str) -> catalog.LayerEntry | None:
+    """The catalog layer whose name is `name` in other letter case (`conv2d`: Conv2D), or None."""
+    spelled = {s.lower(): s for s in catalog.layers.spellings}.get(name.lower())
+    return catalog.layers.get(spelled) if spelled else None
+
+
 class Elaborator:
     def __init__(self, spec: ir.Spec, sink: Sink, max_nodes: int = MAX_GRAPH_NODES):
         self.spec = spec
@@ -485,6 +491,9 @@ class Elaborator:
             return None
         if self._unknown_op(call):  # a mistyped activation keeps the shape: check on past it
             return x
+        cased = _layer_in_other_case(call.name)
+        if cased is not None:  # `dense(10)`, reported (E100), is checked as Dense: the shapes go on
+            return self._layer(cased, replace(call, name=cased.name), x, scope)
         return None
 
     def _unknown_op(self, call: ir.Call) -> bool:
