@@ -135,14 +135,19 @@ def test_mlflow_params_metrics_and_artifacts(logged_run):
     assert json.loads((out / "logs.json").read_text())["mlflow_run_id"] == run.info.run_id
 
 
-def test_resume_continues_the_same_logs(tmp_path):
+@pytest.mark.parametrize("logged_before", [True, False], ids=["logged-before", "log-added-on-resume"])
+def test_resume_continues_the_same_logs(tmp_path, logged_before):
+    """Resumed, the logs hold every epoch once: continued, or (--log added only now) filled in
+    with the earlier epochs of history.csv."""
     out = tmp_path / "run"
-    first = nnspec("train", IRIS, "--epochs", 2, "--out", out, "--log", "tensorboard", "--log", "mlflow")
+    both = ("--log", "tensorboard", "--log", "mlflow")
+    first = nnspec("train", IRIS, "--epochs", 2, "--out", out, *(both if logged_before else ()))
     assert first.exit_code == 0, first.output
-    again = nnspec("train", IRIS, "--epochs", 4, "--out", out, "--resume", "--log", "tensorboard", "--log", "mlflow")
+    again = nnspec("train", IRIS, "--epochs", 4, "--out", out, "--resume", *both)
     assert again.exit_code == 0, again.output
     rows = history(out)
-    assert [e.step for e in events(out / "tensorboard").Scalars("loss")] == [1, 2, 3, 4]
+    logged = events(out / "tensorboard").Scalars("loss")
+    assert [(e.step, e.value) for e in logged] == [(int(r["epoch"]), pytest.approx(r["loss"], rel=1e-6)) for r in rows]
     client = mlflow_client(out / "mlflow")
     (run,) = runs_of(client, "IrisMLP")  # one MLflow run, continued
     logged = sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)

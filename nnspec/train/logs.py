@@ -93,10 +93,18 @@ class RunLogs:
             if note:
                 self.notes.append(note)
 
-    def epoch(self, row: Mapping[str, Any], model) -> None:
+    def epoch(self, row: Mapping[str, Any], model, loggers: list | None = None) -> None:
         values = {k: float(v) for k, v in row.items() if k != "epoch" and _is_number(v)}
-        for logger in self.loggers:
+        for logger in self.loggers if loggers is None else loggers:
             logger.epoch(int(row["epoch"]), values, model)
+
+    def backfill(self, history: Sequence[Mapping[str, Any]]) -> None:
+        """A resumed run's earlier epochs, for the loggers that hold none of them (--log given
+        only now, or a new MLflow run): their values, so the logs match history.csv (no
+        histograms: those weights are gone)."""
+        fresh = [logger for logger in self.loggers if logger.fresh]
+        for row in history if fresh else ():
+            self.epoch(row, None, fresh)
 
     def close(self, run_dir: Path, error: BaseException | None = None) -> None:
         files = [run_dir / name for name in ARTIFACTS if (run_dir / name).is_file()]
@@ -105,19 +113,24 @@ class RunLogs:
 
 
 def open_logs(log: Plan | Sequence[str] | None, run_dir: Path, config, model, *, resume: bool = False,
-              done: int = 0) -> RunLogs | None:
+              history: Sequence[Mapping[str, Any]] = ()) -> RunLogs | None:
     """The run's loggers (None without `log`). `config`: the run's RunConfig (its settings become
-    MLflow params); `done`: epochs a resumed run already has (TensorBoard drops later steps)."""
+    MLflow params); `history`: the rows a resumed run already has (TensorBoard drops later steps;
+    a logger that has none of them is given them: RunLogs.backfill)."""
     plan = plan_of(log)
     if plan is None:
         return None
     loggers: list = []
+    done = int(history[-1]["epoch"]) if resume and history else 0
     if "tensorboard" in plan.kinds:
         loggers.append(TensorBoardLog(plan.tensorboard_dir or run_dir / "tensorboard", resume, done))
     if "mlflow" in plan.kinds:
         params = {**run_params(config, model), **{k: v for k, v in plan.params.items()}}
         loggers.append(MlflowLog.for_run(plan, run_dir, config.name, params, resume))
-    return RunLogs(loggers, [f"logging to {logger.where}" for logger in loggers])
+    logs = RunLogs(loggers, [f"logging to {logger.where}" for logger in loggers])
+    if done:
+        logs.backfill(history)
+    return logs
 
 
 def run_params(config, model) -> dict[str, Any]:
@@ -168,6 +181,7 @@ class TensorBoardLog:
         if not resume:  # a fresh run in this folder: the old run's curves would mix with it
             for old in folder.glob("events.out.tfevents.*"):
                 old.unlink()
+        self.fresh = not any(folder.glob("events.out.tfevents.*"))  # holds no epoch of this run
         # resumed: steps after the checkpoint's epoch (logged before a kill) are dropped, not doubled
         self.writer = SummaryWriter(str(folder), purge_step=done + 1 if resume else None)
         self.where = f"TensorBoard: tensorboard --logdir {folder}"
@@ -190,7 +204,7 @@ class TensorBoardLog:
     def epoch(self, epoch: int, values: dict[str, float], model) -> None:
         for key, value in values.items():
             self.writer.add_scalar(key, value, epoch)
-        for name, weights in model.named_parameters():
+        for name, weights in model.named_parameters() if model is not None else ():
             self.writer.add_histogram(f"weights/{name}", weights.detach().float().cpu(), epoch)
         self.writer.flush()
 
@@ -231,8 +245,8 @@ def experiment_id(client, folder: Path, name: str) -> str:
 
 
 class MlflowLog:
-    def __init__(self, client, run_id: str, folder: Path):
-        self.client, self.run_id = client, run_id
+    def __init__(self, client, run_id: str, folder: Path, fresh: bool = True):
+        self.client, self.run_id, self.fresh = client, run_id, fresh
         self.where = f"MLflow: run {run_id} in {store_uri(folder)}"
 
     @classmethod
@@ -240,6 +254,7 @@ class MlflowLog:
         folder = plan.mlflow_dir or run_dir / "mlflow"
         client = open_store(folder)
         run_id = _previous_run(client, run_dir) if resume else None
+        fresh = run_id is None
         if run_id is None:
             tags = {"nnspec.run_dir": str(run_dir)}
             if plan.parent_run_id:
@@ -251,7 +266,7 @@ class MlflowLog:
             client.update_run(run_id, status="RUNNING")
         atomic_write_text(run_dir / STATE_FILE, json.dumps({"mlflow_run_id": run_id, "mlflow_store": store_uri(folder)}) + "\n")
         log_params(client, run_id, params)
-        return cls(client, run_id, folder)
+        return cls(client, run_id, folder, fresh)
 
     def graph(self, model, inputs: list) -> None:
         return None
@@ -261,7 +276,8 @@ class MlflowLog:
 
         now = int(time.time() * 1000)
         metrics = [Metric(metric_key(k), v, now, epoch) for k, v in values.items()]
-        self.client.log_batch(self.run_id, metrics=metrics)
+        for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch
+            self.client.log_batch(self.run_id, metrics=metrics[start:start + 1000])
 
     def close(self, files: list[Path], error: BaseException | None) -> None:
         for path in files:

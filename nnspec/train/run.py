@@ -343,7 +343,7 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
                 on_epoch(epoch, dict(row))
 
         if log and D.is_main():
-            run_logs = logs.open_logs(log, run_dir, config, model, resume=resume, done=progress.epoch)
+            run_logs = logs.open_logs(log, run_dir, config, model, resume=resume, history=progress.history)
             run_logs.graph(model, dataset.train)  # traced on two training examples
             notes.extend(run_logs.notes)
         if on_start is not None and D.is_main():
