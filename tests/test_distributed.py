@@ -266,7 +266,7 @@ def test_iris_on_two_workers_equals_one_process_and_resumes_on_two_nodes(tmp_pat
     assert first.returncode == 0, first.stdout + first.stderr
     runs = sorted(p.name for p in (tmp_path / "runs" / "IrisMLP").iterdir())
     assert runs == ["1"]  # rank 1 did not pick a run folder of its own
-    assert first.stdout.count("training IrisMLP") == 1 and first.stdout.count("epoch 2/2") == 1
+    assert first.stdout.count("training IrisMLP") == 1 and first.stdout.count("epoch=2/2") == 1
     assert "data-parallel: 2 workers (gloo)" in first.stdout
 
     # resumed as if on two machines (static rendezvous on this one): --nnodes 2, one worker each

@@ -83,5 +83,5 @@ def test_quiet_resume_continues_the_run(iris_run, tmp_path):
     assert nnspec("train", IRIS, "--epochs", 2, "--out", out, "-q").exit_code == 0
     r = nnspec("train", IRIS, "--epochs", 4, "--out", out, "--resume", "-q")
     assert r.exit_code == 0, r.output
-    assert "resumed" in r.output and "epoch 3/4" not in r.output  # quiet: no per-epoch lines
+    assert "resumed" in r.output and "epoch=3/4" not in r.output  # quiet: no per-epoch lines
     assert len((out / "history.csv").read_text().splitlines()) == 5
