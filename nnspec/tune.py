@@ -26,7 +26,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -69,6 +69,7 @@ class TuneSummary:
     best: Any  # the best FrozenTrial, or None when no trial completed
     best_spec: Path | None
     formatted: bool
+    notes: list = field(default_factory=list)  # e.g. a search plot that could not be drawn
 
 
 # ---------------------------------------------------------------- settings
@@ -338,7 +339,7 @@ def tune(result: Result, *, trials: int | None = None, sampler: str | None = Non
                 if not quiet and objective.last is not None:
                     echo(trial_line(_trial(study, objective.last), settings, study))
         finally:  # also after Ctrl-C: what has finished is written
-            summary = write_outputs(result, dims, settings, study, out)
+            summary = write_outputs(result, dims, settings, study, out, {"epochs": epochs})
             write_progress(out, study, settings, done=True)
             if objective.study_logs is not None:
                 best = {settings.metric: summary.best.value} if summary.best is not None else None
@@ -430,16 +431,18 @@ def _best(study):
         return None
 
 
-def write_outputs(result: Result, dims: list[search.Dimension], settings: Settings, study, out: Path) -> TuneSummary:
+def write_outputs(result: Result, dims: list[search.Dimension], settings: Settings, study, out: Path,
+                  overrides: dict[str, Any] | None = None) -> TuneSummary:
+    """trials.csv, best.nn (with `overrides`: the train settings given on the command line) and the plots."""
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     write_trials_csv(out / "trials.csv", trials, dims, settings)
     best = _best(study)
     best_spec, formatted = None, False
     if best is not None:
         best_spec = out / "best.nn"
-        formatted = write_best_spec(best_spec, result, dims, best, settings, len(trials))
-    plot_search(out / "search.png", trials, dims, settings, result.checked.spec.name)
-    return TuneSummary(out, settings, dims, trials, best, best_spec, formatted)
+        formatted = write_best_spec(best_spec, result, dims, best, settings, len(trials), overrides)
+    notes = plot_search(out, study, dims, settings)
+    return TuneSummary(out, settings, dims, trials, best, best_spec, formatted, notes)
 
 
 def write_progress(out: Path, study, settings: Settings, *, done: bool = False) -> None:
@@ -479,11 +482,15 @@ def write_trials_csv(path: Path, trials: list, dims: list[search.Dimension], set
 
 
 def write_best_spec(path: Path, result: Result, dims: list[search.Dimension], best, settings: Settings,
-                    n_trials: int) -> bool:
-    """The spec with the best trial's values, formatted by `nnspec fmt` (comments kept). True if formatted."""
-    text = search.concretize(result.source, dims, best.params)
+                    n_trials: int, overrides: dict[str, Any] | None = None) -> bool:
+    """The spec with the best trial's values and the train settings the command line overrode
+    (`--epochs 3` becomes `epochs 3`), so `nnspec train best.nn` trains what the trial trained;
+    formatted by `nnspec fmt` (comments kept). True if formatted."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    text = with_train_settings(search.concretize(result.source, dims, best.params), overrides, result.filename)
+    given = "".join(f"; --{k.replace('_', '-')} {v} written as `{k} {v}`" for k, v in overrides.items())
     header = (f"# nnspec tune: the best of {n_trials} trials (trial {best.number}): "
-              f"{settings.metric} = {best.value:.4f}\n")
+              f"{settings.metric} = {best.value:.4f}{given}\n")
     text = header + text
     formatted = False
     try:
@@ -497,56 +504,84 @@ def write_best_spec(path: Path, result: Result, dims: list[search.Dimension], be
     return formatted
 
 
-def plot_search(path: Path, trials: list, dims: list[search.Dimension], settings: Settings, model: str) -> None:
+SEARCH_PLOTS = {"history": "search.png", "slice": "search_slice.png", "importances": "search_importances.png"}
+
+
+def with_train_settings(text: str, settings: dict[str, Any], filename: str) -> str:
+    """`text` (a spec that checks) with each train setting set to the given value: its value
+    replaced where the spec writes it, else the setting added to the train section (or a train
+    section added)."""
+    for name, value in settings.items():
+        checked = check_text(text, filename)
+        if not checked.ok:  # the best trial's spec checked when it ran, so this is nnspec's fault
+            raise UserError(f"cannot write `{name} {value}` into the best trial's spec: "
+                            f"{checked.diagnostics[0].message}", help="please report this as a bug in nnspec")
+        spec = checked.checked.spec
+        starts = search._line_starts(text)
+        written = spec.train_setting(name)
+        if written is not None:
+            start, end = search._offsets(text, written.span, starts)
+            text = text[:start] + f"{name} {value}" + text[end:]
+        elif "train" in spec.sections:
+            brace = text.index("{", search._offsets(text, spec.sections["train"], starts)[1]) + 1
+            text = text[:brace] + f" {name} {value};" + text[brace:]
+        else:
+            close = text.rstrip().rindex("}")
+            text = text[:close] + f"    train {{ {name} {value} }}\n" + text[close:]
+    return text
+
+
+def plot_search(out: Path, study, dims: list[search.Dimension], settings: Settings) -> list[str]:
+    """Optuna's own plots (optuna.visualization.matplotlib) of the study: the optimization history
+    (search.png), the objective against each dimension (search_slice.png) and, with more than one
+    dimension and two finished trials, the dimensions' importances (search_importances.png). Trial
+    numbers and int_range values get whole-number ticks. Returns notes on plots not drawn."""
+    import warnings
+
     import matplotlib
 
     matplotlib.use("Agg")
+    from matplotlib.ticker import MaxNLocator
+    from optuna.visualization import matplotlib as optuna_plots
+
+    integers = {d.name for d in dims if d.kind == "int_range"}
+    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    notes = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+        history = optuna_plots.plot_optimization_history(study, target_name=settings.metric)
+        history.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers
+        _save_plot(out / SEARCH_PLOTS["history"], history.figure)
+        slices = optuna_plots.plot_slice(study, target_name=settings.metric)
+        for ax in getattr(slices, "flat", [slices]):
+            if ax.get_xlabel() in integers:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        fig = next(iter(getattr(slices, "flat", [slices]))).figure
+        for ax in fig.axes:
+            if ax.get_ylabel() == "Trial":  # the colour bar of trial numbers
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        _save_plot(out / SEARCH_PLOTS["slice"], fig)
+        (out / SEARCH_PLOTS["importances"]).unlink(missing_ok=True)  # never one of an earlier study
+        if len(dims) > 1 and len(done) >= 2:
+            try:
+                importances = optuna_plots.plot_param_importances(study, target_name=settings.metric)
+            except (RuntimeError, ValueError) as err:  # e.g. every trial scored the same
+                notes.append(f"no {SEARCH_PLOTS['importances']}: Optuna could not rate the dimensions ({err})")
+            else:
+                _save_plot(out / SEARCH_PLOTS["importances"], importances.figure)
+        else:
+            notes.append(f"no {SEARCH_PLOTS['importances']}: it needs more than one dimension and two "
+                         f"finished trials (this study: {len(dims)} and {len(done)})")
+    return notes
+
+
+def _save_plot(path: Path, fig) -> None:
     import matplotlib.pyplot as plt
 
-    done = [t for t in trials if t.value is not None]
-    panels = 1 + len(dims)
-    cols = min(3, panels)
-    rows = math.ceil(panels / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
-    flat = axes.ravel()
-    ax = flat[0]
-    xs, ys = [t.number for t in done], [t.value for t in done]
-    ax.scatter(xs, ys, s=18, label="trial")
-    if ys:
-        pick = max if settings.direction == "maximize" else min
-        running = [pick(ys[: i + 1]) for i in range(len(ys))]
-        ax.step(xs, running, where="post", color="C3", label="best so far")
-    failed = [t.number for t in trials if t.state.name == "FAIL" and "surplus" not in t.user_attrs]
-    for n in failed:
-        ax.axvline(n, color="0.8", lw=0.8, ls=":")
-    ax.set_xlabel("trial")
-    ax.set_ylabel(settings.metric)
-    ax.set_title(f"{model}: {settings.direction} {settings.metric}")
-    ax.legend(fontsize=7)
-    for ax, dim in zip(flat[1:], dims):
-        _plot_dimension(ax, dim, done, settings.metric)
-    for ax in flat[panels:]:
-        ax.axis("off")
-    fig.tight_layout()
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    try:  # bbox "tight", not tight_layout, which would move the slice plot's colour bar over a panel
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     finally:
         plt.close(fig)
-
-
-def _plot_dimension(ax, dim: search.Dimension, done: list, metric: str) -> None:
-    pairs = [(t.params[dim.name], t.value) for t in done if dim.name in t.params]
-    if dim.kind == "choice":
-        index = {repr(c): i for i, c in enumerate(dim.choices)}
-        ax.scatter([index[repr(v)] for v, _ in pairs], [y for _, y in pairs], s=18)
-        ax.set_xticks(range(len(dim.choices)))
-        ax.set_xticklabels(dim.texts, fontsize=7)
-    else:
-        ax.scatter([v for v, _ in pairs], [y for _, y in pairs], s=18)
-        if dim.kind == "loguniform":
-            ax.set_xscale("log")
-    ax.set_xlabel(dim.name)
-    ax.set_ylabel(metric)
 
 
 def final_lines(summary: TuneSummary) -> str:
@@ -563,5 +598,7 @@ def final_lines(summary: TuneSummary) -> str:
         lines.append(f"best: trial {summary.best.number}, {summary.settings.metric} = {summary.best.value:.4f}  {shown}")
         note = "" if summary.formatted else " (unformatted: nnspec fmt is not available)"
         lines.append(f"wrote {summary.best_spec}{note}")
-    lines.append(f"wrote {summary.out_dir / 'trials.csv'} and {summary.out_dir / 'search.png'}")
+    plots = [name for name in SEARCH_PLOTS.values() if (summary.out_dir / name).is_file()]
+    lines.append(f"wrote {summary.out_dir / 'trials.csv'} and Optuna's plots {', '.join(plots)}")
+    lines += [f"note: {note}" for note in summary.notes]
     return "\n".join(lines)
