@@ -55,7 +55,7 @@ def train_command(config: RunConfig, console, *, quiet: bool, log_format: str = 
         nonlocal task_id
         state["epochs"], state["samples"] = epochs, len(dataset.train)
         for note in notes:
-            console.print(note)
+            console.print(note, soft_wrap=True)
         val = f", {len(dataset.val)} validation" if dataset.val is not None else ""
         console.print(f"training {config.name} on {dataset.origin} ({len(dataset.train)} train{val}) "
                       f"-> {run_dir}", soft_wrap=True)
@@ -151,8 +151,9 @@ def cross_validate_command(config: RunConfig, console, *, quiet: bool, folds: in
     table.add_row("mean ± std", "", *(f"{_fmt(m)} ± {_fmt(s)}" for m, s in stats.values()), style="bold")
     console.print(table)
     final = "  ".join(f"{k} {_fmt(m)} ± {_fmt(s)}" for k, (m, s) in cv.mean_std("final").items())
-    console.print(f"last epoch of each fold: {final}")
-    console.print(f"run folder: {cv.out_dir}  (cv.json, and fold_1 … fold_{len(cv.runs)}: one run folder each)")
+    console.print(f"last epoch of each fold: {final}", soft_wrap=True)
+    console.print(f"run folder: {cv.out_dir}  (cv.json, and fold_1 … fold_{len(cv.runs)}: one run folder each)",
+                  soft_wrap=True)
     return cv
 
 
