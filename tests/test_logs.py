@@ -252,3 +252,13 @@ def test_cross_validation_logs_each_fold(tmp_path):
         rows = history(out / fold)
         logged = events(out / fold / "tensorboard").Scalars("val_loss")
         assert [e.value for e in logged] == pytest.approx([row["val_loss"] for row in rows], rel=1e-6)
+
+
+def test_a_store_that_is_not_an_mlflow_database_is_a_clear_error(tmp_path):
+    out = tmp_path / "run"
+    (out / "mlflow").mkdir(parents=True)
+    (out / "mlflow" / "mlflow.db").write_text("not a database")
+    r = nnspec("train", IRIS, "--epochs", 1, "--out", out, "--log", "mlflow")
+    assert r.exit_code == 1, r.output
+    assert "cannot use the MLflow store" in r.output and "file is not a database" in r.output
+    assert "internal error" not in r.output and "Traceback" not in r.output

@@ -230,7 +230,15 @@ def open_store(folder: Path):
     from mlflow.tracking import MlflowClient
 
     folder.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=store_uri(folder))
+    try:
+        return MlflowClient(tracking_uri=store_uri(folder))  # opens the store (and makes its tables)
+    except Exception as exc:  # MlflowException and sqlalchemy's errors have many types
+        raise _store_error(folder, exc) from None
+
+
+def _store_error(folder: Path, exc: Exception) -> UserError:
+    return UserError(f"cannot use the MLflow store {store_uri(folder)}: {_first_line(exc)}",
+                     help=f"remove {folder} to start a new store, or train into another --out")
 
 
 def store_uri(folder: Path) -> str:
@@ -238,10 +246,15 @@ def store_uri(folder: Path) -> str:
 
 
 def experiment_id(client, folder: Path, name: str) -> str:
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    return client.create_experiment(name, artifact_location=(folder.resolve() / "artifacts").as_uri())
+    """The store's experiment of this model (made on first use). The store's first use: one that
+    cannot be opened (not an MLflow database, read-only) is a UserError."""
+    try:
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        return client.create_experiment(name, artifact_location=(folder.resolve() / "artifacts").as_uri())
+    except Exception as exc:  # MlflowException and sqlalchemy's errors have many types
+        raise _store_error(folder, exc) from None
 
 
 class MlflowLog:
