@@ -67,7 +67,10 @@ def ready(log: Plan | Sequence[str] | str | None) -> Plan | None:
     before any data is read or folder made."""
     plan = plan_of(log)
     for kind in plan.kinds if plan else ():
-        _mlflow() if kind == "mlflow" else require("tensorboard")
+        if kind == "mlflow":
+            _mlflow()
+        else:
+            require("tensorboard")
     return plan
 
 
@@ -75,7 +78,7 @@ def ready(log: Plan | Sequence[str] | str | None) -> Plan | None:
 
 
 class RunLogs:
-    """The loggers of one run: `.graph(model, inputs)` once, `.epoch(row, model)` after every
+    """The loggers of one run: `.graph(model, split)` once, `.epoch(row, model)` after every
     epoch, `.close(run_dir, error)` at the end (also after an error or Ctrl-C)."""
 
     def __init__(self, loggers: list, notes: list[str]):
