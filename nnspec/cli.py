@@ -525,10 +525,6 @@ def inspect_(run_dir, input_path, indices, target_class, out_dir, checkpoint, de
     click.echo(f"wrote {len(report.files) - 1} pictures; open {report.out_dir / 'index.html'}")
 
 
-@main.command(name="fmt")
-@click.argument("files", nargs=-1, required=True, type=SPEC_FILE)
-@click.option("--check", "check_only", is_flag=True, help="Change nothing; exit 1 (with a diff) if any FILE is not formatted.")
-@click.option("--write", is_flag=True, help="Rewrite each FILE in place (atomically).")
 @main.command()
 @guarded
 def lsp() -> None:
@@ -541,6 +537,10 @@ def lsp() -> None:
     serve()
 
 
+@main.command(name="fmt")
+@click.argument("files", nargs=-1, required=True, type=SPEC_FILE)
+@click.option("--check", "check_only", is_flag=True, help="Change nothing; exit 1 (with a diff) if any FILE is not formatted.")
+@click.option("--write", is_flag=True, help="Rewrite each FILE in place (atomically).")
 @guarded
 def fmt_(files: tuple[str, ...], check_only: bool, write: bool) -> None:
     """Print a spec in the canonical layout, comments kept (see docs/language.md).
