@@ -14,6 +14,8 @@
 | `inspect`| captum                          | `nnspec inspect` (saliency, Grad-CAM, integrated gradients) |
 | `logs`   | tensorboard, mlflow-skinny      | `nnspec train --log tensorboard|mlflow`   |
 | `lsp`    | pygls                           | `nnspec lsp` (editors' language server)   |
+| `postgres`| psycopg, and the `tune` extra  | `nnspec tune --storage postgresql://...`  |
+| `parquet`| pyarrow                         | the `parquet(...)` data source            |
 | `browser`| playwright (tests only)         | the headless-Chromium check of `viz --netron` |
 | `all`    | all of the above                |                                           |
 
@@ -42,6 +44,8 @@ PACKAGES: dict[str, tuple[str, str, str]] = {
     "tensorboard": ("TensorBoard", "logs", "`--log tensorboard`"),
     "mlflow": ("MLflow", "logs", "`--log mlflow`"),
     "pygls": ("pygls", "lsp", "`nnspec lsp`"),
+    "psycopg": ("psycopg", "postgres", "`nnspec tune --storage postgresql://...`"),
+    "pyarrow": ("pyarrow", "parquet", "the `parquet(...)` data source"),
 }
 
 
