@@ -231,6 +231,10 @@ def _load_arrays(name: str, args: Mapping[str, Any], expect: Expect, base_dir: P
         from .images import load_images
 
         return load_images(args, expect, base_dir)
+    if name in ("shards", "parquet"):  # bigger than memory: read from disk in batches (train/shards.py)
+        from . import shards
+
+        return (shards.load_shards if name == "shards" else shards.load_parquet)(args, expect, base_dir)
     raise _bad_source(name)
 
 
@@ -897,6 +901,10 @@ def prepare(arrays: Arrays, expect: Expect, validation: float, seed: int, standa
                           else split_indices(strata_y, validation, seed, stratify))
     if arrays.fit is not None:  # fitted on the training rows only: validation rows stay unseen
         arrays = arrays.fit(train_idx, fitted)
+    from . import shards
+
+    if shards.is_sharded(arrays):  # rows on disk: statistics streamed, batches read by workers
+        return shards.prepare_split(arrays, expect, train_idx, val_idx, standardize)
     stats = {}
     inputs = list(arrays.inputs)
     if standardize and arrays.tabular:

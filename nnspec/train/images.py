@@ -262,7 +262,7 @@ class StreamedSplit:
         self._plan.batches = plan
         for index, images in zip(plan, self._loader_for()):
             if isinstance(images, str):
-                raise UserError(images, help="give PNG or JPEG files of the one size; remove or replace this one")
+                raise UserError(images, help=getattr(self.files, "help", "give PNG or JPEG files of the one size; remove or replace this one"))
             yield [images.to(self.device, non_blocking=True)], self.y[index]
 
     def _loader_for(self):

@@ -112,7 +112,9 @@ def fit(model, loss_fn: Loss, optimizer, schedule: Schedule, data: Data, cfg: Fi
         started = time.perf_counter()
         lr = schedule.lr
         model.train()
-        order = torch.randperm(len(train), generator=generator) if cfg.shuffle else torch.arange(len(train))
+        shuffled = getattr(train, "shuffled", None)  # shards: across and within blocks (train/shards.py)
+        order = (shuffled(generator) if shuffled else torch.randperm(len(train), generator=generator)) \
+            if cfg.shuffle else torch.arange(len(train))
         order = order.to(device)
         loss_sum, outputs, taken = run_epoch(train, order, batch, step, progress, cfg.steps, on_batch)
 

@@ -1,0 +1,279 @@
+"""Data bigger than memory: `shards("dir/")` (a folder of .npz shards) and `parquet("dir/" or "f.parquet")`.
+
+Loading reads every shard's headers (names, shapes, dtypes: a shard unlike the first is refused by
+name) and its labels, which stay in memory (8 bytes a row for class ids: the loop scores training
+metrics from them). The inputs never are all in memory: the one streaming pass over the training
+rows computes the standardisation statistics (Chan et al.'s merge of per-chunk means and squared
+deviations, in float64), then DataLoader worker processes read each batch's rows from disk.
+
+A "block" is what a reader loads at a time: an uncompressed .npz member is memory-mapped per batch
+(only the batch's rows are touched), a compressed one is decompressed whole, a Parquet row group is
+read whole; a worker keeps its last block. The epoch's order (`ShardedSplit.shuffled`) permutes the
+blocks, then the rows within each block, with the run's seeded shuffle generator: so a batch reads
+one or two blocks, and the order is reproducible and saved with the generator in checkpoints
+(`--resume` continues at an epoch boundary, as for every source). Data-parallel ranks split each
+global batch (distributed.shard), so every row is read once per epoch in total.
+"""
+from __future__ import annotations
+
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..diagnostics import UserError
+from .images import StreamedSplit
+from .npz_files import Archive, names_text, shown_name
+
+READ_HELP = "every shard needs the same arrays, shapes and dtypes; rewrite or remove this one"
+STATS_ROWS = 1 << 16  # rows turned into float64 at a time by the statistics pass
+
+
+@dataclass(frozen=True)
+class Block:
+    """Rows [start, start + rows) of the data set, held by one file (and one Parquet row group)."""
+
+    path: str
+    start: int
+    rows: int
+    group: int = -1  # Parquet row group; -1 for an .npz member
+    data_offset: int = -1  # byte offset of an uncompressed .npz member's data (memory-mapped); -1: decompress
+
+
+@dataclass(frozen=True)
+class ShardRows:
+    """The inputs of some rows of a sharded data set, on disk: `decode(positions)` reads a batch."""
+
+    blocks: tuple[Block, ...]
+    rows: np.ndarray  # the global row ids of this split, sorted
+    key: str  # the .npz array, or the Parquet feature columns joined by ","
+    sample: tuple[int, ...]
+    dtype: str
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+    help = READ_HELP  # for StreamedSplit's message when a worker cannot read a batch
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def starts(self) -> np.ndarray:
+        return np.array([b.start for b in self.blocks], np.int64)
+
+    def decode(self, positions) -> np.ndarray:
+        """The rows at `positions` (of this split) as float32 [n, *sample], standardised if fitted."""
+        rows = self.rows[np.asarray(list(positions), np.int64)]
+        block_of = np.searchsorted(self.starts, rows, side="right") - 1
+        out = np.empty((len(rows), *self.sample), np.float32)
+        for b in np.unique(block_of):
+            mask = block_of == b
+            block = self.blocks[int(b)]
+            out[mask] = read_block_rows(block, self, rows[mask] - block.start)
+        if self.mean is not None:
+            out = (out - self.mean) / self.std
+        return out
+
+
+# ------------------------------------------------------------------ reading blocks (in workers)
+
+_cache: dict[str, Any] = {}  # one decompressed block per process: the last one read
+
+
+def read_block_rows(block: Block, rows: ShardRows, local: np.ndarray) -> np.ndarray:
+    if block.group < 0 and block.data_offset >= 0:  # uncompressed: only these rows' pages are read
+        mm = np.memmap(block.path, dtype=np.dtype(rows.dtype), mode="r", offset=block.data_offset,
+                       shape=(block.rows, *rows.sample))
+        try:
+            return np.asarray(mm[local], np.float32)
+        finally:
+            del mm  # unmapped: the pages read do not stay in this process's memory
+    ident = f"{block.path}#{block.group}"
+    if _cache.get("ident") != ident:
+        _cache.clear()
+        _cache["ident"], _cache["x"] = ident, whole_block(block, rows.key, rows.sample)
+    return _cache["x"][local]
+
+
+def whole_block(block: Block, key: str, sample: tuple[int, ...]) -> np.ndarray:
+    if block.group >= 0:
+        return parquet_features(block, key.split(","))
+    with Archive(Path(block.path)) as archive:
+        return archive.read(archive.member(key)).reshape(block.rows, *sample).astype(np.float32, copy=False)
+
+
+def parquet_features(block: Block, columns: list[str]) -> np.ndarray:
+    from ..extras import require
+
+    pq = require("pyarrow.parquet")
+    table = pq.ParquetFile(block.path).read_row_group(block.group, columns=columns)
+    return np.column_stack([table.column(c).to_numpy(zero_copy_only=False).astype(np.float32)
+                            for c in columns]) if columns else np.empty((block.rows, 0), np.float32)
+
+
+def _member_data_offset(path: Path, info: zipfile.ZipInfo, header: int) -> int:
+    """Where an uncompressed member's array data starts in the file: after the zip local header
+    (30 bytes, the name, the extra field) and the .npy header."""
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    return info.header_offset + 30 + name_len + extra_len + header
+
+
+# ------------------------------------------------------------------ the sources
+
+
+def _files(root: Path, suffix: str, source: str) -> list[Path]:
+    if not root.exists():
+        raise UserError(f"{source} path {root} does not exist",
+                        help=f'give a folder of {suffix} files, e.g. {source}("data/")')
+    found = [root] if root.is_file() else sorted(p for p in root.iterdir() if p.suffix == suffix and not p.name.startswith("."))
+    if not found:
+        raise UserError(f"{root} holds no {suffix} files", help=f"put the {suffix} shards of the data set in it")
+    return found
+
+
+def load_shards(args: Mapping[str, Any], expect, base_dir: Path):
+    """`shards(path)`: every .npz in the folder (sorted by name), each with x (or the input's name) and y."""
+    from .data import Arrays, input_layout, labels_from_array, npz_input_keys, resolve_path
+
+    name = _one_input(expect, "shards")
+    blocks, labels, first = [], [], None
+    for path in _files(resolve_path(args["path"], base_dir), ".npz", "shards"):
+        with Archive(path) as archive:
+            if "y" not in archive.names:
+                raise UserError(f"{path} has no array 'y' (labels); it has: {names_text(archive.names)}", help=READ_HELP)
+            key = npz_input_keys(archive.names, [name], path)[0]
+            x, y = archive.member(key), archive.member("y")
+            if first is None:
+                sample = input_layout(x.shape, x.dtype, 0, expect, str(path))
+                first = (path, key, tuple(x.shape[1:]), x.dtype)
+            elif (key, tuple(x.shape[1:]), x.dtype) != first[1:]:
+                raise UserError(f"{path}: array '{shown_name(key)}' is {list(x.shape[1:])} {x.dtype} per row, but "
+                                f"{first[0].name} has '{shown_name(first[1])}' {list(first[2])} {first[3]}", help=READ_HELP)
+            if len(x.shape) == 0 or len(y.shape) == 0 or len(x) != len(y):
+                raise UserError(f"{path}: '{shown_name(key)}' has {len(x) if x.shape else 0} rows and 'y' "
+                                f"{len(y) if y.shape else 0}", help="give every shard one label per row")
+            stored = x.info.compress_type == zipfile.ZIP_STORED and not x.fortran
+            offset = _member_data_offset(path, x.info, x.offset) if stored else -1
+            blocks.append(Block(str(path), sum(b.rows for b in blocks), len(x), -1, offset))
+            labels.append(archive.read(y))
+    y = labels_from_array(np.concatenate(labels), expect, str(args["path"]))
+    rows = ShardRows(tuple(blocks), np.arange(len(y)), first[1], tuple(sample), first[3].str)
+    return Arrays([rows], y, f'shards("{args["path"]}")', tabular=len(sample) == 1, meta=_meta(args))
+
+
+def load_parquet(args: Mapping[str, Any], expect, base_dir: Path):
+    """`parquet(path, target)`: one file or a folder of them; `target` names the label column (default:
+    the last), every other column is a feature, as for csv."""
+    from ..extras import require
+    from .data import Arrays, _single_vector_input, labels_from_array, resolve_path
+
+    pq = require("pyarrow.parquet")
+    pa_types = require("pyarrow.types")
+    name = _one_input(expect, "parquet")
+    blocks, labels, columns, target = [], [], None, args.get("target")
+    for path in _files(resolve_path(args["path"], base_dir), ".parquet", "parquet"):
+        try:
+            file = pq.ParquetFile(path)
+        except Exception as err:  # pyarrow raises its own kinds for a file that is not Parquet
+            raise UserError(f"{path}: cannot read it as Parquet ({str(err).splitlines()[0][:200]})", help=READ_HELP) from None
+        schema = file.schema_arrow
+        names = list(schema.names)
+        target = target or names[-1]
+        if target not in names:
+            raise UserError(f"{path} has no column '{target}'; it has: {', '.join(names[:20])}",
+                            help='name the label column: parquet("data/", target="label")')
+        features = [c for c in names if c != target]
+        if columns is None:
+            columns = features
+            for c in features:
+                kind = schema.field(c).type
+                if not (pa_types.is_integer(kind) or pa_types.is_floating(kind) or pa_types.is_boolean(kind)):
+                    raise UserError(f"{path}: column '{c}' holds {kind} values, not numbers",
+                                    help="give numeric feature columns only (encode text or categories as numbers)")
+        elif features != columns:
+            raise UserError(f"{path} has columns {', '.join(features)}; the first file has {', '.join(columns)}",
+                            help=READ_HELP)
+        for g in range(file.num_row_groups):
+            n = file.metadata.row_group(g).num_rows
+            blocks.append(Block(str(path), sum(b.rows for b in blocks), n, g))
+            labels.append(file.read_row_group(g, columns=[target]).column(target).to_numpy(zero_copy_only=False))
+    sample = _single_vector_input(expect, str(args["path"]), len(columns))
+    y = labels_from_array(np.concatenate(labels), expect, str(args["path"]))
+    rows = ShardRows(tuple(blocks), np.arange(len(y)), ",".join(columns), tuple(sample), "float32")
+    return Arrays([rows], y, f'parquet("{args["path"]}")', tabular=len(sample) == 1, target=target, meta=_meta(args))
+
+
+def _one_input(expect, source: str) -> str:
+    if len(expect.inputs) != 1 or expect.inputs[0][2] == "int":
+        shown = ", ".join(f"{n}: {expect.shape_text(i)}" for i, (n, _, _) in enumerate(expect.inputs))
+        raise UserError(f"{source}(...) feeds one float input; this model has {shown}",
+                        help="give the model one input, or use npz(...) for several inputs or token ids")
+    return expect.inputs[0][0]
+
+
+def _meta(args) -> dict:
+    return {"shards": {"workers": args.get("workers")}}
+
+
+def is_sharded(arrays) -> bool:
+    return any(isinstance(x, ShardRows) for x in arrays.inputs)
+
+
+# ------------------------------------------------------------------ split, statistics, shuffle
+
+
+def streamed_stats(rows: ShardRows) -> dict[str, np.ndarray]:
+    """Mean and (population) std of each feature over `rows`, in one pass, chunk by chunk."""
+    from .streaming import _Welford
+
+    acc = _Welford()
+    whole = ShardRows(rows.blocks, rows.rows, rows.key, rows.sample, rows.dtype)
+    for start in range(0, len(rows), STATS_ROWS):
+        acc.add(whole.decode(range(start, min(start + STATS_ROWS, len(rows)))).astype(np.float64))
+    std = np.sqrt(acc.squared_deviations() / max(acc.n, 1))
+    return {"mean": acc.mean.astype(np.float32), "std": np.where(std > 1e-12, std, 1.0).astype(np.float32)}
+
+
+class ShardedSplit(StreamedSplit):
+    """A split whose labels are in memory and whose inputs are read from the shards in batches."""
+
+    def to(self, device) -> "ShardedSplit":
+        return ShardedSplit(self.files, self.y.to(device), self.workers, device)
+
+    def shuffled(self, generator):
+        """This epoch's order: the blocks permuted, then the rows within each block (positions of this split)."""
+        import torch
+
+        bounds = np.searchsorted(self.files.rows, self.files.starts)  # the first position of each block
+        ends = np.append(bounds[1:], len(self))
+        parts = [lo + torch.randperm(int(hi - lo), generator=generator)
+                 for b in torch.randperm(len(bounds), generator=generator).tolist()
+                 for lo, hi in [(int(bounds[b]), int(ends[b]))] if hi > lo]
+        return torch.cat(parts) if parts else torch.arange(0)
+
+
+def prepare_split(arrays, expect, train_idx, val_idx, standardize: bool):
+    """prepare's Data for sharded arrays: statistics streamed over the training rows, two ShardedSplits."""
+    import torch
+
+    from .data import Data
+
+    rows: ShardRows = arrays.inputs[0]
+    stats, fitted = {}, {}
+    if standardize and arrays.tabular:
+        fitted = streamed_stats(ShardRows(rows.blocks, rows.rows[train_idx], rows.key, rows.sample, rows.dtype))
+        stats[expect.inputs[0][0]] = {k: torch.from_numpy(v) for k, v in fitted.items()}
+    workers = arrays.meta.get("shards", {}).get("workers")
+
+    def split(idx):
+        part = ShardRows(rows.blocks, rows.rows[idx], rows.key, rows.sample, rows.dtype,
+                         fitted.get("mean"), fitted.get("std"))
+        return ShardedSplit(part, torch.from_numpy(np.ascontiguousarray(arrays.y[idx])), workers)
+
+    val = split(val_idx) if len(val_idx) else None
+    return Data(split(train_idx), val, arrays.origin, stats, arrays.target, dict(arrays.meta))
