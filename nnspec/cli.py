@@ -318,8 +318,11 @@ LOG_OPTION = click.option("--log", type=click.Choice(["tensorboard", "mlflow"]),
 @click.option("--sampler", type=click.Choice(["random", "tpe"]), help="How trials are chosen.")
 @click.option("--timeout", type=CatalogValue(_setting(SEARCH_SETTINGS, "timeout")), help="Start no trial after this many seconds.")
 @click.option("--pruner", type=click.Choice(["none", "median", "successive_halving"]), help="Stop unpromising trials early.")
-@click.option("--storage", help="Keep the study in a database, e.g. sqlite:///study.db (resumable, shareable by processes).")
+@click.option("--storage", help="Keep the study in a database, e.g. sqlite:///study.db or "
+              "postgresql://USER@HOST:5432/DB (resumable, shareable by processes and machines).")
 @click.option("--study", "study_name", help="The study's name in --storage (default: the model's name).")
+@click.option("--heartbeat", type=click.IntRange(min=1), help="Seconds between a running trial's heartbeats in "
+              "--storage (default 5); a trial silent for 6 of them is failed and run again.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default runs/<Model>/tune-<n>/).")
 @click.option("--seed", type=CatalogValue(_setting(SEARCH_SETTINGS, "seed")), help="Seed of the sampler.")
 @click.option("--epochs", type=CatalogValue(_setting(TRAIN_SETTINGS, "epochs")), help="Epochs of every trial (default: the spec's).")
@@ -327,7 +330,8 @@ LOG_OPTION = click.option("--log", type=click.Choice(["tensorboard", "mlflow"]),
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @LOG_OPTION
 @guarded
-def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, seed, epochs, device, quiet, log):
+def tune(file, trials, sampler, timeout, pruner, storage, study_name, heartbeat, out_dir, seed, epochs, device, quiet,
+         log):
     """Search the spec's search spaces: writes trials.csv, best.nn and search.png."""
     from .tune import final_lines, tune as run_tune
 
@@ -335,7 +339,7 @@ def tune(file, trials, sampler, timeout, pruner, storage, study_name, out_dir, s
     refuse_networks(result, "tune")
     summary = run_tune(result, trials=trials, sampler=sampler, timeout=timeout, pruner=pruner, storage=storage,
                        study_name=study_name, out_dir=out_dir, seed=seed, epochs=epochs, device=device,
-                       quiet=quiet, echo=click.echo, log=log)
+                       quiet=quiet, echo=click.echo, log=log, heartbeat=heartbeat)
     if quiet:
         click.echo(final_lines(summary))
     sys.exit(EXIT_OK if summary.best is not None else EXIT_SPEC)

@@ -39,6 +39,7 @@ from .pipeline import Result, check_text
 
 HEARTBEAT_S = 5
 GRACE_S = 30
+MAX_RETRY = 1  # a trial whose worker died is run once more with the same values
 POLL_S = 1.0
 SQLITE_TIMEOUT_S = 120
 STORAGE_ATTEMPTS = 5
@@ -121,12 +122,15 @@ def make_pruner(name: str):
     return optuna.pruners.NopPruner()
 
 
-def make_storage(url: str | None):
-    """None (in memory) or an RDB storage with a heartbeat, so killed trials are recognised."""
+def make_storage(url: str | None, heartbeat: int | None = None):
+    """None (in memory) or an RDB storage with a heartbeat, so killed trials are recognised: a trial
+    without a heartbeat for the grace period is failed and queued once more with the same values."""
     if url is None:
         return None
     optuna = require("optuna")
 
+    url = storage_url(url)
+    interval, grace = heartbeat_and_grace(heartbeat)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
         kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
@@ -140,16 +144,52 @@ def make_storage(url: str | None):
         try:
             with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna; study.optimize relies on it
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
-                                                  grace_period=GRACE_S)
+                retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=interval,
+                                                  grace_period=grace, heartbeat_stale_trial_callback=retry)
         except Exception as exc:  # sqlalchemy's URL and connection errors have many types
-            if attempt + 1 < STORAGE_ATTEMPTS and type(exc).__name__ in ("IntegrityError", "OperationalError"):
-                # processes starting together race to create the tables: the loser retries
+            if attempt + 1 < STORAGE_ATTEMPTS and type(exc).__name__ in ("IntegrityError", "OperationalError", "ProgrammingError"):
+                # processes starting together race to create the tables (or a server is starting): retry
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            message = str(exc).splitlines()[0]
-            raise UserError(f"cannot open the study storage {url}: {message}",
-                            help="use e.g. --storage sqlite:///study.db") from None
+            raise storage_error(url, exc) from None
+
+
+def storage_url(url: str) -> str:
+    """The SQLAlchemy URL to open: `postgresql://` (and `postgres://`) mean psycopg 3, the driver of
+    the `postgres` extra (SQLAlchemy's default for a bare `postgresql://` is psycopg2)."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        require("psycopg")
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
+def heartbeat_and_grace(heartbeat: int | None) -> tuple[int, int]:
+    """(seconds between heartbeats, seconds without one after which a trial is stale): the grace
+    period is GRACE_S / HEARTBEAT_S (6) heartbeats, so a slow beat is not taken for a dead worker."""
+    if heartbeat is None:
+        return HEARTBEAT_S, GRACE_S
+    return heartbeat, heartbeat * max(1, GRACE_S // HEARTBEAT_S)
+
+
+def storage_error(url: str, exc: Exception) -> UserError:
+    message = str(exc).splitlines()[0]
+    if url.startswith("postgresql"):
+        return UserError(f"cannot open the study storage {hide_password(url)}: {message}",
+                         help="check that the PostgreSQL server runs and accepts this user, and that the "
+                              "database exists (createdb -h HOST -U USER DB)")
+    return UserError(f"cannot open the study storage {hide_password(url)}: {message}",
+                     help="use e.g. --storage sqlite:///study.db or postgresql://USER@HOST:5432/DB")
+
+
+def hide_password(url: str) -> str:
+    """The URL as shown in messages: a password in it is replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not (sep and at and ":" in credentials):
+        return url
+    return f"{scheme}://{credentials.partition(':')[0]}:***@{host}"
 
 
 def suggest_value(trial, dim: search.Dimension) -> Any:
@@ -299,8 +339,10 @@ def _reason(exc: Exception) -> str:
 def tune(result: Result, *, trials: int | None = None, sampler: str | None = None, timeout: float | None = None,
          pruner: str | None = None, storage: str | None = None, study_name: str | None = None,
          out_dir: str | Path | None = None, seed: int | None = None, epochs: int | None = None,
-         device: str = "auto", quiet: bool = False, echo: Callable[[str], None] = print, log=None) -> TuneSummary:
-    """`log`: experiment logs of each trial, e.g. ["tensorboard", "mlflow"] (train/logs.py StudyLogs)."""
+         device: str = "auto", quiet: bool = False, echo: Callable[[str], None] = print, log=None,
+         heartbeat: int | None = None) -> TuneSummary:
+    """`log`: experiment logs of each trial, e.g. ["tensorboard", "mlflow"] (train/logs.py StudyLogs).
+    `heartbeat`: seconds between a running trial's heartbeats in `storage` (default HEARTBEAT_S)."""
     from .train import logs
 
     optuna = require("optuna")
@@ -314,7 +356,7 @@ def tune(result: Result, *, trials: int | None = None, sampler: str | None = Non
                              "or train it with `nnspec train`")
     settings = settings_of(result, trials=trials, sampler=sampler, timeout=timeout, pruner=pruner, seed=seed)
     check_objective(result, settings.metric)
-    study = open_study(result, dims, settings, storage, study_name)
+    study = open_study(result, dims, settings, storage, study_name, heartbeat)
     out = Path(out_dir) if out_dir else next_tune_dir(result.checked.spec.name)
     make_dir(out)
     # A study in memory belongs to this process: its folder has one owner. With --storage several
@@ -355,10 +397,11 @@ def _trial(study, number: int):
 
 
 def open_study(result: Result, dims: list[search.Dimension], settings: Settings, storage: str | None,
-               study_name: str | None):
+               study_name: str | None, heartbeat: int | None = None):
     optuna = require("optuna")
 
-    store = make_storage(storage)
+    store = make_storage(storage, heartbeat)
+    storage = hide_password(storage) if storage else storage  # as shown in messages
     name = study_name or result.checked.spec.name
     seed = settings.seed
     if store is not None:  # several processes (and resumed runs) must not draw the same points
