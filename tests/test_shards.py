@@ -16,7 +16,7 @@ import torch
 from nnspec.diagnostics import UserError
 from nnspec.pipeline import check_text
 from nnspec.train.data import load_data
-from nnspec.train.run import train_spec
+from nnspec.train.run import evaluate_spec, train_spec
 from nnspec.train.shards import streamed_stats
 
 torch.set_num_threads(1)  # tiny models: one thread is faster than several contending for two cores
@@ -147,6 +147,25 @@ def test_parquet_reads_feature_columns_by_name(tmp_path):
     disk = train_spec(spec_for(tmp_path, 'parquet("pq", target="label", workers=1)', extra=extra), out_dir=tmp_path / "a")
     memory = train_spec(spec_for(tmp_path, 'npz("all.npz")', extra=extra), out_dir=tmp_path / "b")
     assert history(disk) == history(memory)
+
+
+def test_evaluate_streams_the_validation_rows_and_other_shards(tmp_path):
+    """evaluate re-makes the split and reads the validation rows from disk; `--data shards(...)`
+    scores every row of other shards with the run's statistics: both as the same rows from memory."""
+    x, y = rows()
+    write_shards(tmp_path / "parts", x, y)
+    np.savez(tmp_path / "all.npz", x=x, y=y)
+    disk = spec_for(tmp_path, 'shards("parts", workers=1)', epochs=3)
+    summary = train_spec(disk, out_dir=tmp_path / "run")
+    checkpoint = str(Path(summary.out_dir) / "best.pt")
+    own = evaluate_spec(disk, checkpoint)
+    best = next(r for r in summary.history if r["epoch"] == own["epoch"])
+    assert own["samples"] == 20 and own["split"] == "validation split"
+    assert own["loss"] == pytest.approx(best["val_loss"], rel=1e-5) and own["accuracy"] == best["val_accuracy"]
+    other = evaluate_spec(disk, checkpoint, data=f'shards("{tmp_path}/parts")')
+    whole = evaluate_spec(disk, checkpoint, data=f'npz("{tmp_path}/all.npz")')
+    assert other["samples"] == whole["samples"] == sum(SIZES)
+    assert other["loss"] == pytest.approx(whole["loss"], rel=1e-5) and other["accuracy"] == whole["accuracy"]
 
 
 # ------------------------------------------------------------------ refusals, each naming what is wrong

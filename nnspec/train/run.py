@@ -560,6 +560,10 @@ def evaluate_spec(run, checkpoint: str, *, data=None, device="auto", batch_size:
         name, args = config.data
         if text.reads_text(state, name):  # raw text, encoded with the run's vocabulary as it is read
             batches, origin = text.eval_batches(config.data, config.base_dir, state, expect, batch_size)
+        elif name in ("shards", "parquet"):  # bigger than memory: read from disk as scored
+            from .shards import eval_batches
+
+            batches, origin = eval_batches(config.data, config.base_dir, expect, state, batch_size)
         elif name in ("csv", "npz"):  # files of any length: read as they are scored
             path = resolve_path(args["path"], config.base_dir)
             rows = row_batches(path, expect, batch_size, labels=not expect.target_input, target=args.get("target"),

@@ -277,3 +277,23 @@ def prepare_split(arrays, expect, train_idx, val_idx, standardize: bool):
 
     val = split(val_idx) if len(val_idx) else None
     return Data(split(train_idx), val, arrays.origin, stats, arrays.target, dict(arrays.meta))
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+def eval_batches(source, base_dir: Path, expect, state: Mapping[str, Any], batch: int):
+    """`evaluate --data shards(...)|parquet(...)`: every row in order, standardised with the run's
+    statistics, read batch by batch -> (NumPy batches, the source's words for messages)."""
+    import torch
+
+    from .data import load_arrays
+    from .images import numpy_batches
+
+    arrays = load_arrays(source, expect, base_dir)
+    rows: ShardRows = arrays.inputs[0]
+    stats = (state.get("data_stats") or {}).get(expect.inputs[0][0])
+    mean, std = (stats["mean"].numpy(), stats["std"].numpy()) if stats else (None, None)
+    split = ShardedSplit(ShardRows(rows.blocks, rows.rows, rows.key, rows.sample, rows.dtype, mean, std),
+                         torch.from_numpy(np.ascontiguousarray(arrays.y)), arrays.meta["shards"].get("workers"))
+    return numpy_batches(split, batch), arrays.origin
