@@ -46,7 +46,8 @@ class FitConfig:
     clip_grad_value: float | None = None
     early_stopping: int | None = None
     monitor: str = "loss"
-    amp_dtype: torch.dtype | None = None  # autocast dtype on CUDA, or None
+    amp_dtype: torch.dtype | None = None  # autocast dtype (precision.amp_dtype), or None
+    amp_device: str = "cuda"  # the device type autocast applies to: "cuda" or "cpu"
     compile: bool = False
     augment: Any = None  # augment.Augmenter: applied to the inputs of training batches only, or None
 
@@ -217,7 +218,7 @@ def _step_fn(model, forward_train, loss_fn, optimizer, cfg: FitConfig):
         return plain_step
 
     params = [p for p in model.parameters() if p.requires_grad]
-    autocast = (lambda: torch.autocast("cuda", dtype=cfg.amp_dtype)) if cfg.amp_dtype else contextlib.nullcontext
+    autocast = (lambda: torch.autocast(cfg.amp_device, dtype=cfg.amp_dtype)) if cfg.amp_dtype else contextlib.nullcontext
     scaler = torch.amp.GradScaler("cuda") if cfg.amp_dtype == torch.float16 else None
 
     def gradient_step(xb, yb, weight=1.0):
@@ -263,7 +264,7 @@ def evaluate(model, split: Split, loss_fn, task: Task, prefix: str = "", batch: 
     """Loss and metrics over a whole split, in eval mode (dropout off, BatchNorm running stats)."""
     was_training = model.training
     model.eval()
-    autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+    autocast = torch.autocast(split.y.device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
     loss_sum = torch.zeros((), device=split.y.device)
     outputs = []
     first, stop, sharded = D.eval_range(len(split))  # a torchrun worker scores its contiguous chunk

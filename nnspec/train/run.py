@@ -78,14 +78,10 @@ def resolve_device(name: str):
 
 
 def amp_dtype(amp: bool, device):
-    import torch
+    """The autocast dtype of `--amp` on `device`, or None (precision.amp_dtype, without its notes)."""
+    from .precision import amp_dtype as autocast_for
 
-    if not amp:
-        return None
-    if device.type != "cuda":
-        raise UserError("--amp (mixed precision) needs a CUDA device; this run is on the CPU",
-                        help="drop --amp, or train with --device cuda on a machine with a GPU")
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return autocast_for(amp, device)[0]
 
 
 def next_run_dir(model_name: str) -> Path:
@@ -253,7 +249,10 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
         workers = f"{worker.world_size} worker{'s' if worker.world_size > 1 else ''}"
         notes.append(f"data-parallel: {workers} ({D.backend_for(dev)}), rank 0 on {dev}; "
                      "the batch size is the global batch")
-    autocast_dtype = amp_dtype(amp, dev)
+    from .precision import amp_dtype as autocast_for, apply_memory_format, standard_state
+
+    autocast_dtype, amp_notes = autocast_for(amp, dev)  # bf16 on a CPU with native bf16 (precision.py)
+    notes.extend(amp_notes)
 
     _refuse_absurd_memory(checked, 1, dev)  # before the data: weights and one example must fit
     dataset = load_data(config, fold=fold)
@@ -268,6 +267,7 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
     task_kind = checked.task.kind if checked.task else "regression"
     weights = class_weight_tensor(config.class_weights, dataset, task_kind, checked.task and checked.task.classes)
     loss_fn = build_loss(checked, torch.tensor(weights) if weights is not None else None)
+    apply_memory_format(model, autocast_dtype)  # channels-last for a conv net under --amp; before the optimizer
     optimizer = build_optimizer(checked.optimizer[0], checked.optimizer[1], model, config.lr)
 
     out_rank = len(checked.graph.output_node.out.shape)
@@ -281,7 +281,7 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
     schedule = Schedule(optimizer, config.schedule, config.warmup, config.epochs, M.higher_is_better(monitor))
     cfg = FitConfig(epochs=config.epochs, batch_size=batch, steps=config.steps, shuffle=config.shuffle,
                     clip_grad_norm=config.clip_grad_norm, clip_grad_value=config.clip_grad_value,
-                    early_stopping=config.early_stopping, monitor=monitor, amp_dtype=autocast_dtype,
+                    early_stopping=config.early_stopping, monitor=monitor, amp_dtype=autocast_dtype, amp_device=dev.type,
                     compile=compile, augment=_augmenter(config, checked))
 
     name = config.name
@@ -319,7 +319,7 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
             text.write_vocab(run_dir, dataset.meta)  # a text run's vocabulary, also in data.json and the checkpoint
 
         def payload(progress: Progress) -> dict[str, Any]:
-            return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+            return {"model": standard_state(model.state_dict()), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                     "rng": ckpt_io.rng_state(generator, cfg.augment), "progress": progress.state_dict(), "epoch": progress.epoch,
                     "spec_source": config.source, "spec_name": name, "ir_hash": digest,
                     "data_origin": dataset.origin, "data_target": dataset.target,

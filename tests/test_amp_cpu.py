@@ -1,0 +1,148 @@
+"""`--amp` on the CPU: bf16 autocast where the CPU has native bf16, channels-last for conv nets, and
+nothing of either visible outside training (checkpoints, ONNX, ejected source)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import nnspec.backends.torch_model as torch_model
+import nnspec.train.losses as losses
+from nnspec.pipeline import check_text
+from nnspec.train import precision
+from nnspec.train.run import train_spec
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+SMALL = "synthetic(n=256, seed=0)"
+
+
+def result_of(name: str):
+    result = check_text((SPECS / name).read_text(), str(SPECS / name))
+    assert result.ok, result.render()
+    return result
+
+
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    """As on a CPU with avx512_bf16 (bf16 autocast itself runs on any CPU, only slower)."""
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+
+
+def _watch_training(monkeypatch) -> dict:
+    """Records, during train_spec, the last 2-D conv layer's output and weight, and the loss's dtype."""
+    seen: dict = {}
+    build = torch_model.build_model
+
+    def build_and_watch(checked):
+        model = build(checked)
+        convs = [m for m in model.modules() if precision._conv_dims(m) == 2]
+        if convs:
+            def hook(module, inputs, out):
+                seen.setdefault("conv_dtype", out.dtype)
+                seen.setdefault("conv_channels_last", out.is_contiguous(memory_format=torch.channels_last)
+                                and not out.is_contiguous())
+                seen.setdefault("weight_channels_last", not module.weight.is_contiguous())
+            convs[-1].register_forward_hook(hook)  # the second: a 1-channel weight is the same in both layouts
+        return model
+
+    call = losses.Loss.__call__
+
+    def loss_and_watch(self, pred, y):
+        value = call(self, pred, y)
+        seen.setdefault("loss_dtype", value.dtype)
+        return value
+
+    monkeypatch.setattr(torch_model, "build_model", build_and_watch)
+    monkeypatch.setattr(losses.Loss, "__call__", loss_and_watch)
+    return seen
+
+
+def test_amp_on_cpu_autocasts_convolutions_to_bf16_and_keeps_the_loss_in_fp32(bf16_cpu, monkeypatch, tmp_path):
+    seen = _watch_training(monkeypatch)
+    run = train_spec(result_of("mnist_convnet.nn"), out_dir=tmp_path, epochs=1, data=SMALL, amp=True)
+    assert seen["conv_dtype"] == torch.bfloat16
+    assert seen["loss_dtype"] == torch.float32
+    assert seen["conv_channels_last"] and seen["weight_channels_last"]  # a 2-D conv net trains channels-last
+    assert run.final["loss"] == run.final["loss"]  # finite, not NaN
+    assert 0.0 <= run.final["accuracy"] <= 1.0
+
+
+def test_without_amp_nothing_changes(monkeypatch, tmp_path):
+    seen = _watch_training(monkeypatch)
+    train_spec(result_of("mnist_convnet.nn"), out_dir=tmp_path, epochs=1, data=SMALL)
+    assert seen["conv_dtype"] == torch.float32
+    assert not seen["weight_channels_last"] and not seen["conv_channels_last"]
+
+
+def test_amp_checkpoint_is_fp32_contiguous_and_loads_into_a_plain_model(bf16_cpu, tmp_path):
+    result = result_of("mnist_convnet.nn")
+    train_spec(result, out_dir=tmp_path, epochs=1, data=SMALL, amp=True)
+    state = torch.load(tmp_path / "last.pt", weights_only=False)["model"]
+    assert all(v.dtype == torch.float32 and v.is_contiguous() for v in state.values() if v.is_floating_point())
+    plain = torch_model.build_model(result.checked)
+    plain.load_state_dict(state)  # strict: the same keys and shapes as a model never trained with --amp
+    assert set(plain.state_dict()) == set(state)
+    # resuming without --amp continues from that checkpoint
+    resumed = train_spec(result, out_dir=tmp_path, epochs=2, data=SMALL, resume=True)
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+
+
+def test_channels_last_is_chosen_from_the_layers_and_only_under_autocast():
+    conv2d = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(2))
+    conv3d = nn.Sequential(nn.Conv3d(1, 4, 3), nn.Flatten())
+    mlp = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    conv1d = nn.Sequential(nn.Conv1d(1, 4, 3))
+    both = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv3d(1, 4, 3))
+    bf16 = torch.bfloat16
+    assert precision.memory_format_for(conv2d, bf16) == torch.channels_last
+    assert precision.memory_format_for(conv3d, bf16) == torch.channels_last_3d
+    assert precision.memory_format_for(mlp, bf16) is None
+    assert precision.memory_format_for(conv1d, bf16) is None
+    assert precision.memory_format_for(both, bf16) is None
+    assert precision.memory_format_for(conv2d, None) is None  # fp32 stays exactly as a hand-written loop
+
+
+def test_standard_state_makes_channels_last_weights_contiguous_with_the_same_values():
+    conv = nn.Conv2d(3, 8, 3).to(memory_format=torch.channels_last)
+    assert not conv.weight.is_contiguous()
+    state = precision.standard_state(conv.state_dict())
+    assert state["weight"].is_contiguous()
+    assert torch.equal(state["weight"], conv.weight.detach())
+
+
+def test_a_cpu_without_bf16_trains_in_fp32_and_says_so(monkeypatch, tmp_path):
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    dtype, notes = precision.amp_dtype(True, torch.device("cpu"))
+    assert dtype is None and "no native bfloat16" in notes[0] and "float32" in notes[0]
+    seen = _watch_training(monkeypatch)
+    run = train_spec(result_of("mnist_convnet.nn"), out_dir=tmp_path, epochs=1, data=SMALL, amp=True)
+    assert any("no native bfloat16" in note for note in run.notes)
+    assert seen["conv_dtype"] == torch.float32 and not seen["weight_channels_last"]
+
+
+def test_bf16_detector_reads_the_cpu_flags(monkeypatch, tmp_path):
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr(precision, "Path", lambda _: cpuinfo)
+    cpuinfo.write_text("flags\t\t: fpu avx2 avx512f\n")
+    assert not precision.cpu_has_bf16()
+    cpuinfo.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert precision.cpu_has_bf16()
+
+
+def test_no_amp_means_no_autocast():
+    assert precision.amp_dtype(False, torch.device("cpu")) == (None, [])
+
+
+@pytest.mark.slow
+def test_amp_run_exports_to_onnx_and_python_as_a_plain_run(bf16_cpu, tmp_path):
+    from nnspec.backends.trained_export import export
+
+    train_spec(result_of("mnist_convnet.nn"), out_dir=tmp_path, epochs=1, data=SMALL, amp=True)
+    onnx = export(tmp_path, "onnx", str(tmp_path / "model.onnx"))
+    assert Path(onnx["path"]).is_file()
+    source = Path(export(tmp_path, "python", str(tmp_path / "model.py"))["path"]).read_text()
+    assert "channels_last" not in source and "autocast" not in source and "bfloat16" not in source
