@@ -154,3 +154,26 @@ def test_viz_draws_each_network_as_a_cluster():
     source = to_dot(check_file(SPECS / "digits_gan.nn").checked)
     assert "cluster_generator" in source and "cluster_discriminator" in source
     assert "generator : network" in source and "discriminator : network" in source
+
+
+def test_resuming_a_finished_run_says_nothing_is_left_to_train(tmp_path):
+    train_spec(tiny(epochs=1), out_dir=tmp_path / "run")
+    with pytest.raises(UserError, match="nothing is left to train") as err:
+        train_spec(tiny(epochs=1), out_dir=tmp_path / "run", resume=True)
+    assert "--resume" in err.value.help
+
+
+def test_ctrl_c_keeps_the_finished_epochs_and_draws_their_curves(tmp_path):
+    from nnspec.train.run import TrainingInterrupted
+
+    def stop_after_first(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as stop:
+        train_spec(tiny(epochs=3), out_dir=tmp_path / "run", on_epoch=stop_after_first)
+    assert (stop.value.epoch, stop.value.epochs) == (1, 3)
+    assert (tmp_path / "run" / "curves.png").is_file()
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 1
+    resumed = train_spec(tiny(epochs=3), out_dir=tmp_path / "run", resume=True)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]

@@ -91,8 +91,11 @@ def train_command(config: RunConfig, console, *, quiet: bool, log_format: str = 
         console.print(interrupted_text(config, interrupted, options.get("fold")), soft_wrap=True)
         raise click.exceptions.Exit(130)
     best = summary.best
-    console.print(f"best epoch={best['epoch']} by {summary.monitor}: {_row_text(best)}", soft_wrap=True)
-    console.print(f"run folder: {summary.out_dir}  (history.csv, metrics.json, best.pt, last.pt, "
+    which = "last" if "d_loss" in best else "best"  # no GAN loss says which epoch is best
+    by = "" if which == "last" else f" by {summary.monitor}"
+    console.print(f"{which} epoch={best['epoch']}{by}: {_row_text(best)}", soft_wrap=True)
+    kept = [n for n in ("history.csv", "metrics.json", "best.pt", "last.pt") if (summary.out_dir / n).is_file()]
+    console.print(f"run folder: {summary.out_dir}  ({', '.join(kept)}, "  # a GAN run keeps no best.pt
                   f"curves: {summary.out_dir / 'curves.png'})", soft_wrap=True)
     return summary
 

@@ -180,34 +180,20 @@ def train_gan(config, *, out_dir=None, resume=False, overwrite=False, on_epoch=N
         if on_start is not None:
             on_start(run_dir, dataset, notes, config.epochs, len(history))
         if len(history) >= config.epochs:
-            raise UserError("nothing was trained: the run had already reached its epochs",
-                            help="give more --epochs to continue a resumed run")
-        lr = game.opt_g.param_groups[0]["lr"]
-        for epoch in range(len(history) + 1, config.epochs + 1):
-            t0 = time.perf_counter()
-            d_sum = g_sum = 0.0
-            order = torch.randperm(len(real), generator=shuffle) if config.shuffle else torch.arange(len(real))
-            steps = 0
-            for start in range(0, len(real), batch):
-                d_loss, g_loss = game.step(real[order[start:start + batch]])
-                if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
-                    raise UserError(f"training diverged in epoch {epoch}: a loss is not finite",
-                                    help="lower the learning rates")
-                d_sum, g_sum, steps = d_sum + d_loss, g_sum + g_loss, steps + 1
-                if on_batch is not None:
-                    on_batch(min(start + batch, len(real)), len(real))
-            row = {"epoch": epoch, "d_loss": d_sum / steps, "g_loss": g_sum / steps, "lr": lr,
-                   "seconds": time.perf_counter() - t0}
-            history.append(row)
-            state = dict(game.state(), rng=ckpt_io.rng_state(shuffle), progress={"history": history},
-                         epoch=epoch, spec_source=config.source, spec_name=name, ir_hash=digest,
-                         data_origin=dataset.origin, data_target=None, data_stats={}, data_meta=dataset.meta,
-                         seed=config.seed, monitor="g_loss", fold=None)
-            ckpt_io.save_encoded(run_dir / "last.pt", ckpt_io.encode(state))
-            write_history(run_dir / "history.csv", history, HISTORY_KEYS)
-            write_grids(run_dir, game, scale, epoch, config.epochs, config.seed)
-            if on_epoch is not None:
-                on_epoch(epoch, dict(row))
+            spec = config.filename or "SPEC"
+            raise UserError(f"{run_dir} is finished: it trained {len(history)} of {config.epochs} epochs; "
+                            "nothing is left to train",
+                            help=f"to train more, raise `epochs` above {len(history)} in {spec} and run "
+                                 f"`nnspec train {spec} --out {run_dir} --resume` (or add --epochs N to that command)")
+        try:
+            _play(config, game, real, batch, shuffle, history, run_dir, scale, on_batch, on_epoch,
+                  dict(digest=digest, name=name, dataset=dataset))
+        except KeyboardInterrupt:  # Ctrl-C: last.pt and history.csv are of the last finished epoch
+            from .run import TrainingInterrupted
+
+            if history:
+                write_curves(run_dir / "curves.png", history, name)
+            raise TrainingInterrupted(run_dir, len(history), config.epochs) from None
         write_curves(run_dir / "curves.png", history, name)
         report = {"finished": True, "final": history[-1], "epochs": len(history), "data": dataset.origin,
                   "train_samples": len(real), "scaling": scale}
@@ -215,6 +201,41 @@ def train_gan(config, *, out_dir=None, resume=False, overwrite=False, on_epoch=N
         return RunSummary(run_dir, history, dict(history[-1]), dict(history[-1]), "g_loss", notes)
     finally:
         lock.release()
+
+
+def _play(config, game, real, batch: int, shuffle, history: list, run_dir: Path, scale: dict, on_batch, on_epoch,
+          run: dict) -> None:
+    """The epochs left: discriminator and generator steps per batch; after each epoch, last.pt,
+    history.csv and the sample grid (so Ctrl-C loses at most the epoch in progress)."""
+    from .run import write_history  # run.py hands GAN specs to this module: imported when used
+
+    digest, name, dataset = run["digest"], run["name"], run["dataset"]
+    lr = game.opt_g.param_groups[0]["lr"]
+    for epoch in range(len(history) + 1, config.epochs + 1):
+        t0 = time.perf_counter()
+        d_sum = g_sum = 0.0
+        order = torch.randperm(len(real), generator=shuffle) if config.shuffle else torch.arange(len(real))
+        steps = 0
+        for start in range(0, len(real), batch):
+            d_loss, g_loss = game.step(real[order[start:start + batch]])
+            if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
+                raise UserError(f"training diverged in epoch {epoch}: a loss is not finite",
+                                help="lower the learning rates")
+            d_sum, g_sum, steps = d_sum + d_loss, g_sum + g_loss, steps + 1
+            if on_batch is not None:
+                on_batch(min(start + batch, len(real)), len(real))
+        row = {"epoch": epoch, "d_loss": d_sum / steps, "g_loss": g_sum / steps, "lr": lr,
+               "seconds": time.perf_counter() - t0}
+        history.append(row)
+        state = dict(game.state(), rng=ckpt_io.rng_state(shuffle), progress={"history": history},
+                     epoch=epoch, spec_source=config.source, spec_name=name, ir_hash=digest,
+                     data_origin=dataset.origin, data_target=None, data_stats={}, data_meta=dataset.meta,
+                     seed=config.seed, monitor="g_loss", fold=None)
+        ckpt_io.save_encoded(run_dir / "last.pt", ckpt_io.encode(state))
+        write_history(run_dir / "history.csv", history, HISTORY_KEYS)
+        write_grids(run_dir, game, scale, epoch, config.epochs, config.seed)
+        if on_epoch is not None:
+            on_epoch(epoch, dict(row))
 
 
 # ------------------------------------------------------------------ samples
