@@ -10,7 +10,8 @@ The budget is counted in the study, not in the process: a study in a database (`
 runs until it holds `trials` finished trials (complete, pruned, or failed with a reason), so a
 killed tune resumes where it stopped and several processes share one study without running
 more trials than asked. A trial left RUNNING by a killed process is failed by Optuna's heartbeat
-after `GRACE_S` seconds and does not count.
+after `GRACE_S` seconds and does not count; it is queued once more with the same values, for the
+next process that asks for a trial. `postgresql://` storages (several machines) use psycopg 3.
 
 While it runs, a tune keeps `progress.json` in its output folder up to date (replaced atomically):
 written once the study exists in its storage, when each trial starts and when it ends. Scripts (and
@@ -385,8 +386,8 @@ def tune(result: Result, *, trials: int | None = None, sampler: str | None = Non
             write_progress(out, study, settings, done=True)
             if objective.study_logs is not None:
                 best = {settings.metric: summary.best.value} if summary.best is not None else None
-                objective.study_logs.close(best, [out / "trials.csv", out / "best.nn", out / "search.png"],
-                                           sys.exc_info()[1])
+                files = [out / "trials.csv", out / "best.nn", *(out / f for f in SEARCH_PLOTS.values())]
+                objective.study_logs.close(best, [f for f in files if f.is_file()], sys.exc_info()[1])
         if not quiet:
             echo(final_lines(summary))
         return summary
