@@ -97,7 +97,7 @@ def test_streamed_stats_chunk_by_chunk(monkeypatch, tmp_path):
 
     x, y = rows()
     write_shards(tmp_path / "parts", x, y)
-    monkeypatch.setattr(S, "STATS_ROWS", 7)
+    monkeypatch.setattr(S, "STATS_BYTES", 7 * 8 * 6)  # 7 rows of 6 float64 values
     data = load_data(spec_for(tmp_path, 'shards("parts", workers=0)', validation=0).run_config())
     stats = streamed_stats(data.train.files)
     np.testing.assert_allclose(stats["mean"], x.mean(0, dtype=np.float64), rtol=1e-6)

@@ -29,7 +29,7 @@ from .images import StreamedSplit
 from .npz_files import Archive, names_text, shown_name
 
 READ_HELP = "every shard needs the same arrays, shapes and dtypes; rewrite or remove this one"
-STATS_ROWS = 1 << 16  # rows turned into float64 at a time by the statistics pass
+STATS_BYTES = 32 << 20  # float64 values summed at a time by the statistics pass: its memory, bounded
 
 
 @dataclass(frozen=True)
@@ -67,13 +67,18 @@ class ShardRows:
         """The rows at `positions` (of this split) as float32 [n, *sample], standardised if fitted."""
         rows = self.rows[np.asarray(list(positions), np.int64)]
         block_of = np.searchsorted(self.starts, rows, side="right") - 1
-        out = np.empty((len(rows), *self.sample), np.float32)
-        for b in np.unique(block_of):
-            mask = block_of == b
-            block = self.blocks[int(b)]
-            out[mask] = read_block_rows(block, self, rows[mask] - block.start)
-        if self.mean is not None:
-            out = (out - self.mean) / self.std
+        if len(rows) and block_of[0] == block_of[-1] and (block_of == block_of[0]).all():  # most batches: one block
+            block = self.blocks[int(block_of[0])]
+            out = read_block_rows(block, self, rows - block.start)
+        else:
+            out = np.empty((len(rows), *self.sample), np.float32)
+            for b in np.unique(block_of):
+                mask = block_of == b
+                block = self.blocks[int(b)]
+                out[mask] = read_block_rows(block, self, rows[mask] - block.start)
+        if self.mean is not None:  # in place: the same float32 operations as prepare's (x - mean) / std
+            out -= self.mean
+            out /= self.std
         return out
 
 
@@ -87,14 +92,14 @@ def read_block_rows(block: Block, rows: ShardRows, local: np.ndarray) -> np.ndar
         mm = np.memmap(block.path, dtype=np.dtype(rows.dtype), mode="r", offset=block.data_offset,
                        shape=(block.rows, *rows.sample))
         try:
-            return np.asarray(mm[local], np.float32)
+            return np.asarray(mm[local]).astype(np.float32, copy=False)  # fancy indexing: a copy, writable
         finally:
             del mm  # unmapped: the pages read do not stay in this process's memory
     ident = f"{block.path}#{block.group}"
     if _cache.get("ident") != ident:
         _cache.clear()
         _cache["ident"], _cache["x"] = ident, whole_block(block, rows.key, rows.sample)
-    return _cache["x"][local]
+    return _cache["x"][local]  # fancy indexing: a copy
 
 
 def whole_block(block: Block, key: str, sample: tuple[int, ...]) -> np.ndarray:
@@ -233,8 +238,9 @@ def streamed_stats(rows: ShardRows) -> dict[str, np.ndarray]:
 
     acc = _Welford()
     whole = ShardRows(rows.blocks, rows.rows, rows.key, rows.sample, rows.dtype)
-    for start in range(0, len(rows), STATS_ROWS):
-        acc.add(whole.decode(range(start, min(start + STATS_ROWS, len(rows)))).astype(np.float64))
+    chunk = max(1, STATS_BYTES // (8 * max(int(np.prod(rows.sample)), 1)))
+    for start in range(0, len(rows), chunk):
+        acc.add(whole.decode(range(start, min(start + chunk, len(rows)))).astype(np.float64))
     std = np.sqrt(acc.squared_deviations() / max(acc.n, 1))
     return {"mean": acc.mean.astype(np.float32), "std": np.where(std > 1e-12, std, 1.0).astype(np.float32)}
 
