@@ -130,7 +130,7 @@ def make_storage(url: str | None, heartbeat: int | None = None):
         return None
     optuna = require("optuna")
 
-    url = storage_url(url)
+    given, url = url, storage_url(url)
     interval, grace = heartbeat_and_grace(heartbeat)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
@@ -153,7 +153,7 @@ def make_storage(url: str | None, heartbeat: int | None = None):
                 # processes starting together race to create the tables (or a server is starting): retry
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            raise storage_error(url, exc) from None
+            raise storage_error(given, exc) from None
 
 
 def storage_url(url: str) -> str:
@@ -176,7 +176,7 @@ def heartbeat_and_grace(heartbeat: int | None) -> tuple[int, int]:
 
 def storage_error(url: str, exc: Exception) -> UserError:
     message = str(exc).splitlines()[0]
-    if url.startswith("postgresql"):
+    if url.startswith("postgres"):
         return UserError(f"cannot open the study storage {hide_password(url)}: {message}",
                          help="check that the PostgreSQL server runs and accepts this user, and that the "
                               "database exists (createdb -h HOST -U USER DB)")

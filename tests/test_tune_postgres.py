@@ -137,7 +137,7 @@ def test_a_database_that_does_not_exist_is_one_clear_error(postgres, tmp_path, m
     url = f"postgresql://nnspec:secret@127.0.0.1:{postgres.port}/no_such_db"
     with pytest.raises(UserError) as err:
         tune_mod.make_storage(url)
-    assert "cannot open the study storage postgresql+psycopg://nnspec:***@127.0.0.1" in err.value.message
+    assert "cannot open the study storage postgresql://nnspec:***@127.0.0.1" in err.value.message
     assert "no_such_db" in err.value.message and "secret" not in err.value.message
     assert "createdb" in err.value.help
 
