@@ -332,7 +332,7 @@ LOG_OPTION = click.option("--log", type=click.Choice(["tensorboard", "mlflow"]),
 @guarded
 def tune(file, trials, sampler, timeout, pruner, storage, study_name, heartbeat, out_dir, seed, epochs, device, quiet,
          log):
-    """Search the spec's search spaces: writes trials.csv, best.nn and search.png."""
+    """Search the spec's search spaces: writes trials.csv, best.nn and Optuna's plots (search*.png)."""
     from .tune import final_lines, tune as run_tune
 
     result = load_or_exit(file)
