@@ -26,7 +26,8 @@ from nnspec.diagnostics import UserError
 from nnspec.pipeline import check_text, load_checked
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = sorted((ROOT / "specs").glob("*.nn"))
+SPECS = [p for p in sorted((ROOT / "specs").glob("*.nn")) if "adversarial" not in p.read_text()]
+GAN_SPECS = [p for p in sorted((ROOT / "specs").glob("*.nn")) if "adversarial" in p.read_text()]  # refused below
 
 
 def _load(spec: Path):
@@ -244,3 +245,14 @@ def test_netron_serves_the_exported_model_on_loopback(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("spec", GAN_SPECS, ids=lambda p: p.stem)
+def test_a_gan_spec_is_refused_by_name_not_exported_half(spec, tmp_path):
+    from click.testing import CliRunner
+
+    from nnspec.cli import main
+
+    result = CliRunner().invoke(main, ["compile", str(spec), "--emit", "onnx", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "declares networks" in result.output, result.output
+    assert "Traceback" not in result.output and not list(tmp_path.iterdir())
