@@ -102,14 +102,17 @@ def data_for(case: str, device: torch.device):
 class HandLoop:
     """The hand-written side: the model, optimizer and loop a PyTorch user writes; one epoch per call."""
 
-    def __init__(self, case: str, device: torch.device, amp: bool, compile_: bool):
+    def __init__(self, case: str, device: torch.device, amp: bool, compile_: bool, channels_last: bool = False):
         self.x, self.y, _ = data_for(case, device)
         self.device = device
         torch.manual_seed(0)
         self.model = hand_model(case).to(device)
+        if channels_last and self.x.dim() == 4:  # the expert loop: model and data channels-last
+            self.model = self.model.to(memory_format=torch.channels_last)
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=0.001)
         self.forward = torch.compile(self.model) if compile_ else self.model
-        self.dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if amp else None
+        self.dtype = _amp_dtype(device) if amp else None
         self.batch = CASES[case]["batch"]
         self.gen = torch.Generator().manual_seed(0)
 
@@ -123,7 +126,7 @@ class HandLoop:
             if dtype is None:  # no autocast context at all when it is off, as nnspec (and a CPU loop)
                 loss = F.cross_entropy(forward(x[idx]), y[idx])
             else:
-                with torch.autocast("cuda", dtype=dtype):
+                with torch.autocast(self.device.type, dtype=dtype):
                     loss = F.cross_entropy(forward(x[idx]), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -158,6 +161,69 @@ def run_paired(case: str, epochs: int, device: torch.device, amp: bool, compile_
         train_spec(result_for(case), out_dir=out, epochs=epochs, data=f"synthetic(n={n}, seed=0)", device=str(device),
                    amp=amp, compile=compile_, on_epoch=on_epoch)
     return pairs[1:]
+
+
+def _amp_dtype(device: torch.device) -> torch.dtype:
+    """What a hand-written loop autocasts to: bf16 on the CPU, bf16 or fp16 on CUDA."""
+    if device.type == "cpu":
+        return torch.bfloat16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def run_four(case: str, epochs: int, device: torch.device, compile_: bool) -> tuple[list[dict], list[dict]]:
+    """The --amp report's two runs: nnspec default with the standard fp32 hand loop after each of its
+    epochs, then nnspec --amp with the standard loop and the expert loop (bf16 autocast + channels-last)
+    after each of its epochs -> per epoch after the warm-up, {side: (wall, CPU) samples/s} of each run."""
+    from nnspec.train.run import train_spec
+
+    def run(amp: bool, hands: dict) -> list[dict]:
+        n = len(next(iter(hands.values())).x)
+        rows, mark = [], [now()]
+
+        def on_epoch(epoch: int, logs: dict) -> None:
+            _sync(device)
+            row = {"nnspec": rates(n, [mark[0], now()])[0]}
+            for name, hand in hands.items():
+                started = now()
+                hand.epoch()
+                row[name] = rates(n, [started, now()])[0]
+            rows.append(row)
+            mark[0] = now()
+
+        with tempfile.TemporaryDirectory() as out:
+            train_spec(result_for(case), out_dir=out, epochs=epochs, data=f"synthetic(n={n}, seed=0)",
+                       device=str(device), amp=amp, compile=compile_, on_epoch=on_epoch)
+        return rows[1:]
+
+    default = run(False, {"hand": HandLoop(case, device, False, compile_)})
+    amp = run(True, {"hand": HandLoop(case, device, False, compile_),
+                     "expert": HandLoop(case, device, True, compile_, channels_last=True)})
+    return default, amp
+
+
+def report_four(case: str, args, device: torch.device) -> None:
+    default, amp = [], []
+    load_before = load_average()
+    for _ in range(args.repeats):
+        d, a = run_four(case, epochs_for(case, args), device, args.compile)
+        default, amp = default + d, amp + a
+
+    def med(rows, side):
+        return _medians([r[side] for r in rows])
+
+    def ratio(rows, a, b):  # epoch by epoch, then the median
+        return _medians([(r[a][0] / r[b][0], r[a][1] / r[b][1]) for r in rows])
+
+    sides = [("nnspec default", med(default, "nnspec")), ("nnspec --amp", med(amp, "nnspec")),
+             ("hand fp32", med(default + amp, "hand")), ("expert bf16+CL", med(amp, "expert"))]
+    print(f"{case} batch {CASES[case]['batch']}: " + "   ".join(f"{name} {w:,.0f} [{c:,.0f}]" for name, (w, c) in sides))
+    for label, rows, a, b in [("nnspec default / hand fp32", default, "nnspec", "hand"),
+                              ("nnspec --amp / hand fp32", amp, "nnspec", "hand"),
+                              ("nnspec --amp / expert", amp, "nnspec", "expert"),
+                              ("expert / hand fp32", amp, "expert", "hand")]:
+        w, c = ratio(rows, a, b)
+        print(f"    {label:<28} wall {w:.3f}, CPU {c:.3f}")
+    print(f"    load average {load_before} -> {load_average()}", flush=True)
 
 
 def now() -> tuple[float, float]:
@@ -255,6 +321,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, help="epochs per run, the first is warm-up (default: 4 convnet, 8 MLP)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", action="store_true")
+    p.add_argument("--amp-report", action="store_true",
+                   help="nnspec default and --amp, the fp32 hand loop and the expert loop (bf16 + channels-last)")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--case", choices=sorted(CASES), action="append")
     p.add_argument("--no-memory", action="store_true")
@@ -280,6 +348,10 @@ def main() -> None:
           f", torch {torch.__version__}, amp={args.amp}, compile={args.compile}, repeats={args.repeats}, "
           "epochs/run: " + ", ".join(f"{c} {epochs_for(c, args)}" for c in cases)
           + " (the first is warm-up); samples/s by the wall clock [by CPU time]")
+    if args.amp_report:
+        for case in cases:
+            report_four(case, args, device)
+        return
     for case in cases:
         pairs, kr = [], []
         load_before = load_average()

@@ -146,3 +146,35 @@ def test_amp_run_exports_to_onnx_and_python_as_a_plain_run(bf16_cpu, tmp_path):
     assert Path(onnx["path"]).is_file()
     source = Path(export(tmp_path, "python", str(tmp_path / "model.py"))["path"]).read_text()
     assert "channels_last" not in source and "autocast" not in source and "bfloat16" not in source
+
+
+def test_amp_steps_with_torchs_fused_optimizer_and_resume_follows_the_flag(bf16_cpu, monkeypatch, tmp_path):
+    from nnspec.train import optim  # train_spec imports build_optimizer from it at call time
+
+    made = []
+    build = optim.build_optimizer
+    monkeypatch.setattr(optim, "build_optimizer", lambda *a, **k: made.append(build(*a, **k)) or made[-1])
+    result = result_of("mnist_convnet.nn")
+    train_spec(result, out_dir=tmp_path, epochs=1, data=SMALL, amp=True)
+    assert made[-1].param_groups[0]["fused"] is True
+    train_spec(result, out_dir=tmp_path, epochs=2, data=SMALL, resume=True)  # without --amp: torch's default kernel
+    assert not made[-1].param_groups[0]["fused"]
+
+
+def test_fused_adam_matches_torchs_default_adam_to_rounding():
+    from nnspec.train.optim import build_optimizer
+
+    def trained(fused: bool):
+        torch.manual_seed(0)
+        model = nn.Linear(4, 3)
+        opt = build_optimizer("Adam", {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-7}, model, fused=fused)
+        assert type(opt) is torch.optim.Adam
+        g = torch.Generator().manual_seed(1)
+        for _ in range(10):
+            loss = model(torch.randn(8, 4, generator=g)).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    torch.testing.assert_close(trained(True), trained(False), rtol=1e-5, atol=1e-6)

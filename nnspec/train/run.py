@@ -268,7 +268,8 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
     weights = class_weight_tensor(config.class_weights, dataset, task_kind, checked.task and checked.task.classes)
     loss_fn = build_loss(checked, torch.tensor(weights) if weights is not None else None)
     apply_memory_format(model, autocast_dtype)  # channels-last for a conv net under --amp; before the optimizer
-    optimizer = build_optimizer(checked.optimizer[0], checked.optimizer[1], model, config.lr)
+    optimizer = build_optimizer(checked.optimizer[0], checked.optimizer[1], model, config.lr,
+                                fused=autocast_dtype is not None)  # fused SGD/Adam(W) steps under --amp
 
     out_rank = len(checked.graph.output_node.out.shape)
     task = Task(task_kind, tuple((n, dict(a)) for n, a in checked.metrics), 1 + feature_axis(out_rank))
@@ -301,7 +302,10 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
             state, resume_notes = ckpt_io.load_for_resume(run_dir, digest, name)  # last.pt, or last.prev.pt if damaged
             notes.extend(resume_notes)
             model.load_state_dict(state["model"])
+            fused = [group.get("fused") for group in optimizer.param_groups]
             optimizer.load_state_dict(state["optimizer"])
+            for group, kernel in zip(optimizer.param_groups, fused):  # this run's --amp decides, not the checkpoint's
+                group["fused"] = kernel
             schedule.load_state_dict(state["schedule"])
             progress = Progress.from_state(state["progress"])
             ckpt_io.restore_rng(state["rng"], generator, cfg.augment)
