@@ -137,7 +137,7 @@ def test_a_broken_install_is_not_called_missing(monkeypatch, tmp_path):
 
 
 def test_every_optional_package_has_an_extra_in_pyproject():
-    import tomllib
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
@@ -164,3 +164,17 @@ def test_every_optional_package_has_an_extra_in_pyproject():
 def test_require_imports_only_nnspecs_own_optional_packages():
     with pytest.raises(ValueError, match="not an optional package"):
         require("os")
+
+
+def test_every_extra_is_in_the_readme_and_the_cli_docs():
+    """pyproject.toml's extras, each named in README.md's table and docs/cli.md's, and in extras.py's."""
+    import re
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    extras = set(tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    for doc in ("README.md", "docs/cli.md", "nnspec/extras.py"):
+        listed = set(re.findall(r"^\| `([a-z]+)`\s*\|", (root / doc).read_text(), re.M))
+        missing = extras - {"test", "browser"} - listed
+        assert not missing, f"{doc} does not list the extras {sorted(missing)}"
