@@ -6,9 +6,9 @@ metrics from them). The inputs never are all in memory: the one streaming pass o
 rows computes the standardisation statistics (Chan et al.'s merge of per-chunk means and squared
 deviations, in float64), then DataLoader worker processes read each batch's rows from disk.
 
-A "block" is what a reader loads at a time: an uncompressed .npz member is memory-mapped per batch
-(only the batch's rows are touched), a compressed one is decompressed whole, a Parquet row group is
-read whole; a worker keeps its last block. The epoch's order (`ShardedSplit.shuffled`) permutes the
+A "block" is what a reader opens at a time: an uncompressed .npz member is memory-mapped (only the
+pages of the rows read are touched), a compressed one is decompressed whole, a Parquet row group is
+read whole; a worker keeps its last block open, so its memory holds at most one block. The epoch's order (`ShardedSplit.shuffled`) permutes the
 blocks, then the rows within each block, with the run's seeded shuffle generator: so a batch reads
 one or two blocks, and the order is reproducible and saved with the generator in checkpoints
 (`--resume` continues at an epoch boundary, as for every source). Data-parallel ranks split each
@@ -29,6 +29,7 @@ from .images import StreamedSplit
 from .npz_files import Archive, names_text, shown_name
 
 READ_HELP = "every shard needs the same arrays, shapes and dtypes; rewrite or remove this one"
+READ_BYTES = 16 << 20  # what a worker reads in one go: whole batches, at least one
 STATS_BYTES = 32 << 20  # float64 values summed at a time by the statistics pass: its memory, bounded
 
 
@@ -84,22 +85,25 @@ class ShardRows:
 
 # ------------------------------------------------------------------ reading blocks (in workers)
 
-_cache: dict[str, Any] = {}  # one decompressed block per process: the last one read
+_cache: dict[str, Any] = {}  # one open block per process: the last one read
 
 
 def read_block_rows(block: Block, rows: ShardRows, local: np.ndarray) -> np.ndarray:
-    if block.group < 0 and block.data_offset >= 0:  # uncompressed: only these rows' pages are read
-        mm = np.memmap(block.path, dtype=np.dtype(rows.dtype), mode="r", offset=block.data_offset,
-                       shape=(block.rows, *rows.sample))
-        try:
-            return np.asarray(mm[local]).astype(np.float32, copy=False)  # fancy indexing: a copy, writable
-        finally:
-            del mm  # unmapped: the pages read do not stay in this process's memory
-    ident = f"{block.path}#{block.group}"
+    """Rows `local` of `block` as a float32 copy. A process keeps its last block open: an uncompressed
+    .npz member memory-mapped (only the pages of rows read are touched, at most one shard's worth
+    mapped at a time), anything else read whole."""
+    ident = (block, rows.key, rows.dtype)
     if _cache.get("ident") != ident:
         _cache.clear()
-        _cache["ident"], _cache["x"] = ident, whole_block(block, rows.key, rows.sample)
-    return _cache["x"][local]  # fancy indexing: a copy
+        _cache["ident"], _cache["x"] = ident, open_block(block, rows)
+    return np.asarray(_cache["x"][local]).astype(np.float32, copy=False)  # fancy indexing: a copy, writable
+
+
+def open_block(block: Block, rows: ShardRows) -> np.ndarray:
+    if block.group < 0 and block.data_offset >= 0:
+        return np.memmap(block.path, dtype=np.dtype(rows.dtype), mode="r", offset=block.data_offset,
+                         shape=(block.rows, *rows.sample))
+    return whole_block(block, rows.key, rows.sample)
 
 
 def whole_block(block: Block, key: str, sample: tuple[int, ...]) -> np.ndarray:
@@ -250,6 +254,27 @@ class ShardedSplit(StreamedSplit):
 
     def to(self, device) -> "ShardedSplit":
         return ShardedSplit(self.files, self.y.to(device), self.workers, device)
+
+    def batches(self, indices):
+        """As StreamedSplit's, but a worker reads READ_BYTES of batches at a time (one array, one
+        hand-over to this process): per batch, a worker's fixed costs are what slow streaming."""
+        import torch
+
+        from .images import _as_list
+
+        plan = [_as_list(i, len(self)) for i in indices]
+        row_bytes = 4 * int(np.prod(self.files.sample))
+        per_read = max(1, READ_BYTES // max(row_bytes * max(len(plan[0]) if plan else 1, 1), 1))
+        groups = [plan[g:g + per_read] for g in range(0, len(plan), per_read)]
+        self._plan.batches = [[i for index in group for i in index] for group in groups]
+        for group, rows in zip(groups, self._loader_for()):
+            if isinstance(rows, str):
+                raise UserError(rows, help=READ_HELP)
+            rows = rows.to(self.device, non_blocking=True)
+            start = 0
+            for index in group:
+                yield [rows[start:start + len(index)]], self.y[torch.as_tensor(index, device=self.y.device)]
+                start += len(index)
 
     def shuffled(self, generator):
         """This epoch's order: the blocks permuted, then the rows within each block (positions of this split)."""
