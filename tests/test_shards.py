@@ -210,6 +210,18 @@ def test_a_shard_without_labels_is_named(tmp_path):
         load(tmp_path, 'shards("parts")')
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_non_finite_value_is_named_by_file_and_row(tmp_path, workers):
+    """Found where the row is read: by the statistics pass, or (standardize false) by a worker."""
+    x, y = rows()
+    x[40 + 7, 2] = np.nan  # shard 1, its row 7
+    write_shards(tmp_path / "parts", x, y)
+    for extra in ("", "standardize false"):
+        result = spec_for(tmp_path, f'shards("parts", workers={workers})', validation=0, extra=extra)
+        with pytest.raises(UserError, match=r"part-001\.npz: array 'x' row 7 holds a NaN or infinite value"):
+            train_spec(result, out_dir=tmp_path / "run")
+
+
 def test_parquet_non_numeric_column_is_named(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

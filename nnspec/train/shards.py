@@ -77,10 +77,20 @@ class ShardRows:
                 mask = block_of == b
                 block = self.blocks[int(b)]
                 out[mask] = read_block_rows(block, self, rows[mask] - block.start)
+        if not np.isfinite(out).all():  # NaN or inf would turn the loss into NaN: name the file and row
+            raise self._not_finite(rows[~np.isfinite(out.reshape(len(out), -1)).all(1)][0])
         if self.mean is not None:  # in place: the same float32 operations as prepare's (x - mean) / std
             out -= self.mean
             out /= self.std
         return out
+
+
+    def _not_finite(self, row: int) -> UserError:
+        block = self.blocks[int(np.searchsorted(self.starts, row, side="right") - 1)]
+        where = f"row group {block.group}, row {row - block.start}" if block.group >= 0 else \
+            f"array '{shown_name(self.key)}' row {row - block.start}"
+        return UserError(f"{block.path}: {where} holds a NaN or infinite value (as float32)",
+                         help="fix or drop the row: a non-finite input makes the loss NaN")
 
 
 # ------------------------------------------------------------------ reading blocks (in workers)
@@ -147,7 +157,7 @@ def _files(root: Path, suffix: str, source: str) -> list[Path]:
 
 def load_shards(args: Mapping[str, Any], expect, base_dir: Path):
     """`shards(path)`: every .npz in the folder (sorted by name), each with x (or the input's name) and y."""
-    from .data import Arrays, input_layout, labels_from_array, npz_input_keys, resolve_path
+    from .data import Arrays, input_layout, labels_from_array, npz_input_keys, require_finite, resolve_path
 
     name = _one_input(expect, "shards")
     blocks, labels, first = [], [], None
@@ -170,7 +180,10 @@ def load_shards(args: Mapping[str, Any], expect, base_dir: Path):
             offset = _member_data_offset(path, x.info, x.offset) if stored else -1
             blocks.append(Block(str(path), sum(b.rows for b in blocks), len(x), -1, offset))
             labels.append(archive.read(y))
-    y = labels_from_array(np.concatenate(labels), expect, str(args["path"]))
+    y = np.concatenate(labels)
+    if y.dtype.kind == "f":
+        require_finite(y, str(args["path"]), array="y")
+    y = labels_from_array(y, expect, str(args["path"]))
     rows = ShardRows(tuple(blocks), np.arange(len(y)), first[1], tuple(sample), first[3].str)
     return Arrays([rows], y, f'shards("{args["path"]}")', tabular=len(sample) == 1, meta=_meta(args))
 
