@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/train_overhead.py [--repeats 5] [--epochs N] [--device cpu|cuda] [--amp] [--compile]
                                              [--threads N] [--keras [--keras-path DIR]] [--case NAME]
+    .venv/bin/python bench/train_overhead.py --amp-report [--case NAME] [--threads N]   # four sides, see run_four
 
 Cases: the MNIST convnet (specs/mnist_convnet.nn, batch 128) and a small MLP at batch 32, where the
 per-batch overhead of a framework dominates. Both sides train the same architecture on the same
