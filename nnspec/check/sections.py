@@ -182,17 +182,9 @@ def check_settings(settings: tuple[ir.Setting, ...], schema: tuple[Param, ...], 
                        help=f"write e.g. `{st.name} {_example(param)}`")
             continue
         expr = st.values[0]
-        if st.name == "data":
-            values["data"] = data_source(expr, sink)
-            continue
-        if st.name == "schedule":
-            values["schedule"] = _schedule(expr, sink)
-            continue
-        if st.name == "class_weights":
-            values["class_weights"] = _class_weights(expr, sink)
-            continue
-        if st.name == "augment":
-            values["augment"] = augment_setting(expr, sink)
+        reader = _SETTING_READERS.get(st.name)
+        if reader is not None:  # a call or list that its own catalog checks, not a literal
+            values[st.name] = reader(expr, sink)
             continue
         raw = literal(expr, {}, st.name)
         shown = expr.default if isinstance(expr, ir.Space) else expr
@@ -273,3 +265,8 @@ def check_cross(checked_task: Task | None, train: dict, spec: ir.Spec, sink: Sin
         sink.error("E020", f"`folds {train['folds']}` and `validation {train['validation']}` both choose the "
                    "validation rows", st.span if st else spec.span,
                    help=f"keep one: with folds, each of the {train['folds']} runs validates on its own fold")
+
+
+# The settings whose value is a call or list read by its own reader (bound against its catalog)
+_SETTING_READERS = {"data": data_source, "schedule": _schedule, "class_weights": _class_weights,
+                    "augment": augment_setting}
