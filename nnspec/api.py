@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from . import pipeline
+from . import fsutil, pipeline
 from .diagnostics import Diagnostic, SpecError, UserError
 
 if TYPE_CHECKING:  # pragma: no cover - types only; torch loads on use
@@ -264,10 +264,10 @@ class Run:
         """best.pt (else last.pt when the run has none, e.g. no validation split) or last.pt."""
         if which not in CHECKPOINTS:
             raise UserError(f"checkpoint {which!r}: expected one of {', '.join(CHECKPOINTS)}")
+        found = fsutil.run_checkpoint(self.folder, which)
+        if found is not None:
+            return found
         order = [which] if which == "last" else ["best", "last"]
-        for name in order:
-            if (self.folder / f"{name}.pt").is_file():
-                return self.folder / f"{name}.pt"
         raise UserError(f"{self.folder} holds no {' or '.join(n + '.pt' for n in order)}: the run has not finished an epoch",
                         help="train it first (or resume it with Spec.train(resume=True, out_dir=...))")
 

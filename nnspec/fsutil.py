@@ -204,3 +204,10 @@ def open_data_file(path: Path, what: str = "data file", *, binary: bool = False,
     except BaseException:
         os.close(fd)
         raise
+
+
+def run_checkpoint(folder: Path, which: str = "best") -> Path | None:
+    """The checkpoint a run folder of `nnspec train` stands for: best.pt, else last.pt (a run without a validation
+    split or an improvement may have no best.pt); `which="last"`: last.pt only. None if absent."""
+    order = ("last.pt",) if which == "last" else ("best.pt", "last.pt")
+    return next((folder / name for name in order if (folder / name).is_file()), None)

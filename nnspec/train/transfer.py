@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from ..diagnostics import UserError
+from .. import fsutil
 from . import checkpoint as ckpt_io
 
-RUN_CHECKPOINTS = ("best.pt", "last.pt")  # what a run folder given to `init` stands for, in this order
 MISMATCH_HELP = ("a layer that should start fresh needs a name the source does not have: the checker names "
                  "layers by kind and order (dense_1, dense_2), and a block use puts its layers under its own "
                  "name (head_1.dense_1); or make the shapes agree")
@@ -68,7 +68,7 @@ def checkpoint_path(init: str, base_dir: Path, where: str | None) -> Path:
     path = Path(init).expanduser()
     path = path if path.is_absolute() else base_dir / path
     if path.is_dir():
-        found = next((path / name for name in RUN_CHECKPOINTS if (path / name).is_file()), None)
+        found = fsutil.run_checkpoint(path)
         if found is None:
             raise UserError(f"init: the folder {path} holds no checkpoint (best.pt or last.pt)", where=where,
                             code="E113", help="give the folder of a finished `nnspec train` run, or a .pt file")
