@@ -151,14 +151,10 @@ def _with_data(run: TrainedRun, source):
 
 
 def standardize(run: TrainedRun, rows: list) -> list:
-    """What `nnspec predict` does to rows before the model: (x - mean) / std per standardised input."""
-    stats = run.state.get("data_stats") or {}
-    out = []
-    for name, x in zip(run.model.input_names, rows):
-        if name in stats:
-            x = ((x - stats[name]["mean"].numpy()) / stats[name]["std"].numpy()).astype(x.dtype)
-        out.append(x)
-    return out
+    """What `nnspec predict` does to rows before the model (run.standardize_inputs)."""
+    from ..train.run import standardize_inputs
+
+    return standardize_inputs(rows, run.model.input_names, run.state)
 
 
 def reference_outputs(run: TrainedRun, rows: list):

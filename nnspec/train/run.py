@@ -595,12 +595,18 @@ def _array_batches(inputs: list, y, batch: int):
 
 
 def _standardize(inputs: list, expect: Expect, state: dict) -> list:
+    return standardize_inputs(inputs, [name for name, _, _ in expect.inputs], state)
+
+
+def standardize_inputs(inputs: list, names: list[str], state: dict) -> list:
+    """What predict does to rows before the model: (x - mean) / std with the run's training
+    statistics (a checkpoint's data_stats), for each standardised input; the others as given."""
     stats = state.get("data_stats") or {}
     out = []
-    for (name, _, _), x in zip(expect.inputs, inputs):
+    for name, x in zip(names, inputs):
         if name in stats:
-            x = (x - stats[name]["mean"].numpy()) / stats[name]["std"].numpy()
-        out.append(x.astype(x.dtype))
+            x = ((x - stats[name]["mean"].numpy()) / stats[name]["std"].numpy()).astype(x.dtype)
+        out.append(x)
     return out
 
 
