@@ -191,12 +191,18 @@ def load(path: str | Path, expected_hash: str | None = None, spec_name: str | No
     if "model" not in ckpt or "ir_hash" not in ckpt:
         raise UserError(f"{p} is not an nnspec checkpoint (no model state or IR hash)",
                         help="give the last.pt or best.pt of a `nnspec train` run")
-    if expected_hash is not None and ckpt["ir_hash"] != expected_hash and _source_hash(ckpt) != expected_hash:
+    if expected_hash is not None:
+        require_spec(ckpt, p, expected_hash, spec_name)
+    return ckpt
+
+
+def require_spec(ckpt: Mapping[str, Any], path: Path, expected_hash: str, spec_name: str | None = None) -> None:
+    """Refuse a loaded checkpoint made from another spec (its IR hash differs)."""
+    if ckpt["ir_hash"] != expected_hash and _source_hash(ckpt) != expected_hash:
         made_from = ckpt.get("spec_name", "another model")
-        raise UserError(f"{p} was trained from a different spec ({made_from}, IR hash {ckpt['ir_hash'][:12]}) "
+        raise UserError(f"{path} was trained from a different spec ({made_from}, IR hash {ckpt['ir_hash'][:12]}) "
                         f"than {spec_name or 'this one'} (IR hash {expected_hash[:12]})",
                         help="use the checkpoint of a run of this spec; its spec.nn is saved beside it")
-    return ckpt
 
 
 def _source_hash(ckpt: Mapping[str, Any]) -> str | None:
