@@ -15,17 +15,26 @@ the loss on the device (no `.item()` per batch): the strongest simple baseline; 
 autocast context unless --amp asks for one (nor does nnspec). It computes no training metrics and
 writes no files: whatever nnspec does per epoch counts against nnspec.
 
-The two sides are paired epoch by epoch: inside each of nnspec's end-of-epoch callbacks (after its
-files are written) the hand-written loop runs one epoch of its own, timed apart, and nnspec's next
-epoch is timed from when it ends. Epochs a few seconds apart see the same machine, so the ratio
-(nnspec / hand-written, epoch by epoch, then the median) does not measure drift in the load of a
-shared machine, which separate runs of each side did (±3 % from run to run). The first epoch of
-each run (warm-up) is not counted; samples/s is the median over the other epochs of all repeats.
+The hand-written loops run in a Python process of their own (`--hand-worker`), started fresh once
+per nnspec run, as a user's own script would run: torch's defaults, the same --threads, the same
+data (`data_for`) and initial seed. Nothing nnspec sets for its process while it trains (allocator
+tuning such as glibc's mallopt thresholds, or any other process-wide setting) reaches them, so the
+comparison stays nnspec against a user's hand-written script, not against a loop that quietly
+shares nnspec's tuning.
 
-Every epoch is timed twice: by the wall clock and by this process's CPU time (all its threads;
-waiting for the disk or for a core another process holds is not counted). On a machine other jobs
-load, the wall-clock ratio measures them as much as the code: compare the CPU-time ratio, and the
-load averages printed before and after each case.
+The two sides are still paired epoch by epoch, through a pipe: inside each of nnspec's end-of-epoch
+callbacks (after its files are written) nnspec's process asks the worker for one epoch of each
+hand-written loop, and waits for it; the worker times that epoch itself and answers with one JSON
+line, and nnspec's next epoch is timed from when the answers arrive. Epochs a few seconds apart see
+the same machine, so the ratio (nnspec / hand-written, epoch by epoch, then the median) does not
+measure drift in the load of a shared machine, which separate runs of each side did (±3 % from run
+to run). The first epoch of each run (warm-up) is not counted; samples/s is the median over the
+other epochs of all repeats.
+
+Every epoch is timed twice: by the wall clock and by the CPU time of the process that ran it
+(nnspec's, or the worker's own; all its threads; waiting for the disk or for a core another
+process holds is not counted). On a machine other jobs load, the wall-clock ratio measures them as
+much as the code: compare the CPU-time ratio, and the load averages printed before and after each case.
 
 Keras 3 (`--keras`, when `import keras` works; `--keras-path DIR` adds a separate install to the
 path): `model.fit` on the torch backend, same architecture, data, batch size and optimizer, its
@@ -37,6 +46,7 @@ torch.cuda.max_memory_allocated (CUDA); the ratio is printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -138,30 +148,34 @@ class HandLoop:
         return loss
 
 
-def run_paired(case: str, epochs: int, device: torch.device, amp: bool, compile_: bool) -> list[tuple]:
-    """One `nnspec train` run, with an epoch of the hand-written loop after each of its epochs (inside
-    the end-of-epoch callback, once nnspec has written its files) -> per epoch after the warm-up,
-    ((nnspec wall, nnspec CPU), (hand wall, hand CPU)) samples/s. Pairing epochs that run seconds
-    apart cancels the drift in machine load that separate runs suffer from."""
+def run_paired(case: str, epochs: int, device: torch.device, amp: bool, compile_: bool,
+               threads: int | None = None) -> list[tuple]:
+    """One `nnspec train` run, with an epoch of the hand-written loop (in its worker process) after each
+    of its epochs (inside the end-of-epoch callback, once nnspec has written its files) -> per epoch
+    after the warm-up, ((nnspec wall, nnspec CPU), (hand wall, hand CPU)) samples/s. Pairing epochs
+    that run seconds apart cancels the drift in machine load that separate runs suffer from."""
+    pairs: list[tuple] = []
+    with HandWorker(case, device, ["hand"], amp, compile_, threads) as hand:
+        mark = [now()]  # when nnspec's current epoch began: after the previous hand-written epoch
+
+        def on_epoch(epoch: int, logs: dict) -> None:
+            _sync(device)
+            ours = now()
+            theirs = hand.epoch("hand")
+            pairs.append((rates(hand.n, [mark[0], ours])[0], theirs))
+            mark[0] = now()
+
+        _train(case, hand.n, epochs, device, amp, compile_, on_epoch)
+    return pairs[1:]
+
+
+def _train(case: str, n: int, epochs: int, device: torch.device, amp: bool, compile_: bool, on_epoch) -> None:
+    """One `nnspec train` run, in this process, into a temporary folder."""
     from nnspec.train.run import train_spec
 
-    hand = HandLoop(case, device, amp, compile_)
-    n = len(hand.x)
-    pairs: list[tuple] = []
-    mark = [now()]  # when nnspec's current epoch began: after the previous hand-written epoch
-
-    def on_epoch(epoch: int, logs: dict) -> None:
-        _sync(device)
-        ours = now()
-        hand.epoch()
-        done = now()
-        pairs.append((rates(n, [mark[0], ours])[0], rates(n, [ours, done])[0]))
-        mark[0] = now()
-
     with tempfile.TemporaryDirectory() as out:
-        train_spec(result_for(case), out_dir=out, epochs=epochs, data=f"synthetic(n={n}, seed=0)", device=str(device),
-                   amp=amp, compile=compile_, on_epoch=on_epoch)
-    return pairs[1:]
+        train_spec(result_for(case), out_dir=out, epochs=epochs, data=f"synthetic(n={n}, seed=0)",
+                   device=str(device), amp=amp, compile=compile_, on_epoch=on_epoch)
 
 
 def _amp_dtype(device: torch.device) -> torch.dtype:
@@ -171,42 +185,146 @@ def _amp_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def run_four(case: str, epochs: int, device: torch.device, compile_: bool) -> tuple[list[dict], list[dict]]:
+def run_four(case: str, epochs: int, device: torch.device, compile_: bool,
+             threads: int | None = None) -> tuple[list[dict], list[dict]]:
     """The --amp report's two runs: nnspec default with the standard fp32 hand loop after each of its
     epochs, then nnspec --amp with the standard loop and the expert loop (bf16 autocast + channels-last)
-    after each of its epochs -> per epoch after the warm-up, {side: (wall, CPU) samples/s} of each run."""
-    from nnspec.train.run import train_spec
+    after each of its epochs, both loops in one worker process per run -> per epoch after the warm-up,
+    {side: (wall, CPU) samples/s} of each run."""
 
-    def run(amp: bool, hands: dict) -> list[dict]:
-        n = len(next(iter(hands.values())).x)
-        rows, mark = [], [now()]
+    def run(amp: bool, loops: list[str]) -> list[dict]:
+        rows: list[dict] = []
+        with HandWorker(case, device, loops, False, compile_, threads) as hands:
+            mark = [now()]
 
-        def on_epoch(epoch: int, logs: dict) -> None:
-            _sync(device)
-            row = {"nnspec": rates(n, [mark[0], now()])[0]}
-            for name, hand in hands.items():
-                started = now()
-                hand.epoch()
-                row[name] = rates(n, [started, now()])[0]
-            rows.append(row)
-            mark[0] = now()
+            def on_epoch(epoch: int, logs: dict) -> None:
+                _sync(device)
+                row = {"nnspec": rates(hands.n, [mark[0], now()])[0]}
+                for name in loops:
+                    row[name] = hands.epoch(name)
+                rows.append(row)
+                mark[0] = now()
 
-        with tempfile.TemporaryDirectory() as out:
-            train_spec(result_for(case), out_dir=out, epochs=epochs, data=f"synthetic(n={n}, seed=0)",
-                       device=str(device), amp=amp, compile=compile_, on_epoch=on_epoch)
+            _train(case, hands.n, epochs, device, amp, compile_, on_epoch)
         return rows[1:]
 
-    default = run(False, {"hand": HandLoop(case, device, False, compile_)})
-    amp = run(True, {"hand": HandLoop(case, device, False, compile_),
-                     "expert": HandLoop(case, device, True, compile_, channels_last=True)})
-    return default, amp
+    return run(False, ["hand"]), run(True, ["hand", "expert"])
+
+
+class HandWorker:
+    """nnspec's end of a `--hand-worker` process: the hand-written loops, run as a user's own script runs
+    (a fresh Python with torch's defaults). `with` it; `epoch(name)` -> (wall, CPU) samples/s of one
+    epoch of that loop, timed in the worker. On any error the worker is killed; its failures raise
+    RuntimeError with the tail of its stderr."""
+
+    def __init__(self, case: str, device: torch.device, loops: list[str], amp: bool, compile_: bool,
+                 threads: int | None):
+        cmd = [sys.executable, __file__, "--hand-worker", ",".join(loops), "--case", case, "--device", str(device)]
+        cmd += (["--amp"] if amp else []) + (["--compile"] if compile_ else [])
+        cmd += ["--threads", str(threads)] if threads else []
+        self.err = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty worker never blocks on it
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True)
+        self.n = 0
+
+    def __enter__(self) -> HandWorker:
+        try:
+            self.n = self._reply()["n"]  # the ready line: the loops are built
+        except BaseException:
+            self._kill()
+            raise
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self._kill()
+
+    def epoch(self, loop: str) -> tuple[float, float]:
+        try:
+            self.proc.stdin.write(loop + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise self._failure("closed its input") from None
+        return tuple(self._reply()["rate"])
+
+    def close(self) -> None:
+        """End of input: the worker exits; a failure to do so cleanly raises."""
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        if self.proc.returncode != 0:
+            raise self._failure("did not exit cleanly")
+        self._release()
+
+    def _reply(self) -> dict:
+        while line := self.proc.stdout.readline():  # only protocol lines start with '{'
+            if line.startswith("{"):
+                return json.loads(line)
+        raise self._failure("stopped answering")
+
+    def _failure(self, what: str) -> RuntimeError:
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.err.seek(0)
+        tail = self.err.read().strip().splitlines()[-20:]
+        self._kill()
+        return RuntimeError(f"hand-written loop worker {what} (exit {self.proc.returncode}):\n" + "\n".join(tail))
+
+    def _kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._release()
+
+    def _release(self) -> None:
+        for f in (self.proc.stdin, self.proc.stdout, self.err):
+            with contextlib.suppress(OSError):
+                f.close()
+
+
+def hand_worker(case: str, device: str, loops: list[str], amp: bool, compile_: bool) -> None:
+    """--hand-worker: build the named loops, print a ready line, then for each loop name read on stdin run
+    one epoch of it and answer one JSON line with its (wall, CPU) samples/s, timed here (this process's
+    CPU time); exit at the end of input. Only protocol lines go to stdout: anything else, torch's
+    messages included, is sent to stderr."""
+    proto = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # file descriptor 1 (print, C code) now writes to stderr
+    dev = torch.device(device)
+    hands = {name: _hand_loop(name, case, dev, amp, compile_) for name in loops}
+    n = len(next(iter(hands.values())).x)
+    _answer(proto, {"ready": loops, "n": n})
+    for line in sys.stdin:
+        name = line.strip()
+        if name:
+            started = now()
+            loss = hands[name].epoch()
+            _answer(proto, {"loop": name, "rate": rates(n, [started, now()])[0], "loss": loss})
+
+
+def _hand_loop(name: str, case: str, device: torch.device, amp: bool, compile_: bool) -> HandLoop:
+    if name == "hand":  # the standard loop: autocast only when --amp asks for it
+        return HandLoop(case, device, amp, compile_)
+    if name == "expert":  # bf16 autocast + channels-last
+        return HandLoop(case, device, True, compile_, channels_last=True)
+    raise ValueError(f"unknown hand-written loop {name!r} (hand, expert)")
+
+
+def _answer(proto, message: dict) -> None:
+    proto.write(json.dumps(message) + "\n")
+    proto.flush()
 
 
 def report_four(case: str, args, device: torch.device) -> None:
     default, amp = [], []
     load_before = load_average()
     for _ in range(args.repeats):
-        d, a = run_four(case, epochs_for(case, args), device, args.compile)
+        d, a = run_four(case, epochs_for(case, args), device, args.compile, args.threads)
         default, amp = default + d, amp + a
 
     def med(rows, side):
@@ -331,6 +449,7 @@ def main() -> None:
     p.add_argument("--keras", action="store_true", help="also time Keras 3 fit on the torch backend")
     p.add_argument("--keras-path", help="a folder holding a separate Keras install (appended to sys.path)")
     p.add_argument("--keras-worker", action="store_true")
+    p.add_argument("--hand-worker", metavar="LOOPS", help="internal: the hand-written loops (hand,expert), fed by a pipe")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     args = p.parse_args()
     if args.threads:
@@ -340,6 +459,9 @@ def main() -> None:
         sys.path.append(args.keras_path)
     if args.keras_worker:
         keras_worker(cases[0], epochs_for(cases[0], args), args.device)
+        return
+    if args.hand_worker:
+        hand_worker(cases[0], args.device, args.hand_worker.split(","), args.amp, args.compile)
         return
     if args.memory_worker:
         memory_worker(args.memory_worker, cases[0], args.epochs, args.device, args.amp, args.compile)
@@ -357,7 +479,7 @@ def main() -> None:
         pairs, kr = [], []
         load_before = load_average()
         for _ in range(args.repeats):
-            pairs += run_paired(case, epochs_for(case, args), device, args.amp, args.compile)
+            pairs += run_paired(case, epochs_for(case, args), device, args.amp, args.compile, args.threads)
             if args.keras:
                 keras_rates, version = run_keras(case, args)
                 kr += keras_rates
