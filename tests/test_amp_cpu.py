@@ -1,5 +1,6 @@
-"""`--amp` on the CPU: bf16 autocast where the CPU has native bf16, channels-last for conv nets, and
-nothing of either visible outside training (checkpoints, ONNX, ejected source)."""
+"""`--amp` on the CPU: bf16 autocast where the CPU has AMX (float32 elsewhere, said in a note),
+channels-last for conv nets in either case, and nothing of either visible outside training
+(checkpoints, ONNX, ejected source)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,8 @@ def result_of(name: str):
 
 @pytest.fixture
 def bf16_cpu(monkeypatch):
-    """As on a CPU with avx512_bf16 (bf16 autocast itself runs on any CPU, only slower)."""
-    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    """As on a CPU with AMX (bf16 autocast itself runs on any CPU, only slower)."""
+    monkeypatch.setattr(precision, "cpu_bf16_pays", lambda: True)
 
 
 def _watch_training(monkeypatch) -> dict:
@@ -89,19 +90,18 @@ def test_amp_checkpoint_is_fp32_contiguous_and_loads_into_a_plain_model(bf16_cpu
     assert [row["epoch"] for row in resumed.history] == [1, 2]
 
 
-def test_channels_last_is_chosen_from_the_layers_and_only_under_autocast():
+def test_channels_last_is_chosen_from_the_layers_and_only_under_amp():
     conv2d = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(2))
     conv3d = nn.Sequential(nn.Conv3d(1, 4, 3), nn.Flatten())
     mlp = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
     conv1d = nn.Sequential(nn.Conv1d(1, 4, 3))
     both = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv3d(1, 4, 3))
-    bf16 = torch.bfloat16
-    assert precision.memory_format_for(conv2d, bf16) == torch.channels_last
-    assert precision.memory_format_for(conv3d, bf16) == torch.channels_last_3d
-    assert precision.memory_format_for(mlp, bf16) is None
-    assert precision.memory_format_for(conv1d, bf16) is None
-    assert precision.memory_format_for(both, bf16) is None
-    assert precision.memory_format_for(conv2d, None) is None  # fp32 stays exactly as a hand-written loop
+    assert precision.memory_format_for(conv2d, True) == torch.channels_last
+    assert precision.memory_format_for(conv3d, True) == torch.channels_last_3d
+    assert precision.memory_format_for(mlp, True) is None
+    assert precision.memory_format_for(conv1d, True) is None
+    assert precision.memory_format_for(both, True) is None
+    assert precision.memory_format_for(conv2d, False) is None  # without --amp, exactly a hand-written loop
 
 
 def test_standard_state_makes_channels_last_weights_contiguous_with_the_same_values():
@@ -112,25 +112,31 @@ def test_standard_state_makes_channels_last_weights_contiguous_with_the_same_val
     assert torch.equal(state["weight"], conv.weight.detach())
 
 
-def test_a_cpu_without_bf16_trains_in_fp32_and_says_so(monkeypatch, tmp_path):
-    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+def test_a_cpu_without_amx_trains_in_fp32_channels_last_and_says_why(monkeypatch, tmp_path):
+    monkeypatch.setattr(precision, "cpu_bf16_pays", lambda: False)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
     dtype, notes = precision.amp_dtype(True, torch.device("cpu"))
-    assert dtype is None and "no native bfloat16" in notes[0] and "float32" in notes[0]
+    assert dtype is None and "AVX-512 BF16 but no AMX" in notes[0] and "float32" in notes[0]
     seen = _watch_training(monkeypatch)
     run = train_spec(result_of("mnist_convnet.nn"), out_dir=tmp_path, epochs=1, data=SMALL, amp=True)
-    assert any("no native bfloat16" in note for note in run.notes)
-    assert seen["conv_dtype"] == torch.float32 and not seen["weight_channels_last"]
+    assert any("no AMX" in note for note in run.notes)
+    assert seen["conv_dtype"] == torch.float32
+    assert seen["weight_channels_last"] and seen["conv_channels_last"]  # the layout speedup stays
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2"})
+    assert "no bfloat16 hardware" in precision.amp_dtype(True, torch.device("cpu"))[1][0]
 
 
-def test_bf16_detector_reads_the_cpu_flags(monkeypatch, tmp_path):
-    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+def test_bf16_pays_only_on_a_cpu_with_amx(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     cpuinfo = tmp_path / "cpuinfo"
     monkeypatch.setattr(precision, "Path", lambda _: cpuinfo)
-    cpuinfo.write_text("flags\t\t: fpu avx2 avx512f\n")
-    assert not precision.cpu_has_bf16()
     cpuinfo.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
-    assert precision.cpu_has_bf16()
+    assert not precision.cpu_bf16_pays()  # AVX-512 BF16 alone: bf16 convolutions were slower than fp32
+    cpuinfo.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile amx_bf16\n")
+    assert precision.cpu_bf16_pays()
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    cpuinfo.write_text("flags\t\t: fpu\n")
+    assert precision.cpu_bf16_pays()  # torch's own probe
 
 
 def test_no_amp_means_no_autocast():

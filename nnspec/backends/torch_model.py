@@ -57,8 +57,10 @@ class NnspecModel(nn.Module):
         fwd = fx.GraphModule(self, _fx_graph(checked.graph, layers, stop_before_output=False), "NnspecForward")
         object.__setattr__(self, "fx_forward", fwd)
         train = fwd
-        if self.fused_activation is not None:
-            train = fx.GraphModule(self, _fx_graph(checked.graph, layers, stop_before_output=True), "NnspecTrain")
+        commuted = commuted_activations(checked.graph, layers)
+        if self.fused_activation is not None or commuted:
+            train = fx.GraphModule(self, _fx_graph(checked.graph, layers, stop_before_output=self.fused_activation is not None,
+                                                   commute=commuted), "NnspecTrain")
         object.__setattr__(self, "fx_train", train)
         # Bind the generated functions directly: calling the model costs what calling a
         # hand-written module costs, with no extra Python frame in between.
@@ -134,11 +136,13 @@ def _placeholder_name(name: str) -> str:
 
 
 def _fx_graph(graph: Graph, layers: dict[str, nn.Module], stop_before_output: bool,
-              output: str | None = None) -> fx.Graph:
-    """The forward as an fx graph; `output`: a node whose value it returns instead (tensor_forward)."""
+              output: str | None = None, commute: frozenset[str] = frozenset()) -> fx.Graph:
+    """The forward as an fx graph; `output`: a node whose value it returns instead (tensor_forward);
+    `commute`: activations applied after the max pool that reads them (commuted_activations)."""
     g = fx.Graph()
     values: dict[str, fx.Node] = {}
     masks: dict[str, fx.Node | None] = {}
+    deferred: dict[str, Node] = {}  # pool input -> the activation it still owes
     for name in graph.inputs:
         values[name] = g.placeholder(_placeholder_name(name))
         masks[name] = None
@@ -149,7 +153,13 @@ def _fx_graph(graph: Graph, layers: dict[str, nn.Module], stop_before_output: bo
         if stop_before_output and node is out_node:
             continue  # the fused activation is the loss's business
         x = values[node.inputs[0]] if node.inputs else None
-        if node.op == "layer":
+        if node.name in commute and masks[node.inputs[0]] is None:
+            values[node.name], masks[node.name] = x, None
+            deferred[node.name] = node
+        elif node.op == "layer" and node.inputs and node.inputs[0] in deferred:
+            pooled, masks[node.name] = _layer(g, node, layers[node.name], x, None)
+            values[node.name] = _activation(g, deferred.pop(node.inputs[0]), pooled)
+        elif node.op == "layer":
             values[node.name], masks[node.name] = _layer(g, node, layers[node.name], x, masks[node.inputs[0]])
         elif node.op == "activation":
             values[node.name], masks[node.name] = _activation(g, node, x), masks[node.inputs[0]]
@@ -169,6 +179,27 @@ def _fx_graph(graph: Graph, layers: dict[str, nn.Module], stop_before_output: bo
     g.output(result)
     g.lint()
     return g
+
+
+def commuted_activations(graph: Graph, layers: dict[str, nn.Module]) -> frozenset[str]:
+    """Activations with the catalog trait `commutes_with_max` (relu) whose one reader is a max pool:
+    training applies them after the pool, to a quarter of the values behind a 2x2 pool, in both
+    passes, with every number the same to the bit (the checker keeps a pool's padding under half
+    its size, so no window is all padding). The spec's order stays in `forward`, exports and code."""
+    readers: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            readers.setdefault(name, []).append(node)
+    found = set()
+    for node in graph.nodes:
+        entry = catalog.activations.get(node.kind) if node.op == "activation" else None
+        if entry is None or "commutes_with_max" not in entry.traits or node.name == graph.output:
+            continue
+        users = readers.get(node.name, [])
+        pool = layers.get(users[0].name) if len(users) == 1 and users[0].op == "layer" else None
+        if isinstance(pool, tl.Pool) and pool.kind == "max" and tuple(users[0].inputs) == (node.name,):
+            found.add(node.name)
+    return frozenset(found)
 
 
 def _fx_name(ir_name: str) -> str:

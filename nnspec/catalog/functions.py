@@ -2,7 +2,9 @@
 
 Traits tell the checker what an entry needs or gives:
 - activations: `zero_grad` (no useful gradient), `probabilities` (outputs sum to 1 over the
-  feature axis), `unit_interval` (outputs in [0, 1]);
+  feature axis), `unit_interval` (outputs in [0, 1]), `commutes_with_max` (f(max x) = max f(x)
+  with the same gradients, ties included: training may apply it after a following max pool, on
+  a quarter of the values, and nothing changes by a bit);
 - losses and metrics: the tasks they apply to: `multiclass`, `binary` (also multi-label and
   per-pixel), `regression`, `distribution`;
 - losses: `fuses_softmax` / `fuses_sigmoid`: when the network ends in that activation, the loss
@@ -28,7 +30,7 @@ ACTIVATIONS: tuple[FunctionEntry, ...] = (
       traits=_t("zero_grad", "unit_interval")),
     F("sign", doc="-1, 0 or 1 by the sign of x (zero gradient).", traits=_t("zero_grad")),
     F("linear", doc="Identity.", aliases=("identity", "none")),
-    F("relu", doc="max(0, x)."),
+    F("relu", doc="max(0, x).", traits=_t("commutes_with_max")),
     F("sigmoid", doc="1 / (1 + e^-x), in (0, 1).", aliases=("logistic",), traits=_t("unit_interval")),
     F("tanh", doc="Hyperbolic tangent, in (-1, 1)."),
     F("scaled_tanh", (Param("a", "float", doc="lower end of the range"), Param("b", "float", doc="upper end of the range")),

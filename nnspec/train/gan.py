@@ -149,10 +149,12 @@ def train_gan(config, *, out_dir=None, resume=False, overwrite=False, on_epoch=N
               on_start=None, **_ignored):
     """One adversarial run (`nnspec train` of a spec with `adversarial { }`); returns a RunSummary."""
     from .run import RunSummary, own_run_dir, start_over, write_curves, write_data_facts, write_history
+    from .precision import keep_freed_memory
 
     checked, name = config.checked, config.checked.spec.name
     if config.steps is not None:
         raise UserError("`steps` is not supported for adversarial training", help="give `epochs`")
+    keep_freed_memory()  # adversarial runs train on the CPU; exact and faster (precision.py)
     dataset, scale = load_real(config, roles(checked)[1])
     real = dataset.train.inputs[0]
     batch = config.step_rows(len(real))
