@@ -67,9 +67,10 @@ def test_training_pools_before_relu_and_every_number_matches_the_spec_order_in_p
     assert torch.equal(ours.dense_1.weight, reference[8].weight)
 
 
-def test_the_spec_order_stays_in_forward_and_so_in_exports():
+def test_the_spec_order_stays_in_forward_and_the_logits_graph_that_inspect_probes():
     model, _ = model_of(CONVNET)
-    assert model.code.index("relu_1 = ") < model.code.index("max_pool2d_1 = ")
+    for module in (model.fx_forward, model.fx_logits):
+        assert module.code.index("relu_1 = ") < module.code.index("max_pool2d_1 = ")
 
 
 @pytest.mark.parametrize("layers", [

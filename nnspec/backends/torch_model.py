@@ -2,9 +2,11 @@
 
 `build_model(checked)` creates one torch module per layer node (named as the node, so the
 state_dict reads `conv2d_1.weight`, `residual_1.conv2d_1.weight`) in the graph's order, then
-writes the graph as torch.fx graphs: `forward` (the output as the spec writes it) and, when
-the loss absorbs a final softmax/sigmoid, `forward_train` (the logits). Both generated
-functions call the same submodules; neither interprets the graph at run time.
+writes the graph as torch.fx graphs: `forward` (the output as the spec writes it), `fx_logits`
+(the same, stopping before a final softmax/sigmoid that the loss absorbs) and `forward_train`
+(fx_logits' values computed the fastest exact way: a relu that only a max pool reads is applied
+after it, `commuted_activations`). All call the same submodules; none interprets the graph at
+run time.
 
 Padding masks of variable-length sequences are part of the generated code: an Embedding
 with padding_idx starts one (`ids != padding_idx`), layers that need it receive it.
@@ -56,11 +58,16 @@ class NnspecModel(nn.Module):
         # kept out of the module tree (object.__setattr__) so parameters are listed once.
         fwd = fx.GraphModule(self, _fx_graph(checked.graph, layers, stop_before_output=False), "NnspecForward")
         object.__setattr__(self, "fx_forward", fwd)
-        train = fwd
+        fused = self.fused_activation is not None
+        logits = fwd  # every IR node computed as the spec writes it (what inspect probes)
+        if fused:
+            logits = fx.GraphModule(self, _fx_graph(checked.graph, layers, stop_before_output=True), "NnspecLogits")
+        object.__setattr__(self, "fx_logits", logits)
+        train = logits  # the same values, computed the fastest exact way (commuted_activations)
         commuted = commuted_activations(checked.graph, layers)
-        if self.fused_activation is not None or commuted:
-            train = fx.GraphModule(self, _fx_graph(checked.graph, layers, stop_before_output=self.fused_activation is not None,
-                                                   commute=commuted), "NnspecTrain")
+        if commuted:
+            train = fx.GraphModule(self, _fx_graph(checked.graph, layers, stop_before_output=fused, commute=commuted),
+                                   "NnspecTrain")
         object.__setattr__(self, "fx_train", train)
         # Bind the generated functions directly: calling the model costs what calling a
         # hand-written module costs, with no extra Python frame in between.

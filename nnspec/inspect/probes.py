@@ -70,8 +70,8 @@ def _after_activations(graph, name: str) -> str:
 def probed_forward(model, checked, layers: list[ConvLayer], logits: bool) -> tuple[fx.GraphModule, dict]:
     """A forward of `model` (its submodules, its weights) with an Identity probe after each layer's
     shown node; returns it and {layer name: its probe module}. `logits`: the forward the loss
-    reads (model.fx_train: before a fused softmax/sigmoid) instead of the spec's output."""
-    source = model.fx_train if logits else model.fx_forward
+    reads (model.fx_logits: before a fused softmax/sigmoid) instead of the spec's output."""
+    source = model.fx_logits if logits else model.fx_forward
     graph = fx.Graph()
     out = graph.graph_copy(source.graph, {})
     graph.output(out)
