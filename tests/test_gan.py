@@ -177,3 +177,12 @@ def test_ctrl_c_keeps_the_finished_epochs_and_draws_their_curves(tmp_path):
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 1
     resumed = train_spec(tiny(epochs=3), out_dir=tmp_path / "run", resume=True)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("flags, named", [({"amp": True}, "--amp"), ({"compile": True}, "--compile"),
+                                          ({"device": "cuda"}, "--device cuda")])
+def test_flags_adversarial_training_does_not_support_are_refused_not_dropped(tmp_path, flags, named):
+    with pytest.raises(UserError, match=f"adversarial training runs in float32 on the CPU: {named}") as err:
+        train_spec(tiny(epochs=1), out_dir=tmp_path / "run", **flags)
+    assert named in err.value.help
+    assert not (tmp_path / "run").exists()  # refused before anything is written

@@ -224,6 +224,11 @@ def train_spec(run, *, out_dir=None, epochs=None, batch_size=None, lr=None, seed
         if log:
             raise UserError("--log (TensorBoard, MLflow) is not supported for adversarial training yet",
                             help="train the GAN spec without --log; its run folder has history.csv and samples")
+        asked = [flag for flag, on in (("--amp", amp), ("--compile", compile),
+                                       (f"--device {device}", device not in ("auto", "cpu"))) if on]
+        if asked:
+            raise UserError(f"adversarial training runs in float32 on the CPU: {', '.join(asked)} is not supported "
+                            "for it yet", help=f"train {config.name} without {', '.join(asked)}")
         from .gan import train_gan
 
         return train_gan(config, out_dir=out_dir, resume=resume, overwrite=overwrite, on_epoch=on_epoch,
