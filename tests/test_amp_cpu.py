@@ -38,6 +38,7 @@ def _watch_training(monkeypatch) -> dict:
 
     def build_and_watch(checked):
         model = build(checked)
+        seen["model"] = model
         convs = [m for m in model.modules() if precision._conv_dims(m) == 2]
         if convs:
             def hook(module, inputs, out):
@@ -75,6 +76,7 @@ def test_without_amp_nothing_changes(monkeypatch, tmp_path):
     train_spec(result_of("mnist_convnet.nn"), out_dir=tmp_path, epochs=1, data=SMALL)
     assert seen["conv_dtype"] == torch.float32
     assert not seen["weight_channels_last"] and not seen["conv_channels_last"]
+    assert type(seen["model"].dropout_1) is nn.Dropout  # torch's own draw: the hand loop's masks
 
 
 def test_amp_checkpoint_is_fp32_contiguous_and_loads_into_a_plain_model(bf16_cpu, tmp_path):
@@ -122,6 +124,7 @@ def test_a_cpu_without_amx_trains_in_fp32_channels_last_and_says_why(monkeypatch
     assert any("no AMX" in note for note in run.notes)
     assert seen["conv_dtype"] == torch.float32
     assert seen["weight_channels_last"] and seen["conv_channels_last"]  # the layout speedup stays
+    assert type(seen["model"].dropout_1) is precision.FastDropout  # and the 16-bit dropout mask
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2"})
     assert "no bfloat16 hardware" in precision.amp_dtype(True, torch.device("cpu"))[1][0]
 
