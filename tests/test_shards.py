@@ -64,17 +64,24 @@ def history(summary):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in summary.history]
 
 
+def trained_from_disk_and_memory(tmp_path: Path, source: str, x, y) -> tuple[list, list]:
+    """The histories of two unshuffled, unstandardised runs: from `source` on disk, and from the same
+    rows `x`, `y` in one .npz read into memory."""
+    np.savez(tmp_path / "all.npz", x=x, y=y)
+    extra = "shuffle false; standardize false"
+    disk = train_spec(spec_for(tmp_path, source, extra=extra), out_dir=tmp_path / "a")
+    memory = train_spec(spec_for(tmp_path, 'npz("all.npz")', extra=extra), out_dir=tmp_path / "b")
+    return history(disk), history(memory)
+
+
 @pytest.mark.parametrize("compressed", [False, True])
 def test_unshuffled_shards_train_as_the_same_rows_in_memory(tmp_path, compressed):
     """Same split, same batches in the same order, same numbers (standardisation off: its float64
     streaming sums round differently from numpy's float32 ones, compared in the next test)."""
     x, y = rows()
     write_shards(tmp_path / "parts", x, y, compressed)
-    np.savez(tmp_path / "all.npz", x=x, y=y)
-    extra = "shuffle false; standardize false"
-    disk = train_spec(spec_for(tmp_path, 'shards("parts", workers=2)', extra=extra), out_dir=tmp_path / "a")
-    memory = train_spec(spec_for(tmp_path, 'npz("all.npz")', extra=extra), out_dir=tmp_path / "b")
-    assert history(disk) == history(memory)
+    disk, memory = trained_from_disk_and_memory(tmp_path, 'shards("parts", workers=2)', x, y)
+    assert disk == memory
 
 
 def test_standardisation_statistics_are_numpys_over_the_training_rows(tmp_path):
@@ -142,11 +149,8 @@ def test_parquet_reads_feature_columns_by_name(tmp_path):
     (tmp_path / "pq").mkdir()
     pq.write_table(table.slice(0, 60), tmp_path / "pq" / "a.parquet", row_group_size=25)
     pq.write_table(table.slice(60), tmp_path / "pq" / "b.parquet", row_group_size=25)
-    np.savez(tmp_path / "all.npz", x=x, y=y)
-    extra = "shuffle false; standardize false"
-    disk = train_spec(spec_for(tmp_path, 'parquet("pq", target="label", workers=1)', extra=extra), out_dir=tmp_path / "a")
-    memory = train_spec(spec_for(tmp_path, 'npz("all.npz")', extra=extra), out_dir=tmp_path / "b")
-    assert history(disk) == history(memory)
+    disk, memory = trained_from_disk_and_memory(tmp_path, 'parquet("pq", target="label", workers=1)', x, y)
+    assert disk == memory
 
 
 def test_evaluate_streams_the_validation_rows_and_other_shards(tmp_path):
