@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,21 +18,7 @@ from nnspec.backends.torch_model import build_model, commuted_activations
 from nnspec.pipeline import check_text
 from nnspec.train import precision
 
-CONVNET = """model Net {
-    input image: [1, 28, 28]
-    layers {
-        Conv2D(32, kernel=3) -> relu
-        MaxPool2D(2)
-        Conv2D(64, kernel=3) -> relu
-        MaxPool2D(2)
-        Flatten()
-        Dropout(0.5)
-        Dense(10) -> softmax
-    }
-    loss      categorical_crossentropy
-    optimizer Adam(lr=0.001)
-}
-"""
+CONVNET = (Path(__file__).resolve().parent.parent / "specs" / "mnist_convnet.nn").read_text()
 
 
 def model_of(text: str):
@@ -74,9 +61,9 @@ def test_the_spec_order_stays_in_forward_and_the_logits_graph_that_inspect_probe
 
 
 @pytest.mark.parametrize("layers", [
-    "Conv2D(4, kernel=3) -> relu\n AvgPool2D(2)\n Flatten()\n Dense(2)",  # a mean does not commute
-    "Conv2D(4, kernel=3) -> leaky_relu\n MaxPool2D(2)\n Flatten()\n Dense(2)",  # rounding makes ties
-    "Conv2D(4, kernel=3) -> sigmoid\n MaxPool2D(2)\n Flatten()\n Dense(2)",
+    "Conv2D(4, kernel=3) -> relu\n AvgPool2D(2)\n Flatten()\n Dense(10)",  # a mean does not commute
+    "Conv2D(4, kernel=3) -> leaky_relu\n MaxPool2D(2)\n Flatten()\n Dense(10)",  # rounding makes ties
+    "Conv2D(4, kernel=3) -> sigmoid\n MaxPool2D(2)\n Flatten()\n Dense(10)",
     "Flatten()\n Dense(4) -> relu",  # no pool reads it
 ])
 def test_only_relu_read_by_a_max_pool_alone_is_moved(layers):
