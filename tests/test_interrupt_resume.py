@@ -145,3 +145,45 @@ def test_a_checkpoint_hashed_with_its_epochs_still_loads(tmp_path):
     other = ckpt_io.ir_hash(check_text(SPEC.format(epochs=5).replace("Dense(16)", "Dense(12)"), "spec.nn").checked)
     with pytest.raises(Exception, match="different spec"):
         ckpt_io.load(out / "old.pt", other, "Stop")
+
+
+def test_ctrl_c_inside_an_epochs_bookkeeping_waits_for_it_and_the_run_folder_agrees(tmp_path, monkeypatch):
+    """SIGINT between `progress.epoch = 2` and history.csv's write (the window CI once hit): the
+    epoch is saved whole, and the message, last.pt, history.csv and metrics.json all say epoch 2."""
+    from nnspec.train import run as run_module
+    from nnspec.train.run import TrainingInterrupted, train_spec
+
+    write_history = run_module.write_history
+
+    def interrupted_while_writing(path, history, keys):
+        if len(history) == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # delivered at once to this (the main) thread
+        write_history(path, history, keys)
+
+    monkeypatch.setattr(run_module, "write_history", interrupted_while_writing)
+    spec, out = _spec(tmp_path, 50), tmp_path / "run"
+    with pytest.raises(TrainingInterrupted) as stop:
+        train_spec(check_text(spec.read_text(), str(spec)), out_dir=out, device="cpu")
+    assert stop.value.epoch == 2 and str(stop.value) == "interrupted after epoch 2 of 50"
+    assert len(_history(out)) == 2 and ckpt_io.load(out / "last.pt")["epoch"] == 2
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_epoch_commit_delivers_a_deferred_ctrl_c_after_the_block_and_lets_an_error_win():
+    from nnspec.train.interrupts import epoch_commit
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with epoch_commit():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("the rest of the block ran")
+    assert done == ["the rest of the block ran"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+    with pytest.raises(ValueError, match="disk full"):
+        with epoch_commit():
+            os.kill(os.getpid(), signal.SIGINT)
+            raise ValueError("disk full")
+    with epoch_commit():  # no Ctrl-C: nothing raised
+        done.append("quiet")
+    assert done[-1] == "quiet"

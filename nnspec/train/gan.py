@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from ..diagnostics import UserError
 from . import checkpoint as ckpt_io
 from .data import Data, Expect, Split, load_arrays
+from .interrupts import epoch_commit
 
 # the units a source's loader rescaled its values from (nnspec reads sklearn's digits as pixels / 16)
 SOURCE_UNITS = {"sklearn.digits": 16.0}
@@ -228,16 +229,17 @@ def _play(config, game, real, batch: int, shuffle, history: list, run_dir: Path,
                 on_batch(min(start + batch, len(real)), len(real))
         row = {"epoch": epoch, "d_loss": d_sum / steps, "g_loss": g_sum / steps, "lr": lr,
                "seconds": time.perf_counter() - t0}
-        history.append(row)
-        state = dict(game.state(), rng=ckpt_io.rng_state(shuffle), progress={"history": history},
-                     epoch=epoch, spec_source=config.source, spec_name=name, ir_hash=digest,
-                     data_origin=dataset.origin, data_target=None, data_stats={}, data_meta=dataset.meta,
-                     seed=config.seed, monitor="g_loss", fold=None)
-        ckpt_io.save_encoded(run_dir / "last.pt", ckpt_io.encode(state))
-        write_history(run_dir / "history.csv", history, HISTORY_KEYS)
-        write_grids(run_dir, game, scale, epoch, config.epochs, config.seed)
-        if on_epoch is not None:
-            on_epoch(epoch, dict(row))
+        with epoch_commit():  # the history and the run folder move to this epoch together
+            history.append(row)
+            state = dict(game.state(), rng=ckpt_io.rng_state(shuffle), progress={"history": history},
+                         epoch=epoch, spec_source=config.source, spec_name=name, ir_hash=digest,
+                         data_origin=dataset.origin, data_target=None, data_stats={}, data_meta=dataset.meta,
+                         seed=config.seed, monitor="g_loss", fold=None)
+            ckpt_io.save_encoded(run_dir / "last.pt", ckpt_io.encode(state))
+            write_history(run_dir / "history.csv", history, HISTORY_KEYS)
+            write_grids(run_dir, game, scale, epoch, config.epochs, config.seed)
+            if on_epoch is not None:
+                on_epoch(epoch, dict(row))
 
 
 # ------------------------------------------------------------------ samples

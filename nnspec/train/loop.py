@@ -28,6 +28,7 @@ from ..runconfig import EVAL_BATCH
 from . import distributed as D
 from . import metrics as M
 from .data import Data, Split
+from .interrupts import epoch_commit
 from .losses import Loss
 from .optim import PerceptronRule, Schedule
 
@@ -133,12 +134,13 @@ def fit(model, loss_fn: Loss, optimizer, schedule: Schedule, data: Data, cfg: Fi
         row["lr"] = lr
         row["seconds"] = time.perf_counter() - started
 
-        improved = _track(progress, row, cfg.monitor, epoch)
-        progress.epoch = epoch + 1
-        progress.history.append(row)
-        schedule.end_epoch(epoch, row.get(cfg.monitor))
-        if on_epoch is not None:
-            on_epoch(epoch + 1, row, improved, progress)
+        with epoch_commit():  # the progress and the run folder move to this epoch together
+            improved = _track(progress, row, cfg.monitor, epoch)
+            progress.epoch = epoch + 1
+            progress.history.append(row)
+            schedule.end_epoch(epoch, row.get(cfg.monitor))
+            if on_epoch is not None:
+                on_epoch(epoch + 1, row, improved, progress)
         if cfg.early_stopping is not None and progress.bad_epochs >= cfg.early_stopping:
             break
     return progress
