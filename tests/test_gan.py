@@ -179,6 +179,29 @@ def test_ctrl_c_keeps_the_finished_epochs_and_draws_their_curves(tmp_path):
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
 
 
+def test_ctrl_c_while_an_epoch_is_written_keeps_that_epoch_whole(tmp_path, monkeypatch):
+    """SIGINT inside the epoch's writes (after the history grew, before history.csv): it waits for them."""
+    import os
+    import signal
+
+    from nnspec.train import run as run_module
+    from nnspec.train.run import TrainingInterrupted
+
+    write_history = run_module.write_history
+
+    def interrupted_while_writing(path, history, keys):
+        if len(history) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        write_history(path, history, keys)
+
+    monkeypatch.setattr(run_module, "write_history", interrupted_while_writing)
+    with pytest.raises(TrainingInterrupted) as stop:
+        train_spec(tiny(epochs=4), out_dir=tmp_path / "run")
+    assert (stop.value.epoch, stop.value.epochs) == (2, 4)
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 2
+    assert len((tmp_path / "run" / "history.csv").read_text().splitlines()) == 1 + 2
+
+
 @pytest.mark.parametrize("flags, named", [({"amp": True}, "--amp"), ({"compile": True}, "--compile"),
                                           ({"device": "cuda"}, "--device cuda")])
 def test_flags_adversarial_training_does_not_support_are_refused_not_dropped(tmp_path, flags, named):
