@@ -187,3 +187,24 @@ def test_epoch_commit_delivers_a_deferred_ctrl_c_after_the_block_and_lets_an_err
     with epoch_commit():  # no Ctrl-C: nothing raised
         done.append("quiet")
     assert done[-1] == "quiet"
+
+
+def test_epoch_commit_outside_the_main_thread_runs_the_block_as_it_is():
+    import threading
+
+    from nnspec.train.interrupts import epoch_commit
+
+    ran, errors = [], []
+
+    def worker():
+        try:
+            with epoch_commit():  # signal.signal would raise ValueError here
+                ran.append(True)
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert ran == [True] and errors == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -16,7 +16,8 @@ from typing import Iterator
 def epoch_commit() -> Iterator[None]:
     """Defer SIGINT for the block; if one came, deliver it once the block finished without error
     (an error raised inside is the more useful report and propagates unchanged)."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+    in_main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+    if not in_main or signal.getsignal(signal.SIGINT) is None:  # None: set outside Python, so it could not be put back
         yield
         return
     caught: list[object] = []
