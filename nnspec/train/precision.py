@@ -54,12 +54,11 @@ def cpu_bf16_pays() -> bool:
 
 
 def _no_bf16_note() -> str:
-    if "avx512_bf16" in cpu_flags():
-        return ("--amp: this CPU has AVX-512 BF16 but no AMX, where bfloat16 convolutions and matmuls run slower "
-                "than float32; training in float32 with the other --amp speedups (channels-last, fused optimizer, "
-                "faster dropout)")
-    return ("--amp: this CPU has no bfloat16 hardware (AMX), where bfloat16 is slower than float32; training in "
-            "float32 with the other --amp speedups (channels-last, fused optimizer, faster dropout)")
+    why = ("this CPU has AVX-512 BF16 but no AMX, where bfloat16 convolutions and matmuls run slower than float32"
+           if "avx512_bf16" in cpu_flags() else
+           "this CPU has no bfloat16 hardware (AMX), where bfloat16 is slower than float32")
+    return (f"--amp: {why}; training in float32 with the other --amp speedups (channels-last, fused optimizer, "
+            "faster dropout)")
 
 
 def amp_dtype(amp: bool, device: torch.device) -> tuple[torch.dtype | None, list[str]]:
