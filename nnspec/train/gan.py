@@ -147,7 +147,7 @@ HISTORY_KEYS = ["epoch", "d_loss", "g_loss", "lr", "seconds"]
 
 
 def train_gan(config, *, out_dir=None, resume=False, overwrite=False, on_epoch=None, on_batch=None,
-              on_start=None, **_ignored):
+              on_start=None):
     """One adversarial run (`nnspec train` of a spec with `adversarial { }`); returns a RunSummary."""
     from .run import RunSummary, own_run_dir, start_over, write_curves, write_data_facts, write_history
     from .precision import keep_freed_memory
