@@ -149,7 +149,7 @@ HISTORY_KEYS = ["epoch", "d_loss", "g_loss", "lr", "seconds"]
 def train_gan(config, *, out_dir=None, resume=False, overwrite=False, on_epoch=None, on_batch=None,
               on_start=None):
     """One adversarial run (`nnspec train` of a spec with `adversarial { }`); returns a RunSummary."""
-    from .run import RunSummary, own_run_dir, start_over, write_curves, write_data_facts, write_history
+    from .run import RunSummary, own_run_dir, start_over, write_curves, write_data_facts
     from .precision import keep_freed_memory
 
     checked, name = config.checked, config.checked.spec.name
@@ -174,6 +174,7 @@ def train_gan(config, *, out_dir=None, resume=False, overwrite=False, on_epoch=N
             ckpt_io.restore_rng(state["rng"], shuffle)
             history = [dict(r) for r in state["progress"]["history"]]
             notes.append(f"resumed from {run_dir / 'last.pt'} after epoch {len(history)}")
+            _refuse_finished(history, config, run_dir)  # before anything is written or printed, as run.py does
         else:
             notes.extend(start_over(run_dir, digest, name, overwrite, config.check_source))
             shutil.rmtree(run_dir / "samples", ignore_errors=True)
@@ -182,12 +183,6 @@ def train_gan(config, *, out_dir=None, resume=False, overwrite=False, on_epoch=N
         write_data_facts(run_dir / "data.json", dataset)
         if on_start is not None:
             on_start(run_dir, dataset, notes, config.epochs, len(history))
-        if len(history) >= config.epochs:
-            spec = config.filename or "SPEC"
-            raise UserError(f"{run_dir} is finished: it trained {len(history)} of {config.epochs} epochs; "
-                            "nothing is left to train",
-                            help=f"to train more, raise `epochs` above {len(history)} in {spec} and run "
-                                 f"`nnspec train {spec} --out {run_dir} --resume` (or add --epochs N to that command)")
         try:
             _play(config, game, real, batch, shuffle, history, run_dir, scale, on_batch, on_epoch,
                   dict(digest=digest, name=name, dataset=dataset))
@@ -204,6 +199,15 @@ def train_gan(config, *, out_dir=None, resume=False, overwrite=False, on_epoch=N
         return RunSummary(run_dir, history, dict(history[-1]), dict(history[-1]), "g_loss", notes)
     finally:
         lock.release()
+
+
+def _refuse_finished(history: list, config, run_dir: Path) -> None:
+    if len(history) >= config.epochs:
+        spec = config.filename or "SPEC"
+        raise UserError(f"{run_dir} is finished: it trained {len(history)} of {config.epochs} epochs; "
+                        "nothing is left to train",
+                        help=f"to train more, raise `epochs` above {len(history)} in {spec} and run "
+                             f"`nnspec train {spec} --out {run_dir} --resume` (or add --epochs N to that command)")
 
 
 def _play(config, game, real, batch: int, shuffle, history: list, run_dir: Path, scale: dict, on_batch, on_epoch,
