@@ -99,11 +99,7 @@ class _Context:
 
 def _require_supported(checked, name: str) -> int:
     """The input's rank; a UserError for what inspect cannot explain."""
-    graph = checked.graph
-    if getattr(checked, "networks", None):
-        raise UserError(f"nnspec inspect works on a single-network spec; {name} declares networks "
-                        f"({', '.join(checked.networks)}) trained adversarially: not supported",
-                        help="inspect a classifier or regressor run; `nnspec sample` draws from a GAN")
+    graph = checked.graph  # a GAN never gets here: open_run's build_model refuses a spec with networks
     if len(graph.inputs) != 1:
         raise UserError(f"nnspec inspect explains models with one input; {name} has {len(graph.inputs)} "
                         f"({', '.join(graph.inputs)}), which is not supported",
