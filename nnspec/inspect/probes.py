@@ -20,6 +20,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from ..backends.torch_model import _fx_name
+
 # convolutions whose maps are drawn: output [C, H, W]
 CONV_2D = ("Conv2D", "ConvTranspose2D", "DepthwiseConv2D", "SeparableConv2D")
 CONV_KINDS_PREFIX = ("Conv", "ConvTranspose", "DepthwiseConv", "SeparableConv")
@@ -103,7 +105,7 @@ def _fx_node(graph: fx.Graph, ir_node) -> fx.Node:
     if ir_node.op == "layer":
         found = [n for n in graph.nodes if n.op == "call_module" and n.target == ir_node.name]
     else:
-        found = [n for n in graph.nodes if n.op == "call_function" and n.name == ir_node.name.replace(".", "_")]
+        found = [n for n in graph.nodes if n.op == "call_function" and n.name == _fx_name(ir_node.name)]
     if len(found) == 1:
         return found[0]
     raise AssertionError(f"inspect: no single node of the generated forward computes {ir_node.name}")
