@@ -208,3 +208,20 @@ def test_epoch_commit_outside_the_main_thread_runs_the_block_as_it_is():
     thread.join()
     assert ran == [True] and errors == []
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_fresh_run_into_a_folder_of_the_same_spec_hashed_with_its_epochs_starts_over_without_overwrite(tmp_path):
+    # the folder's checkpoints were written before the length left the hash (simulated: another stored
+    # hash); its spec source is this spec, so it is no run "of another spec"
+    spec, out = _spec(tmp_path, 1), tmp_path / "run"
+    assert _train(spec, "--out", out).exit_code == 0
+    for name in ("last.pt", "best.pt"):
+        state = ckpt_io.load(out / name)
+        ckpt_io.save(out / name, {k: v for k, v in state.items() if k not in ("checksum", "format")}
+                     | {"ir_hash": "0" * 64})
+    r = _train(spec, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert ckpt_io.load(out / "last.pt")["ir_hash"] != "0" * 64  # the run was trained again
+    spec.write_text(SPEC.format(epochs=1).replace("Dense(16)", "Dense(12)"))  # another spec is still refused
+    r = _train(spec, "--out", out)
+    assert r.exit_code == 1 and "holds a run of another spec" in r.output, r.output

@@ -198,11 +198,18 @@ def load(path: str | Path, expected_hash: str | None = None, spec_name: str | No
 
 def require_spec(ckpt: Mapping[str, Any], path: Path, expected_hash: str, spec_name: str | None = None) -> None:
     """Refuse a loaded checkpoint made from another spec (its IR hash differs)."""
-    if ckpt["ir_hash"] != expected_hash and _source_hash(ckpt) != expected_hash:
+    if ckpt["ir_hash"] != expected_hash and spec_hash(ckpt) != expected_hash:
         made_from = ckpt.get("spec_name", "another model")
         raise UserError(f"{path} was trained from a different spec ({made_from}, IR hash {ckpt['ir_hash'][:12]}) "
                         f"than {spec_name or 'this one'} (IR hash {expected_hash[:12]})",
                         help="use the checkpoint of a run of this spec; its spec.nn is saved beside it")
+
+
+def spec_hash(ckpt: Mapping[str, Any]) -> str:
+    """The IR hash of the spec a checkpoint was trained from, as ir_hash computes it now: that of the
+    spec source it holds, else the one stored (the same for every checkpoint written since the hash
+    left out the length of training)."""
+    return _source_hash(ckpt) or str(ckpt["ir_hash"])
 
 
 def _source_hash(ckpt: Mapping[str, Any]) -> str | None:

@@ -133,7 +133,7 @@ def previous_run(folder: Path, check_source=None) -> tuple[str, str] | None:
                 state = ckpt_io.load(folder / name)
             except UserError:
                 continue
-            return str(state["ir_hash"]), str(state.get("spec_name", "another model"))
+            return ckpt_io.spec_hash(state), str(state.get("spec_name", "another model"))  # as ir_hash is now
     if (folder / "spec.nn").is_file():
         if check_source is None:
             return "?", "a spec that is not checked here"
