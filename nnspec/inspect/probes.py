@@ -20,11 +20,10 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from .. import catalog
 from ..backends.torch_model import _fx_name
+from ..catalog.layers import Conv
 
-# convolutions whose maps are drawn: output [C, H, W]
-CONV_2D = ("Conv2D", "ConvTranspose2D", "DepthwiseConv2D", "SeparableConv2D")
-CONV_KINDS_PREFIX = ("Conv", "ConvTranspose", "DepthwiseConv", "SeparableConv")
 PROBES = "nnspec_probes"  # the container of the probe modules in the probed forward
 
 
@@ -41,8 +40,12 @@ class ConvLayer:
         return self.name if self.shown == self.name else f"{self.name} -> {self.shown}"
 
 
-def is_conv(kind: str) -> bool:
-    return any(kind.startswith(p) for p in CONV_KINDS_PREFIX) and kind.endswith("D")
+def conv_dims(kind: str) -> int | None:
+    """The spatial axes of a convolution kind (the catalog's Conv family: ConvND, ConvTransposeND),
+    else None. A family's instance is its entry: the entry's shape rule is a method of it."""
+    entry = catalog.layers.get(kind)
+    family = getattr(entry.shape, "__self__", None) if entry is not None else None
+    return family.dims if isinstance(family, Conv) else None
 
 
 def conv_layers(graph) -> tuple[list[ConvLayer], list[str]]:
@@ -50,9 +53,10 @@ def conv_layers(graph) -> tuple[list[ConvLayer], list[str]]:
     drawn (Conv1D and Conv3D maps are not images)."""
     layers, notes = [], []
     for node in graph.nodes:
-        if node.op != "layer" or not is_conv(node.kind):
+        dims = conv_dims(node.kind) if node.op == "layer" else None
+        if dims is None:
             continue
-        if node.kind not in CONV_2D or len(node.out.shape) != 3:
+        if dims != 2 or len(node.out.shape) != 3:  # drawn: 2-D maps, output [C, H, W]
             notes.append(f"{node.name} ({node.kind}): feature maps are drawn for 2-D convolutions only; skipped")
             continue
         shown = _after_activations(graph, node.name)
