@@ -66,8 +66,7 @@ def _named_text(spec: ir.Spec, word: str, checked) -> str | None:
             return f"```nnspec\nblock {block.name}({', '.join(block.params)})\n```\n\n*block* defined at line {block.span.line}"
         inp = next((i for i in s.inputs if i.name == word), None)
         if inp is not None:
-            shape = ", ".join("?" if d is None else str(d) for d in inp.shape)
-            return f"**{word}**: input `{'int' if inp.dtype == 'int' else ''}[{shape}]`"
+            return f"**{word}**: input `{ir.TensorType(inp.shape, inp.dtype)}`"
     if checked is not None:
         named = [n for n in checked.graph.nodes if n.alias == word and n.out is not None]
         if named:

@@ -44,7 +44,7 @@ def _named(stmts) -> list[types.DocumentSymbol]:
 
 
 def _shape(i: ir.Input) -> str:
-    return ("int" if i.dtype == "int" else "") + "[" + ", ".join("?" if d is None else str(d) for d in i.shape) + "]"
+    return str(ir.TensorType(i.shape, i.dtype))
 
 
 def _sym(name: str, kind, span: Span, detail: str, children=None, selection: Span | None = None) -> types.DocumentSymbol:
