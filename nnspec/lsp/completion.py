@@ -11,7 +11,7 @@ from lsprotocol import types
 from .. import ir
 from ..syntax import SECTIONS
 from . import catalog_text as cat
-from .analysis import Analysis
+from .analysis import Analysis, specs_of
 
 _KIND = {"layer": types.CompletionItemKind.Class, "activation": types.CompletionItemKind.Function,
          "loss": types.CompletionItemKind.Function, "metric": types.CompletionItemKind.Function,
@@ -82,14 +82,14 @@ def _arguments(spec: ir.Spec | None, name: str) -> list[types.CompletionItem]:
 def _find_block(spec: ir.Spec | None, name: str) -> ir.Block | None:
     if spec is None:
         return None
-    return next((b for s in (spec, *spec.networks) for b in s.blocks if b.name == name), None)
+    return next((b for s in specs_of(spec) for b in s.blocks if b.name == name), None)
 
 
 def _blocks(spec: ir.Spec | None) -> list[types.CompletionItem]:
     if spec is None:
         return []
     return [_item(b.name, "block", f"block defined at line {b.span.line}",
-                  detail=f"{b.name}({', '.join(b.params)})") for s in (spec, *spec.networks) for b in s.blocks]
+                  detail=f"{b.name}({', '.join(b.params)})") for s in specs_of(spec) for b in s.blocks]
 
 
 def _entries(entries: list[cat.Entry]) -> list[types.CompletionItem]:

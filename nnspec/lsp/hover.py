@@ -6,7 +6,7 @@ from __future__ import annotations
 from lsprotocol import types
 
 from .. import ir
-from .analysis import Analysis, contains, word_at
+from .analysis import Analysis, contains, specs_of, word_at
 from .catalog_text import lookup, markdown
 from .convert import span_range, word_range
 
@@ -60,7 +60,7 @@ def _node_text(nodes: list[ir.Node]) -> str:
 
 
 def _named_text(spec: ir.Spec, word: str, checked) -> str | None:
-    for s in (spec, *spec.networks):
+    for s in specs_of(spec):
         block = next((b for b in s.blocks if b.name == word), None)
         if block is not None:
             return f"```nnspec\nblock {block.name}({', '.join(block.params)})\n```\n\n*block* defined at line {block.span.line}"
