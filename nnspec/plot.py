@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .diagnostics import UserError
+from .train.metrics import is_per_class  # numpy only, no torch
 
 NOT_PLOTTED = {"epoch", "lr", "seconds"}
-PER_CLASS = "iou_class_"  # metrics.PER_CLASS_IOU: per-class values are in metrics.json, not curves
 MAX_COLUMNS = 3
 
 
@@ -34,7 +34,7 @@ class History:
     @property
     def quantities(self) -> list[str]:
         return [c for c in self.columns
-                if c not in NOT_PLOTTED and not c.startswith("val_") and not c.startswith(PER_CLASS)]
+                if c not in NOT_PLOTTED and not c.startswith("val_") and not is_per_class(c)]  # those: metrics.json
 
 
 def read_history(run_dir: str | Path) -> History:

@@ -28,7 +28,6 @@ from . import text
 from . import logs
 from .data import Data, Expect, load_data
 from . import dense_labels as dense
-from .metrics import is_per_class
 
 RUNS_DIR = Path("runs")
 
@@ -513,7 +512,7 @@ def write_curves(path: Path, history: list[dict], title: str, best_epoch: int | 
     marked; drawn by plot.figure, the renderer of `nnspec plot`."""
     from .. import plot
 
-    columns = tuple(k for k in history[0] if not is_per_class(k))
+    columns = tuple(history[0])  # plot leaves out the per-class values (metrics.json has them)
     rows = tuple({k: float(r[k]) for k in columns if r.get(k) is not None} for r in history)
     plot.draw([plot.History(title, columns, rows, best_epoch)], path)
 
