@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from .. import ir
 from ..pipeline import Result, check_text
@@ -17,8 +18,8 @@ class Analysis:
     result: Result
     spec: ir.Spec | None  # the last spec that parsed, perhaps of an older text
 
-    @property
-    def lines(self) -> list[str]:
+    @cached_property
+    def lines(self) -> list[str]:  # split once per document version: a request reads it several times
         return self.text.split("\n")
 
 
