@@ -19,6 +19,7 @@ from __future__ import annotations
 import struct
 import zipfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -60,7 +61,7 @@ class ShardRows:
     def __len__(self) -> int:
         return len(self.rows)
 
-    @property
+    @cached_property  # the blocks never change: built once (kept in the instance's __dict__, pickled with it)
     def starts(self) -> np.ndarray:
         return np.array([b.start for b in self.blocks], np.int64)
 
