@@ -25,12 +25,15 @@ import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 from .diagnostics import Sink, SpecError
 from .parse import parse_text, source_lines
 from .syntax import Node, Tok
+
+if TYPE_CHECKING:
+    from .pipeline import Result
 
 INDENT = "    "
 MAX_WIDTH = 100
@@ -278,12 +281,14 @@ def format_text(text: str) -> str:
     return render(layout.pieces, parsed.comments, source_lines(text))
 
 
-def format_checked(text: str, filename: str) -> str:
+def format_checked(text: str, filename: str, result: Result | None = None) -> str:
     """Format a valid spec: errors of the spec are raised as SpecError (with file and source);
-    output that would not mean the same spec is an internal error."""
+    output that would not mean the same spec is an internal error. `result`: check_text(text,
+    filename) when the caller holds it already (the language server), else it is checked here."""
     from .pipeline import check_text
 
-    result = check_text(text, filename)
+    if result is None:
+        result = check_text(text, filename)
     if not result.ok:
         err = SpecError([d for d in result.diagnostics if d.is_error])
         err.filename, err.source = filename, text

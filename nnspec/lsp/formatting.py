@@ -7,11 +7,13 @@ from lsprotocol import types
 
 from ..diagnostics import SpecError
 from ..fmt import format_checked
+from ..pipeline import Result
 
 
-def formatting(text: str, filename: str) -> list[types.TextEdit]:
+def formatting(text: str, filename: str, result: Result | None = None) -> list[types.TextEdit]:
+    """`result`: the check of `text` the server holds (checked again when None)."""
     try:
-        formatted = format_checked(text, filename)
+        formatted = format_checked(text, filename, result)
     except SpecError:
         return []
     if formatted == text:

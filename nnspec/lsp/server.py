@@ -77,7 +77,8 @@ def build_server():
     @server.feature(types.TEXT_DOCUMENT_FORMATTING)
     def on_formatting(ls, params: types.DocumentFormattingParams):
         uri = params.text_document.uri
-        return formatting(current(uri).text, _filename(uri))
+        doc = current(uri)
+        return formatting(doc.text, _filename(uri), doc.result)  # the held check of that very text
 
     return server
 
