@@ -176,12 +176,10 @@ def heartbeat_and_grace(heartbeat: int | None) -> tuple[int, int]:
 
 def storage_error(url: str, exc: Exception) -> UserError:
     message = str(exc).splitlines()[0]
-    if url.startswith("postgres"):
-        return UserError(f"cannot open the study storage {hide_password(url)}: {message}",
-                         help="check that the PostgreSQL server runs and accepts this user, and that the "
-                              "database exists (createdb -h HOST -U USER DB)")
-    return UserError(f"cannot open the study storage {hide_password(url)}: {message}",
-                     help="use e.g. --storage sqlite:///study.db or postgresql://USER@HOST:5432/DB")
+    hint = ("check that the PostgreSQL server runs and accepts this user, and that the database exists "
+            "(createdb -h HOST -U USER DB)" if url.startswith("postgres") else
+            "use e.g. --storage sqlite:///study.db or postgresql://USER@HOST:5432/DB")
+    return UserError(f"cannot open the study storage {hide_password(url)}: {message}", help=hint)
 
 
 def hide_password(url: str) -> str:
@@ -387,7 +385,7 @@ def tune(result: Result, *, trials: int | None = None, sampler: str | None = Non
             if objective.study_logs is not None:
                 best = {settings.metric: summary.best.value} if summary.best is not None else None
                 files = [out / "trials.csv", out / "best.nn", *(out / f for f in SEARCH_PLOTS.values())]
-                objective.study_logs.close(best, [f for f in files if f.is_file()], sys.exc_info()[1])
+                objective.study_logs.close(best, files, sys.exc_info()[1])  # close keeps those that exist
         if not quiet:
             echo(final_lines(summary))
         return summary
