@@ -14,7 +14,7 @@ import dataclasses
 from .. import ir
 from ..catalog.settings import ADVERSARIAL_SETTINGS, TRAIN_SETTINGS
 from ..checked import Checked, output_activation
-from ..diagnostics import Sink, Span, suggest
+from ..diagnostics import Sink, suggest
 from .common import header_span
 from .elaborate import Elaborator
 from .sections import check_optimizer, check_settings
@@ -82,14 +82,9 @@ def _network(spec: ir.Spec, net: ir.Spec, sink: Sink, max_nodes: int) -> Checked
     graph = Elaborator(net, sink, max_nodes).run()
     optimizer = check_optimizer(net, graph, sink)
     if optimizer is None and net.optimizer is None:
-        sink.error("E024", f"network '{net.name}' has no optimizer", _head(net),
+        sink.error("E024", f"network '{net.name}' has no optimizer", header_span(net, "network"),
                    help="write `optimizer Adam(lr=0.0002, beta1=0.5)` in the network, or once in the model for both")
     return Checked(net, graph, None, (), optimizer, (), {}, {}, ())
-
-
-def _head(net: ir.Spec) -> Span:
-    sp = net.span
-    return Span(sp.line, sp.col, sp.line, sp.col + len("network ") + len(net.name))
 
 
 def _roles(spec, settings, networks, sink):
@@ -120,7 +115,7 @@ def _check_pair(gen, disc, sink: Sink) -> None:
     for name, c in (gen, disc):
         if len(c.graph.inputs) != 1:
             sink.error("E213", f"network '{name}' has {len(c.graph.inputs)} inputs; a {_role(c, gen)} reads one",
-                       _head(c.spec), help="declare one `input` in the network")
+                       header_span(c.spec, "network"), help="declare one `input` in the network")
     g_out = g.graph.output_node
     if g_out is None or g_out.out is None or len(d.graph.inputs) != 1:
         return  # reported already (no layers, a shape error, or not one input)

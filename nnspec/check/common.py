@@ -13,10 +13,10 @@ MAX_REPEAT = 10_000
 MAX_BLOCK_DEPTH = 256  # blocks using blocks; 200-deep nesting must check
 
 
-def header_span(spec: ir.Spec) -> Span:
-    """`model NAME`: where diagnostics about the whole model point (not the whole body)."""
+def header_span(spec: ir.Spec, keyword: str = "model") -> Span:
+    """`model NAME` (`network NAME`): where diagnostics about the whole model point (not the whole body)."""
     sp = spec.span
-    return Span(sp.line, sp.col, sp.line, sp.col + len("model ") + len(spec.name))
+    return Span(sp.line, sp.col, sp.line, sp.col + len(keyword) + 1 + len(spec.name))
 
 
 @functools.lru_cache(maxsize=1024)  # a few dozen kinds (and block names), asked for once per node
