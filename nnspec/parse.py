@@ -281,8 +281,7 @@ def _syntax_hint(tok: Token, expected: set[str], text: str) -> str | None:
             return hint
     if tok.type in KEYWORD_TERMINALS and "NAME" in expected:
         return f"'{tok.value}' is a keyword; choose another name"
-    if tok.type == "COMMA" and "RPAR" in expected and _tuple_at(tok, text):
-        written = _tuple_at(tok, text)
+    if tok.type == "COMMA" and "RPAR" in expected and (written := _tuple_at(tok, text)):
         return f"nnspec writes a tuple as a list: `[{written}]` instead of `({written})`"
     if tok.type == "COMMA" and SEPARATORS & expected and _line_of(tok, text).lstrip().startswith("metrics"):
         return "write several metrics as a list: `metrics [accuracy, f1]`"
