@@ -47,15 +47,8 @@ def guarded(fn):
             return fn(*args, **kwargs)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
-        except SpecError as err:
-            from .diagnostics import render_all
-
-            spec_file = getattr(err, "filename", "<spec>")
-            source = getattr(err, "source", "")
-            echo_err(render_all(err.diagnostics, spec_file, source))
-            sys.exit(EXIT_SPEC)
-        except UserError as err:
-            echo_err(err.render())
+        except (SpecError, UserError) as err:
+            echo_err(error_text(err))
             sys.exit(EXIT_SPEC)
         except KeyboardInterrupt:
             echo_err("interrupted")
@@ -70,6 +63,16 @@ def guarded(fn):
             sys.exit(EXIT_INTERNAL)
 
     return wrapper
+
+
+def error_text(err: SpecError | UserError, filename: str = "<spec>") -> str:
+    """What the user reads of a spec's diagnostics or of another clear error (`filename`: the
+    spec's, when the error does not carry it)."""
+    if isinstance(err, SpecError):
+        from .diagnostics import render_all
+
+        return render_all(err.diagnostics, getattr(err, "filename", filename), getattr(err, "source", ""))
+    return err.render()
 
 
 class _Group(click.Group):
@@ -566,12 +569,8 @@ def _fmt_one(run, path: str, check_only: bool, write: bool) -> int:
     """One file of `fmt`: its exit code; a file with errors is reported and the others still run."""
     try:
         return run(path, check_only=check_only, write=write)
-    except SpecError as err:
-        from .diagnostics import render_all
-
-        echo_err(render_all(err.diagnostics, getattr(err, "filename", path), getattr(err, "source", "")))
-    except UserError as err:
-        echo_err(err.render())
+    except (SpecError, UserError) as err:
+        echo_err(error_text(err, path))
     return EXIT_SPEC
 
 
