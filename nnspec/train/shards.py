@@ -161,7 +161,7 @@ def load_shards(args: Mapping[str, Any], expect, base_dir: Path):
     from .data import Arrays, input_layout, labels_from_array, npz_input_keys, require_finite, resolve_path
 
     name = _one_input(expect, "shards")
-    blocks, labels, first = [], [], None
+    blocks, labels, first, total = [], [], None, 0  # total: the rows of the blocks so far (the next one's start)
     for path in _files(resolve_path(args["path"], base_dir), ".npz", "shards"):
         with Archive(path) as archive:
             if "y" not in archive.names:
@@ -179,7 +179,8 @@ def load_shards(args: Mapping[str, Any], expect, base_dir: Path):
                                 f"{len(y) if y.shape else 0}", help="give every shard one label per row")
             stored = x.info.compress_type == zipfile.ZIP_STORED and not x.fortran
             offset = _member_data_offset(path, x.info, x.offset) if stored else -1
-            blocks.append(Block(str(path), sum(b.rows for b in blocks), len(x), -1, offset))
+            blocks.append(Block(str(path), total, len(x), -1, offset))
+            total += len(x)
             labels.append(archive.read(y))
     y = np.concatenate(labels)
     if y.dtype.kind == "f":
@@ -198,7 +199,7 @@ def load_parquet(args: Mapping[str, Any], expect, base_dir: Path):
     pq = require("pyarrow.parquet")
     pa_types = require("pyarrow.types")
     name = _one_input(expect, "parquet")
-    blocks, labels, columns, target = [], [], None, args.get("target")
+    blocks, labels, columns, target, total = [], [], None, args.get("target"), 0
     for path in _files(resolve_path(args["path"], base_dir), ".parquet", "parquet"):
         try:
             file = pq.ParquetFile(path)
@@ -223,7 +224,8 @@ def load_parquet(args: Mapping[str, Any], expect, base_dir: Path):
                             help=READ_HELP)
         for g in range(file.num_row_groups):
             n = file.metadata.row_group(g).num_rows
-            blocks.append(Block(str(path), sum(b.rows for b in blocks), n, g))
+            blocks.append(Block(str(path), total, n, g))
+            total += n
             labels.append(file.read_row_group(g, columns=[target]).column(target).to_numpy(zero_copy_only=False))
     sample = _single_vector_input(expect, str(args["path"]), len(columns))
     y = labels_from_array(np.concatenate(labels), expect, str(args["path"]))
