@@ -69,6 +69,12 @@ class SpecError(Exception):
         super().__init__("; ".join(d.message for d in self.diagnostics))
 
 
+def first_line(exc: BaseException, limit: int | None = 200) -> str:
+    """An exception's first line for a message (a library's may run to pages), or its type's name
+    when it says nothing."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
 class UserError(Exception):
     """A problem with something the user gave (data file, flag, checkpoint) outside a spec.
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .diagnostics import UserError
+from .diagnostics import UserError, first_line
 
 CODE = "E901"
 
@@ -75,7 +75,6 @@ def require(module: str, extra: str | None = None, feature: str | None = None) -
 
 
 def _broken(label: str, feature: str, extra: str, exc: Exception) -> UserError:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-    return UserError(f"{feature} needs {label}, which is installed but cannot be imported ({first}); "
+    return UserError(f"{feature} needs {label}, which is installed but cannot be imported ({first_line(exc)}); "
                      f"reinstall it with: pip install --force-reinstall 'nnspec[{extra}]'",
                      code=CODE)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import search
-from .diagnostics import UserError, suggest
+from .diagnostics import UserError, first_line, suggest
 from .extras import require
 from .fsutil import atomic_write, atomic_write_text, make_dir
 from .runlock import RunLock
@@ -175,7 +175,7 @@ def heartbeat_and_grace(heartbeat: int | None) -> tuple[int, int]:
 
 
 def storage_error(url: str, exc: Exception) -> UserError:
-    message = str(exc).splitlines()[0]
+    message = first_line(exc, limit=None)
     hint = ("check that the PostgreSQL server runs and accepts this user, and that the database exists "
             "(createdb -h HOST -U USER DB)" if url.startswith("postgres") else
             "use e.g. --storage sqlite:///study.db or postgresql://USER@HOST:5432/DB")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..diagnostics import UserError
+from ..diagnostics import UserError, first_line
 from ..extras import require
 from ..fsutil import atomic_write_text
 
@@ -89,7 +89,7 @@ class RunLogs:
         try:
             inputs = split.batch(slice(0, 2))[0]
         except Exception as exc:  # a split that cannot hand out examples: say so, train anyway
-            self.notes.append(f"the model's graph is not logged: no example batch to trace ({_first_line(exc)})")
+            self.notes.append(f"the model's graph is not logged: no example batch to trace ({first_line(exc)})")
             return
         for logger in self.loggers:
             note = logger.graph(model, inputs)
@@ -164,10 +164,6 @@ def _source_text(data) -> str:
     return f"{name}({', '.join(f'{k}={v!r}' for k, v in args.items())})" if args else name
 
 
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-
-
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -199,7 +195,7 @@ class TensorBoardLog:
                 warnings.simplefilter("ignore")  # the tracer's warnings (and jit's deprecation) are not the user's
                 self.writer.add_graph(model, tuple(inputs))
         except Exception as exc:  # tracing refuses some models (data-dependent control flow)
-            return f"TensorBoard: the model's graph could not be traced, so it is not logged ({_first_line(exc)})"
+            return f"TensorBoard: the model's graph could not be traced, so it is not logged ({first_line(exc)})"
         finally:
             model.train(was_training)
         return None
@@ -240,7 +236,7 @@ def open_store(folder: Path):
 
 
 def _store_error(folder: Path, exc: Exception) -> UserError:
-    return UserError(f"cannot use the MLflow store {store_uri(folder)}: {_first_line(exc)}",
+    return UserError(f"cannot use the MLflow store {store_uri(folder)}: {first_line(exc)}",
                      help=f"remove {folder} to start a new store, or train into another --out")
 
 
