@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
@@ -257,7 +257,7 @@ def streamed_stats(rows: ShardRows) -> dict[str, np.ndarray]:
     from .streaming import _Welford
 
     acc = _Welford()
-    whole = ShardRows(rows.blocks, rows.rows, rows.key, rows.sample, rows.dtype)
+    whole = replace(rows, mean=None, std=None)
     chunk = max(1, STATS_BYTES // (8 * max(int(np.prod(rows.sample)), 1)))
     for start in range(0, len(rows), chunk):
         acc.add(whole.decode(range(start, min(start + chunk, len(rows)))).astype(np.float64))
@@ -313,13 +313,12 @@ def prepare_split(arrays, expect, train_idx, val_idx, standardize: bool):
     rows: ShardRows = arrays.inputs[0]
     stats, fitted = {}, {}
     if standardize and arrays.tabular:
-        fitted = streamed_stats(ShardRows(rows.blocks, rows.rows[train_idx], rows.key, rows.sample, rows.dtype))
+        fitted = streamed_stats(replace(rows, rows=rows.rows[train_idx], mean=None, std=None))
         stats[expect.inputs[0][0]] = {k: torch.from_numpy(v) for k, v in fitted.items()}
     workers = arrays.meta.get("shards", {}).get("workers")
 
     def split(idx):
-        part = ShardRows(rows.blocks, rows.rows[idx], rows.key, rows.sample, rows.dtype,
-                         fitted.get("mean"), fitted.get("std"))
+        part = replace(rows, rows=rows.rows[idx], mean=fitted.get("mean"), std=fitted.get("std"))
         return ShardedSplit(part, torch.from_numpy(np.ascontiguousarray(arrays.y[idx])), workers)
 
     val = split(val_idx) if len(val_idx) else None
@@ -341,6 +340,6 @@ def eval_batches(source, base_dir: Path, expect, state: Mapping[str, Any], batch
     rows: ShardRows = arrays.inputs[0]
     stats = (state.get("data_stats") or {}).get(expect.inputs[0][0])
     mean, std = (stats["mean"].numpy(), stats["std"].numpy()) if stats else (None, None)
-    split = ShardedSplit(ShardRows(rows.blocks, rows.rows, rows.key, rows.sample, rows.dtype, mean, std),
+    split = ShardedSplit(replace(rows, mean=mean, std=std),
                          torch.from_numpy(np.ascontiguousarray(arrays.y)), arrays.meta["shards"].get("workers"))
     return numpy_batches(split, batch), arrays.origin
