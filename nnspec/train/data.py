@@ -878,7 +878,12 @@ def fit_stats(x: np.ndarray) -> dict[str, np.ndarray]:
         mean, std = x.mean(0), x.std(0)
     if not (np.isfinite(mean).all() and np.isfinite(std).all()):  # values near float32's limit: sum in float64
         mean, std = x.mean(0, dtype=np.float64), x.std(0, dtype=np.float64)
-    return {"mean": mean.astype(np.float32), "std": np.where(std > 1e-12, std, 1.0).astype(np.float32)}
+    return {"mean": mean.astype(np.float32), "std": safe_std(std)}
+
+
+def safe_std(std: np.ndarray) -> np.ndarray:
+    """A fitted std as float32, with 1 for a (near-)constant feature: standardising it divides by 1."""
+    return np.where(std > 1e-12, std, 1.0).astype(np.float32)
 
 
 def prepare(arrays: Arrays, expect: Expect, validation: float, seed: int, standardize: bool,

@@ -254,6 +254,7 @@ def is_sharded(arrays) -> bool:
 
 def streamed_stats(rows: ShardRows) -> dict[str, np.ndarray]:
     """Mean and (population) std of each feature over `rows`, in one pass, chunk by chunk."""
+    from .data import safe_std
     from .streaming import _Welford
 
     acc = _Welford()
@@ -262,7 +263,7 @@ def streamed_stats(rows: ShardRows) -> dict[str, np.ndarray]:
     for start in range(0, len(rows), chunk):
         acc.add(whole.decode(range(start, min(start + chunk, len(rows)))).astype(np.float64))
     std = np.sqrt(acc.squared_deviations() / max(acc.n, 1))
-    return {"mean": acc.mean.astype(np.float32), "std": np.where(std > 1e-12, std, 1.0).astype(np.float32)}
+    return {"mean": acc.mean.astype(np.float32), "std": safe_std(std)}
 
 
 class ShardedSplit(StreamedSplit):
