@@ -34,6 +34,7 @@ class ImageFiles:
     paths: tuple[str, ...]
     size: tuple[int, int]  # (H, W)
     color: str  # gray | rgb
+    help = "give PNG or JPEG files of the one size; remove or replace this one"  # StreamedSplit's, when a worker cannot decode one
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -262,7 +263,7 @@ class StreamedSplit:
         self._plan.batches = plan
         for index, images in zip(plan, self._loader_for()):
             if isinstance(images, str):
-                raise UserError(images, help=getattr(self.files, "help", "give PNG or JPEG files of the one size; remove or replace this one"))
+                raise UserError(images, help=self.files.help)
             yield [images.to(self.device, non_blocking=True)], self.y[index]
 
     def _loader_for(self):
