@@ -250,7 +250,8 @@ class StreamedSplit:
         raise TypeError("a StreamedSplit has no inputs in memory: read them with batches()")
 
     def to(self, device) -> "StreamedSplit":
-        return StreamedSplit(self.files, self.y.to(device), self.workers, device)
+        """This split with its labels (and batches) on `device`; of this split's own class (a ShardedSplit stays one)."""
+        return type(self)(self.files, self.y.to(device), self.workers, device)
 
     def batch(self, index) -> tuple[list[Any], Any]:
         (out,) = self.batches([index])

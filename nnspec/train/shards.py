@@ -269,9 +269,6 @@ def streamed_stats(rows: ShardRows) -> dict[str, np.ndarray]:
 class ShardedSplit(StreamedSplit):
     """A split whose labels are in memory and whose inputs are read from the shards in batches."""
 
-    def to(self, device) -> "ShardedSplit":
-        return ShardedSplit(self.files, self.y.to(device), self.workers, device)
-
     def batches(self, indices):
         """As StreamedSplit's, but a worker reads READ_BYTES of batches at a time (one array, one
         hand-over to this process): per batch, a worker's fixed costs are what slow streaming."""
