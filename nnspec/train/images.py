@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 
 from ..catalog.images import CHANNELS, image_source_problem
-from ..diagnostics import UserError
+from ..diagnostics import UserError, first_line
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 MODES = {"gray": "L", "rgb": "RGB"}
@@ -81,8 +81,7 @@ def _require_size(path: str, got_wh: tuple[int, int], size: tuple[int, int]) -> 
 
 
 def _unreadable(path: str, err: Exception) -> UserError:
-    reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-    return UserError(f"{path}: cannot read it as an image ({reason})",
+    return UserError(f"{path}: cannot read it as an image ({first_line(err)})",
                      help="give PNG or JPEG files; remove or replace this one")
 
 

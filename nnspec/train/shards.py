@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..diagnostics import UserError
+from ..diagnostics import UserError, first_line
 from .images import StreamedSplit
 from .npz_files import Archive, names_text, shown_name
 
@@ -204,7 +204,7 @@ def load_parquet(args: Mapping[str, Any], expect, base_dir: Path):
         try:
             file = pq.ParquetFile(path)
         except Exception as err:  # pyarrow raises its own kinds for a file that is not Parquet
-            raise UserError(f"{path}: cannot read it as Parquet ({str(err).splitlines()[0][:200]})", help=READ_HELP) from None
+            raise UserError(f"{path}: cannot read it as Parquet ({first_line(err)})", help=READ_HELP) from None
         schema = file.schema_arrow
         names = list(schema.names)
         target = target or names[-1]
